@@ -1,0 +1,1 @@
+"""rlev: Reinforcement Learning with Explicit Human Values, a reproducible pipeline."""

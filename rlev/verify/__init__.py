@@ -1,0 +1,1 @@
+from rlev.verify.rule import RuleVerifier, extract_final_answer, verify
