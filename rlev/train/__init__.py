@@ -1,0 +1,1 @@
+"""Training back ends: `local` (single process, CPU or one GPU) and `verl` (GPUs, Ray)."""

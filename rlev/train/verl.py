@@ -1,0 +1,700 @@
+"""The verl back end: one run = one `python -m verl.trainer.main_ppo` call, written to a file.
+
+A run config (a plain dict, see `rlev.config.run_config`) becomes a list of dotted Hydra
+overrides for verl 0.9.1's `ppo_trainer` config. Before anything runs, the overrides are
+composed against the config tree shipped inside the installed verl package (so a key
+verl does not know is an error, not a silent no-op) and checked with verl's own
+`validate_config`, the call `main_ppo.main` makes before it starts Ray. Then, beside the
+run, we write
+
+    <out_dir>/verl_train.sh      the runnable launch script: one main_ppo call, one
+                                 override per line, extra overrides passed through "$@"
+    <out_dir>/verl_config.yaml   the fully composed config verl will see
+
+and, on a GPU node, run the script and merge the last FSDP checkpoint into a Hugging
+Face model at `<out_dir>/model` with `python -m verl.model_merger`.
+
+By hand:
+
+    python -c "import yaml, rlev.train.verl as v; v.train(yaml.safe_load(open('run.yaml')))"
+    bash results/runs/<run>/verl_train.sh trainer.total_training_steps=2   # a smoke test
+
+How the RLEV reward reaches verl
+--------------------------------
+`reward.custom_reward_function.path` is the absolute path of `rlev/reward.py` and
+`.name=compute_score`; alpha, variant and form travel as
+`+reward.custom_reward_function.reward_kwargs.<key>=<value>`, which verl merges into
+every `compute_score(data_source, solution_str, ground_truth, extra_info, **kwargs)`
+call. Never the legacy top-level `custom_reward_function.*` keys: they still compose in
+0.9.1, but the trainer reads only `reward.custom_reward_function` and would fall back to
+its default scorer without a word. `validate_verl_config` refuses a config that sets them.
+
+The LLM judge at scale
+----------------------
+The paper verifies answers with Qwen2.5-72B-Instruct as a judge. Two ways are supported,
+chosen by `run["reward"]["verifier"]`:
+
+* ``{"kind": "llm", "model": "Qwen/Qwen2.5-72B-Instruct"}`` (no ``url``), the default
+  for a judge and the one we recommend: verl serves the judge itself
+  (`reward.reward_model.enable=True`, `model_path`, vLLM rollout) in a resource pool of
+  its own (`enable_resource_pool=True`, `gpus_per_node` x `nodes`, 8 x 1 by default), so
+  the judge lives and dies with the training job, needs no second SLURM job, and cannot
+  take GPU memory from the policy. A 72B judge in bf16 needs ~145 GB, more than one
+  80 GB GPU next to a colocated policy, hence the separate pool. verl hands
+  `compute_score` the address of the router in front of the judge replicas as the
+  keyword `reward_router_address` (an OpenAI-compatible `/v1/chat/completions`); we
+  also pass `verifier="llm"` and `judge_model=<model>`. The SLURM job then needs
+  `job_nodes(run)` nodes: the policy's plus the judge's.
+* ``{"kind": "llm", "model": ..., "url": "http://host:8000/v1"}``: an OpenAI-compatible
+  server you run yourself (e.g. `vllm serve Qwen/Qwen2.5-72B-Instruct`); its URL and the
+  model name reach `compute_score` as `judge_url` and `judge_model`. Useful when one
+  judge server is shared by many runs.
+
+With ``{"kind": "rule"}`` (the default) `compute_score` gets `verifier="rule"` and
+checks answers by rule.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+VERL_VERSION = "0.9.1"  # the verl whose config tree and keys this module is written against
+
+REWARD_MODULE = Path(__file__).resolve().parents[1] / "reward.py"
+REWARD_FUNCTION = "compute_score"
+PROJECT_NAME = "rlev"
+
+# Scale keys verl needs beyond what the paper states, with the values used when a scale
+# leaves them out. The paper fixes lr, rollout batch, n, lengths, epochs and 8 GPUs only.
+SCALE_DEFAULTS: dict = {
+    "temperature": 1.0,  # rollout sampling temperature
+    "ppo_mini_batch": 32,  # prompts per optimizer step: 128 / 32 = 4 updates per rollout batch
+    "micro_batch_per_gpu": 8,  # sequences per forward/backward per GPU (memory, not maths)
+    "log_prob_micro_batch_per_gpu": 16,  # sequences per GPU when recomputing log-probs
+    "use_dynamic_bsz": False,  # pack micro batches by token count instead of by sequence count
+    "max_token_len_per_gpu": 16384,  # token budget per GPU when use_dynamic_bsz is on
+    "tensor_parallel": 2,  # vLLM tensor parallel size of the rollout engine
+    "gpu_memory_utilization": 0.6,  # share of GPU memory vLLM may take for weights + KV cache
+    "param_offload": False,  # FSDP: keep parameters on CPU between uses (32B on 80 GB GPUs)
+    "optimizer_offload": False,  # FSDP: keep Adam states on CPU
+    "gradient_checkpointing": True,  # recompute activations in backward: less memory
+    "use_remove_padding": True,  # pack sequences without pad tokens (needs flash-attn)
+    "weight_decay": 0.01,  # AdamW weight decay (verl's default; the paper does not say)
+    "save_freq": 50,  # steps between checkpoints; the last step is always saved
+    "test_freq": 50,  # steps between greedy validations on the test split (-1: never)
+    "val_before_train": True,  # validate the base model first: the "before" number
+    "max_ckpt_to_keep": 2,  # a 7B actor checkpoint with optimizer is ~100 GB
+    "filter_overlong_prompts": True,  # drop (and count) prompts longer than max_prompt_length
+    "rollout_engine": "vllm",  # the only GPU engine verl[vllm] ships; sglang also works
+}
+
+# Estimator keys, in verl's names, with verl's defaults where the estimator leaves them out.
+ESTIMATOR_DEFAULTS: dict = {
+    "norm_adv_by_std_in_grpo": True,
+    "gamma": 1.0,
+    "use_kl_in_reward": False,
+    "kl_coef": 0.001,  # algorithm.kl_ctrl.kl_coef, used only with use_kl_in_reward
+    "use_kl_loss": False,
+    "kl_loss_coef": 0.001,
+    "kl_loss_type": "low_var_kl",
+    "clip_ratio": 0.2,
+    "loss_agg_mode": "token-mean",
+    "grad_clip": 1.0,
+    "entropy_coeff": 0.0,
+}
+
+# Defaults of a judge that verl serves itself (see the module docstring).
+JUDGE_DEFAULTS: dict = {
+    "model": "Qwen/Qwen2.5-72B-Instruct",
+    "gpus_per_node": 8,
+    "nodes": 1,
+    "tensor_parallel": 4,  # 72B bf16 over 4 x 80 GB leaves room for the KV cache; 2 replicas
+    "gpu_memory_utilization": 0.85,
+    "max_prompt_length": 4096,  # question + reference answer + the policy's response
+    "max_response_length": 512,  # the verdict (with a short rationale)
+}
+
+GROUP_ESTIMATORS = {"grpo", "rloo", "grpo_passk", "opo", "gpg"}  # need n >= 2 samples per prompt
+
+
+class VerlConfigError(ValueError):
+    """The run config does not make a verl 0.9.1 config that verl would accept."""
+
+
+# --- run config -> overrides ------------------------------------------------------------
+
+
+def _hydra_value(value) -> str:
+    """Write a Python value in Hydra's override grammar (so it parses back to the same type)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        if re.fullmatch(r"[A-Za-z0-9_./:~@+-]+", value) and not _looks_typed(value):
+            return value
+        # Quoted: a string with spaces or grammar characters, or one Hydra would read
+        # as a number/bool/null.
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    raise VerlConfigError(f"cannot write {value!r} ({type(value).__name__}) as a Hydra override value")
+
+
+def _looks_typed(text: str) -> bool:
+    if text.lower() in {"true", "false", "null", "nan", "inf", "+inf", "-inf"}:
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _abs(path: str | os.PathLike) -> str:
+    """Absolute path: Ray workers do not share the launching shell's working directory."""
+    return str(Path(path).expanduser().resolve())
+
+
+def experiment_name(run: dict) -> str:
+    """The run id as one token, for wandb and verl's default paths."""
+    return run["run_id"].replace("/", "-")
+
+
+def scale_settings(run: dict) -> dict:
+    """The run's scale with SCALE_DEFAULTS filled in."""
+    return {**SCALE_DEFAULTS, **run["scale"]}
+
+
+def estimator_settings(run: dict) -> dict:
+    """The run's estimator with ESTIMATOR_DEFAULTS filled in."""
+    return {**ESTIMATOR_DEFAULTS, **run["estimator"]}
+
+
+def verifier_settings(run: dict) -> dict:
+    """The run's verifier as a dict: {"kind": "rule"} or {"kind": "llm", ...} with defaults."""
+    verifier = run["reward"].get("verifier", {"kind": "rule"})
+    if isinstance(verifier, str):
+        verifier = {"kind": verifier}
+    kind = verifier.get("kind", "rule")
+    if kind == "rule":
+        return {"kind": "rule"}
+    if kind != "llm":
+        raise VerlConfigError(f"reward.verifier.kind must be 'rule' or 'llm', not {kind!r}")
+    return {**JUDGE_DEFAULTS, **verifier}
+
+
+def _reward_kwargs(run: dict) -> dict:
+    """Keyword arguments verl adds to every compute_score call of this run."""
+    reward = run["reward"]
+    missing = [k for k in ("variant", "alpha", "form") if reward.get(k) is None]
+    if missing:
+        raise VerlConfigError(f"run {run['run_id']}: reward is missing {missing}")
+    kwargs = {"variant": reward["variant"], "alpha": float(reward["alpha"]), "form": reward["form"]}
+    # Other scalar reward settings (e.g. a uniform-scaling s_bar) pass straight through.
+    for key, value in reward.items():
+        if key not in kwargs and key != "verifier" and isinstance(value, (str, int, float, bool)):
+            kwargs[key] = value
+    verifier = verifier_settings(run)
+    kwargs["verifier"] = verifier["kind"]
+    if verifier["kind"] == "llm":
+        kwargs["judge_model"] = verifier["model"]
+        if verifier.get("url"):
+            kwargs["judge_url"] = verifier["url"]
+    return kwargs
+
+
+def verl_overrides(run: dict) -> list[str]:
+    """The full dotted override list for `python -m verl.trainer.main_ppo` for one run.
+
+    Reads run keys: run_id, out_dir, seed, logger (optional), dataset.verl_train,
+    dataset.verl_test, scale.* (see SCALE_DEFAULTS; required: model or init_model, lr,
+    rollout_batch, n, max_prompt_length, max_response_length, epochs, gpus_per_node,
+    nodes), estimator.* (adv_estimator + ESTIMATOR_DEFAULTS), reward.variant/alpha/form
+    and reward.verifier (optional).
+    """
+    scale = scale_settings(run)
+    est = estimator_settings(run)
+    out_dir = Path(_abs(run["out_dir"]))
+    seed = int(run.get("seed", 0))
+    logger = run.get("logger", scale.get("logger", ["console"]))
+    model = scale.get("init_model") or scale["model"]
+    required = ["lr", "rollout_batch", "n", "max_prompt_length", "max_response_length", "epochs",
+                "gpus_per_node", "nodes"]
+    missing = [k for k in required if k not in scale]
+    if missing:
+        raise VerlConfigError(f"run {run['run_id']}: scale {scale.get('name', '?')!r} is missing {missing}")
+    if "adv_estimator" not in est:
+        raise VerlConfigError(f"run {run['run_id']}: estimator is missing adv_estimator")
+
+    o: list[tuple[str, object]] = [
+        # data: verl-schema parquet files (prompt as chat messages, reward_model.ground_truth)
+        ("data.train_files", _abs(run["dataset"]["verl_train"])),
+        ("data.val_files", _abs(run["dataset"]["verl_test"])),
+        ("data.prompt_key", "prompt"),
+        ("data.max_prompt_length", int(scale["max_prompt_length"])),
+        ("data.max_response_length", int(scale["max_response_length"])),
+        ("data.train_batch_size", int(scale["rollout_batch"])),
+        ("data.filter_overlong_prompts", bool(scale["filter_overlong_prompts"])),
+        ("data.truncation", "error"),
+        ("data.shuffle", True),
+        ("data.seed", seed),
+        # algorithm: the advantage estimator and where a KL term (if any) goes
+        ("algorithm.adv_estimator", est["adv_estimator"]),
+        ("algorithm.norm_adv_by_std_in_grpo", bool(est["norm_adv_by_std_in_grpo"])),
+        ("algorithm.gamma", float(est["gamma"])),
+        ("algorithm.use_kl_in_reward", bool(est["use_kl_in_reward"])),
+        ("algorithm.kl_ctrl.kl_coef", float(est["kl_coef"])),
+        # no value model: every estimator here is critic-free (gae would need one)
+        ("critic.enable", est["adv_estimator"] == "gae"),
+        # policy model
+        ("actor_rollout_ref.model.path", model),
+        ("actor_rollout_ref.model.enable_gradient_checkpointing", bool(scale["gradient_checkpointing"])),
+        ("actor_rollout_ref.model.use_remove_padding", bool(scale["use_remove_padding"])),
+        # actor update
+        ("actor_rollout_ref.actor.optim.lr", float(scale["lr"])),
+        ("actor_rollout_ref.actor.optim.weight_decay", float(scale["weight_decay"])),
+        ("actor_rollout_ref.actor.ppo_mini_batch_size", int(scale["ppo_mini_batch"])),
+        ("actor_rollout_ref.actor.use_dynamic_bsz", bool(scale["use_dynamic_bsz"])),
+        ("actor_rollout_ref.actor.ppo_max_token_len_per_gpu", int(scale["max_token_len_per_gpu"])),
+        ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", int(scale["micro_batch_per_gpu"])),
+        ("actor_rollout_ref.actor.use_kl_loss", bool(est["use_kl_loss"])),
+        ("actor_rollout_ref.actor.kl_loss_coef", float(est["kl_loss_coef"])),
+        ("actor_rollout_ref.actor.kl_loss_type", est["kl_loss_type"]),
+        ("actor_rollout_ref.actor.clip_ratio", float(est["clip_ratio"])),
+        ("actor_rollout_ref.actor.loss_agg_mode", est["loss_agg_mode"]),
+        ("actor_rollout_ref.actor.grad_clip", float(est["grad_clip"])),
+        ("actor_rollout_ref.actor.entropy_coeff", float(est["entropy_coeff"])),
+        ("actor_rollout_ref.actor.data_loader_seed", seed),
+        ("actor_rollout_ref.actor.fsdp_config.seed", seed),
+        ("actor_rollout_ref.actor.fsdp_config.param_offload", bool(scale["param_offload"])),
+        ("actor_rollout_ref.actor.fsdp_config.optimizer_offload", bool(scale["optimizer_offload"])),
+        # rollout: sampling for training, greedy for validation (the paper evaluates greedily)
+        ("actor_rollout_ref.rollout.name", scale["rollout_engine"]),
+        ("actor_rollout_ref.rollout.n", int(scale["n"])),
+        ("actor_rollout_ref.rollout.temperature", float(scale["temperature"])),
+        ("actor_rollout_ref.rollout.seed", seed),
+        ("actor_rollout_ref.rollout.tensor_model_parallel_size", int(scale["tensor_parallel"])),
+        ("actor_rollout_ref.rollout.gpu_memory_utilization", float(scale["gpu_memory_utilization"])),
+        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu",
+         int(scale["log_prob_micro_batch_per_gpu"])),
+        ("actor_rollout_ref.rollout.val_kwargs.do_sample", False),
+        ("actor_rollout_ref.rollout.val_kwargs.temperature", 0.0),
+        ("actor_rollout_ref.rollout.val_kwargs.n", 1),
+        # the reference policy is only built when a KL term needs it
+        ("actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu", int(scale["log_prob_micro_batch_per_gpu"])),
+        ("actor_rollout_ref.ref.fsdp_config.param_offload", bool(scale["param_offload"])),
+        # the RLEV reward (never the legacy top-level custom_reward_function.* keys)
+        ("reward.custom_reward_function.path", str(REWARD_MODULE)),
+        ("reward.custom_reward_function.name", REWARD_FUNCTION),
+    ]
+    o += [(f"+reward.custom_reward_function.reward_kwargs.{k}", v) for k, v in _reward_kwargs(run).items()]
+
+    verifier = verifier_settings(run)
+    if verifier["kind"] == "llm" and not verifier.get("url"):
+        # verl serves the judge in a pool of its own; see the module docstring.
+        o += [
+            ("reward.reward_model.enable", True),
+            ("reward.reward_model.model_path", verifier["model"]),
+            ("reward.reward_model.enable_resource_pool", True),
+            ("reward.reward_model.n_gpus_per_node", int(verifier["gpus_per_node"])),
+            ("reward.reward_model.nnodes", int(verifier["nodes"])),
+            ("reward.reward_model.rollout.name", scale["rollout_engine"]),
+            ("reward.reward_model.rollout.tensor_model_parallel_size", int(verifier["tensor_parallel"])),
+            ("reward.reward_model.rollout.gpu_memory_utilization", float(verifier["gpu_memory_utilization"])),
+            ("reward.reward_model.rollout.prompt_length", int(verifier["max_prompt_length"])),
+            ("reward.reward_model.rollout.response_length", int(verifier["max_response_length"])),
+            ("reward.reward_model.rollout.temperature", 0.0),
+            ("reward.reward_model.rollout.do_sample", False),
+        ]
+
+    o += [
+        # trainer: bookkeeping, checkpoints and per-step JSONL dumps beside the run
+        ("trainer.project_name", PROJECT_NAME),
+        ("trainer.experiment_name", experiment_name(run)),
+        ("trainer.logger", list(logger)),
+        ("trainer.n_gpus_per_node", int(scale["gpus_per_node"])),
+        ("trainer.nnodes", int(scale["nodes"])),
+        ("trainer.total_epochs", int(scale["epochs"])),
+        ("trainer.save_freq", int(scale["save_freq"])),
+        ("trainer.test_freq", int(scale["test_freq"])),
+        ("trainer.val_before_train", bool(scale["val_before_train"])),
+        ("trainer.max_actor_ckpt_to_keep", scale["max_ckpt_to_keep"]),
+        ("trainer.resume_mode", "auto"),
+        ("trainer.default_local_dir", str(out_dir / "checkpoints")),
+        ("trainer.validation_data_dir", str(out_dir / "verl_validation")),
+        ("trainer.rollout_data_dir", str(out_dir / "verl_rollouts")),
+        ("trainer.default_hdfs_dir", None),
+        ("trainer.critic_warmup", 0),
+    ]
+    return [f"{key}={_hydra_value(value)}" for key, value in o]
+
+
+def job_nodes(run: dict) -> int:
+    """Nodes the training job needs: the policy's, plus the judge's when verl serves it."""
+    nodes = int(scale_settings(run)["nodes"])
+    verifier = verifier_settings(run)
+    if verifier["kind"] == "llm" and not verifier.get("url"):
+        nodes += int(verifier["nodes"])
+    return nodes
+
+
+def scale_invariance_warning(run: dict) -> str | None:
+    """Say so when the value scale s(x) cannot change this run's policy update.
+
+    s(x) is constant within a prompt's group, and std-normalised GRPO divides it out
+    exactly (see DESIGN.md), so such a run equals its correctness baseline.
+    """
+    est = estimator_settings(run)
+    if (
+        est["adv_estimator"] == "grpo"
+        and est["norm_adv_by_std_in_grpo"]
+        and not est["use_kl_in_reward"]
+        and run["reward"]["variant"] != "correctness"
+    ):
+        return (
+            f"run {run['run_id']}: GRPO with norm_adv_by_std_in_grpo=True divides each group's "
+            "rewards by their std, which cancels the per-prompt value scale s(x); this run will "
+            "train exactly like its correctness baseline. Set norm_adv_by_std_in_grpo: false "
+            "(mean-centred GRPO) for an RLEV comparison."
+        )
+    return None
+
+
+# --- compose and validate ---------------------------------------------------------------
+
+
+def verl_config_dir() -> Path:
+    """The `trainer/config` directory of the installed verl package."""
+    import verl
+
+    return Path(verl.__file__).resolve().parent / "trainer" / "config"
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def compose_verl_config(overrides: list[str]):
+    """Compose verl's `ppo_trainer` config with `overrides`, offline, as main_ppo would.
+
+    Unknown keys (without a leading `+`) and malformed values raise VerlConfigError naming
+    the offending override.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except HydraException as err:
+            raise VerlConfigError(f"malformed override {override!r}: {err}") from err
+    try:
+        with initialize_config_dir(config_dir=str(verl_config_dir()), version_base=None):
+            return compose(config_name="ppo_trainer", overrides=list(overrides))
+    except HydraException as err:
+        quoted = set(re.findall(r"'([^']+)'", str(err)))
+        culprits = [o for o in overrides if _override_key(o) in quoted] or ["(see the message)"]
+        raise VerlConfigError(
+            f"verl {VERL_VERSION} rejects override {', '.join(culprits)}: {err}".rstrip()
+        ) from err
+
+
+def _check_reward_wiring(cfg, load_reward_fn: bool) -> None:
+    legacy = cfg.get("custom_reward_function") or {}
+    if any(v is not None for v in legacy.values()):
+        raise VerlConfigError(
+            "legacy top-level custom_reward_function.* is set; verl 0.9.1 ignores it and scores "
+            "with its default function. Use reward.custom_reward_function.{path,name,reward_kwargs}."
+        )
+    fn = cfg.reward.custom_reward_function
+    if not fn.path:
+        raise VerlConfigError("reward.custom_reward_function.path is not set: verl would use its default scorer")
+    if not Path(fn.path).is_file():
+        raise VerlConfigError(f"reward.custom_reward_function.path={fn.path} does not exist")
+    if load_reward_fn:
+        # The very loader the trainer's reward workers use.
+        from verl.trainer.ppo.reward import get_custom_reward_fn
+
+        try:
+            get_custom_reward_fn(cfg)
+        except Exception as err:  # noqa: BLE001 - any failure to load is a config error here
+            raise VerlConfigError(
+                f"cannot load reward function {fn.name!r} from {fn.path}: {type(err).__name__}: {err}"
+            ) from err
+
+
+def _check_runtime_shapes(cfg) -> None:
+    """Checks verl only makes once GPUs are up (so a bad run would fail after a queue wait)."""
+    n_gpus = cfg.trainer.n_gpus_per_node * cfg.trainer.nnodes
+    rollout = cfg.actor_rollout_ref.rollout
+    actor = cfg.actor_rollout_ref.actor
+    infer_world = rollout.tensor_model_parallel_size * rollout.data_parallel_size * rollout.pipeline_model_parallel_size
+    if n_gpus % infer_world:
+        raise VerlConfigError(
+            f"{n_gpus} GPUs cannot be split into vLLM replicas of {infer_world} GPUs "
+            f"(actor_rollout_ref.rollout.tensor_model_parallel_size={rollout.tensor_model_parallel_size})"
+        )
+    if not actor.use_dynamic_bsz:
+        dp = n_gpus // actor.ulysses_sequence_parallel_size
+        global_mini = actor.ppo_mini_batch_size * rollout.n
+        if global_mini % dp:
+            raise VerlConfigError(
+                f"actor_rollout_ref.actor.ppo_mini_batch_size ({actor.ppo_mini_batch_size}) x rollout.n "
+                f"({rollout.n}) = {global_mini} sequences must divide evenly over {dp} data-parallel ranks"
+            )
+    if cfg.algorithm.adv_estimator in GROUP_ESTIMATORS and rollout.n < 2:
+        raise VerlConfigError(
+            f"algorithm.adv_estimator={cfg.algorithm.adv_estimator} compares samples of one prompt: "
+            f"actor_rollout_ref.rollout.n must be >= 2, not {rollout.n}"
+        )
+    rm = cfg.reward.reward_model
+    if rm.enable and rm.enable_resource_pool:
+        rm_world = rm.rollout.tensor_model_parallel_size * rm.rollout.data_parallel_size
+        if (rm.n_gpus_per_node * rm.nnodes) % rm_world:
+            raise VerlConfigError(
+                f"judge pool of {rm.n_gpus_per_node * rm.nnodes} GPUs cannot hold replicas of {rm_world} GPUs "
+                f"(reward.reward_model.rollout.tensor_model_parallel_size={rm.rollout.tensor_model_parallel_size})"
+            )
+
+
+def validate_verl_config(cfg, load_reward_fn: bool = True) -> None:
+    """Run verl's own pre-flight validation on a composed config, plus what it checks later.
+
+    This is `verl.utils.config.validate_config` with the same reference-policy and critic
+    flags `main_ppo.main` derives; then the algorithm and rollout sections are turned into
+    verl's dataclasses (as its workers do), the reward wiring is checked (and, with
+    `load_reward_fn`, the function is loaded with verl's loader), and the batch shapes that
+    verl asserts only on GPUs are checked here. Raises VerlConfigError.
+    """
+    import contextlib
+    import io
+
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
+
+    try:
+        # validate_config prints a success line; keep our callers' logs quiet.
+        with contextlib.redirect_stdout(io.StringIO()):
+            validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+        omega_conf_to_dataclass(cfg.algorithm)
+        omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
+    except (AssertionError, ValueError, TypeError) as err:
+        raise VerlConfigError(f"verl {VERL_VERSION} validation failed: {err}") from err
+    except Exception as err:  # hydra InstantiationException wraps dataclass errors
+        raise VerlConfigError(f"verl {VERL_VERSION} validation failed: {type(err).__name__}: {err}") from err
+    _check_reward_wiring(cfg, load_reward_fn)
+    _check_runtime_shapes(cfg)
+
+
+# --- launch files -----------------------------------------------------------------------
+
+
+def _describe(run: dict) -> list[str]:
+    scale, est, reward = run["scale"], run["estimator"], run["reward"]
+    if reward["variant"] == "correctness":
+        what = "correctness reward r = 1[correct] (the RLVR baseline)"
+    else:
+        what = f"{reward['variant']} values, reward form {reward['form']}, alpha = {reward['alpha']:g}"
+    grpo = ""
+    if est["adv_estimator"] == "grpo":
+        grpo = " (std-normalised)" if est.get("norm_adv_by_std_in_grpo", True) else " (mean-centred, Dr.GRPO)"
+    lines = [
+        "Reproduces: Yu et al. 2025, 'Every Question Has Its Own Value: Reinforcement Learning",
+        "with Explicit Human Values' (RLEV, arXiv 2510.20187).",
+        f"  {est['adv_estimator']}{grpo} on {scale.get('init_model') or scale['model']}, {what};",
+        f"  dataset {run['dataset']['name']}, seed {run.get('seed', 0)}.",
+    ]
+    # Optional: the paper table(s) this run feeds and the paper's numbers for it.
+    for entry in run.get("paper", []) or []:
+        lines.append(f"  Paper: {entry}")
+    return lines
+
+
+def _ray_cluster_block(run: dict) -> str:
+    """Shell that starts a Ray cluster over the SLURM allocation (verl's SLURM recipe)."""
+    gpus = int(run["scale"]["gpus_per_node"])
+    nodes = job_nodes(run)
+    verifier = verifier_settings(run)
+    if verifier["kind"] == "llm" and not verifier.get("url") and int(verifier["gpus_per_node"]) != gpus:
+        raise VerlConfigError(
+            f"the judge pool asks for {verifier['gpus_per_node']} GPUs per node and the policy for {gpus}; "
+            "one SLURM allocation gives every node the same GPUs, so make them equal"
+        )
+    return f"""\
+# Multi-node: start a Ray head on the first node of the SLURM allocation and a worker on
+# each other node, then let main_ppo join the cluster through RAY_ADDRESS.
+# --overlap: this script already runs inside a job step; the Ray steps share its nodes.
+NNODES={nodes}
+if [[ -z "${{SLURM_JOB_NODELIST:-}}" || "${{SLURM_JOB_NUM_NODES:-1}}" -lt "$NNODES" ]]; then
+    echo "verl_train.sh: this run needs $NNODES nodes of one SLURM allocation" \\
+         "(got ${{SLURM_JOB_NUM_NODES:-none}}); submit it with nodes=$NNODES" >&2
+    exit 2
+fi
+mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+HEAD_NODE="${{NODES[0]}}"
+HEAD_IP=$(srun --overlap --nodes=1 --ntasks=1 -w "$HEAD_NODE" hostname --ip-address | awk '{{print $1}}')
+RAY_PORT="${{RAY_PORT:-6379}}"
+export RAY_ADDRESS="$HEAD_IP:$RAY_PORT"
+CPUS_PER_NODE="${{SLURM_CPUS_ON_NODE:-$(nproc)}}"
+echo "Ray head on $HEAD_NODE ($RAY_ADDRESS); workers on ${{NODES[*]:1}}"
+srun --overlap --nodes=1 --ntasks=1 --gres=gpu:{gpus} -w "$HEAD_NODE" \\
+    ray start --head --node-ip-address="$HEAD_IP" --port="$RAY_PORT" \\
+    --num-cpus="$CPUS_PER_NODE" --num-gpus={gpus} --block &
+sleep 10
+for node in "${{NODES[@]:1:$((NNODES - 1))}}"; do
+    srun --overlap --nodes=1 --ntasks=1 --gres=gpu:{gpus} -w "$node" \\
+        ray start --address="$RAY_ADDRESS" --num-cpus="$CPUS_PER_NODE" --num-gpus={gpus} --block &
+    sleep 5
+done
+# Stop the Ray steps when this script ends, however it ends.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+"$PYTHON" - <<'WAIT_FOR_GPUS'
+import os, sys, time
+import ray
+want = {gpus * nodes}
+ray.init(address=os.environ["RAY_ADDRESS"])
+for _ in range(120):
+    if ray.cluster_resources().get("GPU", 0) >= want:
+        sys.exit(0)
+    time.sleep(5)
+sys.exit(f"Ray cluster reached {{ray.cluster_resources().get('GPU', 0)}} of {{want}} GPUs in 10 minutes")
+WAIT_FOR_GPUS
+
+"""
+
+
+def launch_script(run: dict, overrides: list[str]) -> str:
+    """The text of verl_train.sh for `run` with `overrides`."""
+    header = [
+        "#!/usr/bin/env bash",
+        f"# rlev run {run['run_id']}: verl {VERL_VERSION} RL training, one main_ppo call.",
+        *[f"# {line}" for line in _describe(run)],
+        "#",
+        "# Written by rlev.train.verl.write_launch; verl_config.yaml beside it is the composed config.",
+        "# Usage: bash verl_train.sh [extra Hydra overrides, e.g. trainer.total_training_steps=2]",
+    ]
+    warning = scale_invariance_warning(run)
+    if warning:
+        header += ["#", "# WARNING: " + warning]
+    body = ["set -euo pipefail", 'PYTHON="${PYTHON:-python3}"', ""]
+    if job_nodes(run) > 1:
+        body.append(_ray_cluster_block(run))
+    body.append('"$PYTHON" -m verl.trainer.main_ppo \\')
+    body += [f"    {shlex.quote(o)} \\" for o in overrides]
+    body.append('    "$@"')
+    return "\n".join(header + [""] + body) + "\n"
+
+
+def write_launch(run: dict, run_dir: Path | str | None = None, load_reward_fn: bool = True) -> Path:
+    """Compose and validate the run's verl config, write verl_train.sh and verl_config.yaml.
+
+    Returns the script's path. Nothing is written when the config does not validate.
+    """
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir if run_dir is not None else run["out_dir"])
+    overrides = verl_overrides(run)
+    cfg = compose_verl_config(overrides)
+    validate_verl_config(cfg, load_reward_fn=load_reward_fn)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "verl_config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    script = run_dir / "verl_train.sh"
+    script.write_text(launch_script(run, overrides))
+    script.chmod(0o755)
+    return script
+
+
+# --- checkpoints -> Hugging Face ---------------------------------------------------------
+
+
+def last_checkpoint(checkpoint_dir: Path | str) -> Path:
+    """The newest `global_step_N` directory under verl's `default_local_dir`.
+
+    verl's tracker file `latest_checkpointed_iteration.txt` names it; without one, the
+    largest N that has an `actor` folder.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    tracker = checkpoint_dir / "latest_checkpointed_iteration.txt"
+    if tracker.is_file():
+        step = checkpoint_dir / f"global_step_{int(tracker.read_text().strip())}"
+        if (step / "actor").is_dir():
+            return step
+    steps = [
+        (int(m.group(1)), p)
+        for p in checkpoint_dir.glob("global_step_*")
+        if (m := re.fullmatch(r"global_step_(\d+)", p.name)) and (p / "actor").is_dir()
+    ]
+    if not steps:
+        raise FileNotFoundError(f"no verl checkpoint (global_step_N/actor) under {checkpoint_dir}")
+    return max(steps)[1]
+
+
+def merge_command(run: dict) -> list[str]:
+    """verl's model merger call turning the run's last FSDP actor checkpoint into a HF model."""
+    out_dir = Path(_abs(run["out_dir"]))
+    step = last_checkpoint(out_dir / "checkpoints")
+    return [
+        sys.executable, "-m", "verl.model_merger", "merge",
+        "--backend", "fsdp",
+        "--local_dir", str(step / "actor"),
+        "--target_dir", str(out_dir / "model"),
+    ]  # fmt: skip
+
+
+# --- the whole run ----------------------------------------------------------------------
+
+
+def _stream(cmd: list[str], log_path: Path) -> None:
+    """Run `cmd`, copying its output line by line to stdout and to `log_path`."""
+    with open(log_path, "a") as log, subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
+        log.write(f"$ {shlex.join(cmd)}\n")
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            log.write(line)
+        code = proc.wait()
+    if code:
+        raise RuntimeError(f"command failed with exit code {code} (log: {log_path}): {shlex.join(cmd)}")
+
+
+def train(run: dict) -> None:
+    """Train one run with verl and leave a Hugging Face model in `<out_dir>/model`.
+
+    Validates the config and writes the launch files first, so a machine without GPUs
+    still gets a checked, runnable script; then it stops with a clear error.
+    """
+    out_dir = Path(run["out_dir"])
+    warning = scale_invariance_warning(run)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    script = write_launch(run, out_dir)
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"run {run['run_id']}: the verl back end needs CUDA GPUs and none is visible here. "
+            f"The checked launch script is {script} (config: {out_dir / 'verl_config.yaml'}); "
+            "run it on a GPU node, or submit the workflow with --profile profiles/slurm."
+        )
+    log_path = out_dir / "verl_train.log"
+    _stream(["bash", str(script)], log_path)
+    _stream(merge_command(run), log_path)
+    # Record which checkpoint became the model, beside it.
+    record = {"run_id": run["run_id"], "checkpoint": str(last_checkpoint(out_dir / "checkpoints"))}
+    (out_dir / "model" / "rlev_source.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
