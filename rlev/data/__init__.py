@@ -1,0 +1,1 @@
+"""Data: sources, validation, splitting and export of exam questions with their points."""
