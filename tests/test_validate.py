@@ -1,0 +1,186 @@
+"""Validation: every rule, on hand-made bad files; rejects name file, row and field."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlev.data.sources import CANONICAL_COLUMNS, canonical_frame, load_source
+from rlev.data.validate import REJECT_COLUMNS, DataValidationError, validate_records, write_rejects
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+BAD_CSV = FIXTURES / "bad_exams.csv"
+BAD_CFG = {
+    "source": "table",
+    "path": str(BAD_CSV),
+    "columns": {"id": "qid", "exam_id": "paper", "question": "prompt", "answer": "reference",
+                "score": "points", "total": "paper_total", "difficulty": "level", "split": "fold"},
+}
+
+
+@pytest.fixture(scope="module")
+def bad_result():
+    return validate_records(load_source(BAD_CFG), max_reject_share=1.0, dataset="bad_exams")
+
+
+def reject_at(result, row: int) -> pd.Series:
+    match = result.rejects[result.rejects["source_row"] == row]
+    assert len(match) == 1, f"expected one reject at row {row}, got {len(match)}"
+    return match.iloc[0]
+
+
+# (spreadsheet row in bad_exams.csv, field, words the reason must contain)
+RULES = [
+    (3, "score", "score: missing"),                       # empty score cell
+    (4, "score", "score: not a finite number: five"),    # text score
+    (5, "score", "score: must be > 0"),                  # 0 points
+    (6, "total", "total: must be > 0"),                  # negative total
+    (7, "score", "more than total 100"),                 # 120 of 100
+    (8, "question", "question: empty"),                  # blank question
+    (9, "answer", "answer: empty"),                      # empty answer
+    (10, "id", f"id: duplicate of {BAD_CSV}:2"),          # q1 again; the first (row 2) is kept
+    (11, "total", "total: not a finite number: N/A"),    # N/A total, record with a line break
+]
+
+
+@pytest.mark.parametrize("row, field, reason", RULES)
+def test_each_rule_rejects_its_row_naming_file_row_and_field(bad_result, row, field, reason):
+    reject = reject_at(bad_result, row)
+    assert reject["field"] == field
+    assert reason in reject["reason"]
+    assert reject["source_file"] == str(BAD_CSV)
+
+
+def test_good_rows_kept_with_values(bad_result):
+    kept = bad_result.kept
+    assert kept["id"].tolist() == ["q1", "q11"]
+    assert kept["source_row"].tolist() == [2, 12]
+    assert kept["score"].dtype == np.float64 and kept["total"].dtype == np.float64
+    assert kept["value"].tolist() == pytest.approx([0.02, 0.04])
+    assert list(kept.columns) == list(CANONICAL_COLUMNS) + ["value"]
+
+
+def test_kept_plus_rejects_is_input(bad_result):
+    assert len(bad_result.kept) + len(bad_result.rejects) == 11
+    assert sorted(bad_result.kept["source_row"].tolist() + bad_result.rejects["source_row"].tolist()) == list(
+        range(2, 13)
+    )
+
+
+def test_reject_share_above_limit_raises_with_counts_and_reasons():
+    with pytest.raises(DataValidationError) as info:
+        validate_records(load_source(BAD_CFG), max_reject_share=0.5, dataset="bad_exams")
+    message = str(info.value)
+    assert "9 of 11 rows rejected" in message
+    assert str(BAD_CSV) in message
+    assert f"{BAD_CSV}:3 [score] score: missing" in message
+    # the caller can still write the report
+    assert len(info.value.result.rejects) == 9
+
+
+def test_split_leak_raises_naming_exam_splits_and_rows():
+    path = FIXTURES / "leaky_exams.jsonl"
+    with pytest.raises(DataValidationError) as info:
+        validate_records(load_source({"source": "table", "path": str(path)}), dataset="leaky")
+    message = str(info.value)
+    assert "1 exam(s) appear in more than one split" in message
+    assert "'exam-2019-a'" in message
+    assert f"test (1 rows, e.g. {path}:4)" in message
+    assert f"train (2 rows, e.g. {path}:1)" in message
+    assert "exam-2020-b" not in message
+
+
+def test_exam_points_over_total_warns_and_keeps_rows():
+    path = FIXTURES / "overfull_exam.jsonl"
+    result = validate_records(load_source({"source": "table", "path": str(path)}), dataset="overfull")
+    assert len(result.kept) == 5 and result.rejects.empty
+    assert len(result.warnings) == 1
+    warning = result.warnings[0]
+    assert "'paper-x'" in warning and "sum to 120, more than its total 100" in warning
+    assert f"{path}:1" in warning
+
+
+def _frame(**overrides) -> pd.DataFrame:
+    base = {"id": ["a", "b"], "exam_id": ["e", "e"], "question": ["q1", "q2"], "answer": ["1", "2"],
+            "score": [1, 2], "total": [10, 10], "split": ["train", "train"],
+            "source_file": ["t.jsonl", "t.jsonl"], "source_row": [1, 2]}
+    base.update(overrides)
+    return canonical_frame(base)
+
+
+@pytest.mark.parametrize(
+    "overrides, field, reason",
+    [
+        ({"id": ["a", "  "]}, "id", "id: empty"),
+        ({"exam_id": ["e", None]}, "exam_id", "exam_id: empty"),
+        ({"split": ["train", "val"]}, "split", "got val"),
+        ({"score": [1, float("inf")]}, "score", "not a finite number"),
+        ({"total": [10, None]}, "total", "total: missing"),
+    ],
+)
+def test_more_rules_on_the_second_row(overrides, field, reason):
+    result = validate_records(_frame(**overrides), max_reject_share=1.0)
+    assert result.rejects["source_row"].tolist() == [2]
+    assert result.rejects.loc[0, "field"] == field
+    assert reason in result.rejects.loc[0, "reason"]
+
+
+def test_numbers_as_text_are_accepted_and_several_faults_are_all_named():
+    result = validate_records(_frame(score=[" 2 ", "3"], total=["10", "4.5"]))
+    assert result.kept["value"].tolist() == pytest.approx([0.2, 3 / 4.5])
+    result = validate_records(_frame(question=["q", ""], score=[1, "x"]), max_reject_share=1.0)
+    reject = result.rejects.iloc[0]
+    assert reject["field"] == "question,score"
+    assert "question: empty" in reject["reason"] and "score: not a finite number: x" in reject["reason"]
+
+
+def test_boolean_score_is_not_a_point():
+    result = validate_records(_frame(score=[1, True]), max_reject_share=1.0)
+    assert result.rejects["field"].tolist() == ["score"]
+
+
+def test_empty_input_and_missing_columns_raise():
+    with pytest.raises(DataValidationError, match="no rows"):
+        validate_records(_frame().iloc[:0])
+    with pytest.raises(DataValidationError, match="lack canonical column"):
+        validate_records(_frame().drop(columns=["total"]))
+
+
+def test_write_rejects_csv(bad_result, tmp_path):
+    path = write_rejects(bad_result.rejects, tmp_path / "reports" / "rejects.csv")
+    report = pd.read_csv(path, keep_default_na=False)
+    assert tuple(report.columns) == REJECT_COLUMNS
+    assert len(report) == 9
+    row = report[report["source_row"] == 4].iloc[0]
+    assert (row["id"], row["field"], row["source_file"]) == ("q3", "score", str(BAD_CSV))
+    empty = pd.read_csv(write_rejects(bad_result.rejects.iloc[:0], tmp_path / "none.csv"))
+    assert tuple(empty.columns) == REJECT_COLUMNS and empty.empty
+
+
+def test_invariant_and_speed_on_100k_random_rows():
+    rng = np.random.default_rng(0)
+    n = 100_000
+    score = rng.integers(-1, 12, n).astype(object)
+    score[rng.random(n) < 0.002] = "x"
+    total = np.full(n, 10, dtype=object)
+    total[rng.random(n) < 0.002] = None
+    ids = [f"q{i}" for i in rng.integers(0, n * 50, n)]  # a few collisions
+    exams = [f"e{i // 25}" for i in range(n)]
+    frame = canonical_frame({
+        "id": ids, "exam_id": exams, "question": ["q?"] * n, "answer": ["a"] * n,
+        "score": score, "total": total, "split": [None] * n,
+        "source_file": ["big.jsonl"] * n, "source_row": np.arange(1, n + 1),
+    })
+    start = time.perf_counter()
+    result = validate_records(frame, max_reject_share=0.5)
+    elapsed = time.perf_counter() - start
+    assert len(result.kept) + len(result.rejects) == n
+    expected_bad = (pd.to_numeric(pd.Series(score), errors="coerce").fillna(-1).to_numpy() <= 0) | pd.isna(
+        pd.Series(total)
+    ).to_numpy() | pd.Series(ids).duplicated().to_numpy() | (pd.to_numeric(pd.Series(score), errors="coerce").fillna(0).to_numpy() > 10)
+    assert len(result.rejects) == int(expected_bad.sum())
+    assert elapsed < 10, f"validation of 100k rows took {elapsed:.1f} s"
