@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 
 import pytest
 
 from rlev.verify import RuleVerifier, extract_final_answer, verify
+from rlev.verify import rule
 
 # ---------------------------------------------------------------------------------------
 # extract_final_answer: the ladder boxed -> #### -> "answer is" -> last line
@@ -165,17 +168,14 @@ def test_verify_maths_off_the_main_thread():
     assert results == {"right": True, "wrong": False}
 
 
+def _stuck(gold, pred):
+    time.sleep(5)
+    return True
+
+
 def test_verify_maths_timeout_off_the_main_thread(monkeypatch):
     # A comparison that never finishes must come back False within the time limit.
-    import time
-
-    from rlev.verify import rule
-
-    def stuck(gold, pred, timeout_s):
-        time.sleep(5)
-        return True
-
-    monkeypatch.setattr(rule, "_math_verify_call", stuck)
+    monkeypatch.setattr(rule, "_math_verify_call", _stuck)
     results: list[bool] = []
     worker = threading.Thread(target=lambda: results.append(
         verify(r"\frac{1}{3}", r"\boxed{\sqrt{y}}", math_timeout_s=0.2)))
@@ -184,6 +184,28 @@ def test_verify_maths_timeout_off_the_main_thread(monkeypatch):
     worker.join(10)
     assert results == [False]
     assert time.monotonic() - start < 2
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX interval timers")
+def test_verify_maths_timeout_on_the_main_thread_keeps_outer_alarm(monkeypatch):
+    # On the main thread the stuck call is interrupted (not abandoned), the timeout is
+    # not memoised, and a caller's own pending alarm survives.
+    monkeypatch.setattr(rule, "_math_verify_call", _stuck)
+    fired: list[int] = []
+    old = signal.signal(signal.SIGALRM, lambda *a: fired.append(1))
+    signal.setitimer(signal.ITIMER_REAL, 3.0)
+    try:
+        start = time.monotonic()
+        assert verify(r"\frac{1}{7}", r"\boxed{\sqrt{z}}", math_timeout_s=0.2) is False
+        assert time.monotonic() - start < 1.5
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 0 < remaining < 3.0
+        monkeypatch.setattr(rule, "_math_verify_call", lambda g, p: True)
+        assert verify(r"\frac{1}{7}", r"\boxed{\sqrt{z}}", math_timeout_s=0.2) is True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert fired == []
 
 
 def test_rule_verifier_batch_and_signature():

@@ -26,10 +26,13 @@ True
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
+import signal
 import threading
+import time
 import unicodedata
 from collections.abc import Sequence
 from fractions import Fraction
@@ -324,50 +327,109 @@ def _as_latex(text: str) -> str:
     return f"${t}$"
 
 
-def _math_verify_call(gold: str, pred: str, timeout_s: int | None) -> bool:
+class _MathTimeout(BaseException):
+    """Raised inside a math_verify call past its time limit.
+
+    A BaseException, like math_verify's own TimeoutException, so that math_verify's
+    ``except Exception`` handlers let it through instead of turning it into False.
+    """
+
+
+class _DropTimeoutDisabledWarning(logging.Filter):
+    # math_verify warns once that its timeout is disabled; here the limit is ours.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_DropTimeoutDisabledWarning())
+
+
+def _math_verify_call(gold: str, pred: str) -> bool:
     # Imported here: math_verify pulls in sympy (~0.5 s), which letter and number
-    # answers never need.
+    # answers never need. Its own timeouts are off (None): we bound the whole call.
     from math_verify import parse
     from math_verify import verify as mv_verify
 
-    gold_parsed = parse(_as_latex(gold), parsing_timeout=timeout_s)
-    pred_parsed = parse(_as_latex(pred), parsing_timeout=timeout_s)
+    gold_parsed = parse(_as_latex(gold), parsing_timeout=None)
+    pred_parsed = parse(_as_latex(pred), parsing_timeout=None)
     if not gold_parsed or not pred_parsed:
         return False
-    return bool(mv_verify(gold_parsed, pred_parsed, timeout_seconds=timeout_s))
+    return bool(mv_verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def _call_with_alarm(gold: str, pred: str, timeout_s: float) -> bool:
+    """Main thread: interrupt the call with SIGALRM after *timeout_s* (float seconds).
+
+    An outer ITIMER_REAL timer (pytest-timeout, a caller's own alarm) is re-armed with
+    its remaining time afterwards.
+    """
+
+    def on_alarm(signum, frame):
+        raise _MathTimeout
+
+    old_handler = signal.signal(signal.SIGALRM, on_alarm)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    start = time.monotonic()
+    try:
+        return _math_verify_call(gold, pred)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_delay > 0:
+            remaining = max(old_delay - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, remaining, old_interval)
+
+
+def _call_with_watcher(gold: str, pred: str, timeout_s: float) -> bool:
+    """Other threads: signals are main-thread only, so wait on a daemon worker thread.
+
+    Past the limit the computation cannot be interrupted: it is abandoned and runs to
+    its end in the background (the input-length cap keeps this rare).
+    """
+    result: list[bool] = []
+
+    def run() -> None:
+        try:
+            result.append(_math_verify_call(gold, pred))
+        except Exception:  # noqa: BLE001 - any failure is "not equal"
+            logger.debug("math_verify failed on %r vs %r", gold, pred, exc_info=True)
+            result.append(False)
+
+    worker = threading.Thread(target=run, daemon=True, name="rlev-math-verify")
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise _MathTimeout
+    return result[0]
+
+
+@functools.lru_cache(maxsize=65536)
+def _math_equal_cached(gold: str, pred: str, timeout_s: float) -> bool:
+    # RL samples repeat final answers (n samples per prompt), and sympy is slow, so
+    # decided comparisons are memoised. A timeout raises and lru_cache does not store it.
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        return _call_with_alarm(gold, pred, timeout_s)
+    return _call_with_watcher(gold, pred, timeout_s)
 
 
 def _math_equal(gold: str, pred: str, timeout_s: float) -> bool:
-    """math_verify equivalence of two final answers, bounded by *timeout_s*, never raises.
+    """math_verify equivalence of two final answers, bounded by *timeout_s*; never raises.
 
-    math_verify 0.9's own timeout uses ``signal.alarm``, which only works in the main
-    thread (elsewhere ``parse``/``verify`` raise ValueError). On the main thread we use it
-    (whole seconds; it interrupts the computation). Off the main thread (verl reward
-    workers, thread pools) we pass ``parsing_timeout=None``/``timeout_seconds=None`` (the
-    non-signal path) and bound the wait ourselves with a daemon watcher thread: past the
-    limit the answer counts as not verified (False) and the abandoned computation runs
-    to its end in the background; the input-length cap keeps such cases rare.
+    math_verify 0.9's own timeout (``parsing_timeout``/``timeout_seconds``) uses
+    ``signal.alarm``: whole seconds, per sub-step, and a ValueError off the main thread.
+    So we call it with both set to None (its non-signal path) and bound the whole
+    comparison ourselves: a SIGALRM timer on the main thread (interrupts the work), a
+    watcher thread elsewhere (verl reward workers, thread pools). A timeout counts as
+    not equal (False) and is not memoised.
     """
     if len(gold) > _MATH_MAX_CHARS or len(pred) > _MATH_MAX_CHARS:
         return False
     try:
-        if threading.current_thread() is threading.main_thread():
-            return _math_verify_call(gold, pred, max(1, math.ceil(timeout_s)))
-        result: list[bool] = []
-
-        def run() -> None:
-            try:
-                result.append(_math_verify_call(gold, pred, None))
-            except Exception:  # noqa: BLE001 - any failure is "not verified"
-                logger.debug("math_verify failed on %r vs %r", gold, pred, exc_info=True)
-
-        worker = threading.Thread(target=run, daemon=True, name="rlev-math-verify")
-        worker.start()
-        worker.join(timeout_s)
-        if worker.is_alive():
-            logger.warning("math_verify timed out after %.1f s on %r vs %r", timeout_s, gold, pred)
-            return False
-        return bool(result and result[0])
+        return _math_equal_cached(gold, pred, float(timeout_s))
+    except _MathTimeout:
+        logger.warning("math_verify timed out after %.1f s on %r vs %r", timeout_s, gold, pred)
+        return False
     except Exception:  # noqa: BLE001 - the verifier must never raise
         logger.debug("math_verify failed on %r vs %r", gold, pred, exc_info=True)
         return False
