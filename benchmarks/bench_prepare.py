@@ -74,23 +74,39 @@ def main() -> None:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
         frame.to_parquet(folder / "exams.parquet")
 
-        loaded = timed("load table (JSONL)", args.rows,
-                       lambda: load_source({"source": "table", "path": "exams.jsonl"}, folder), results)
-        timed("load table (parquet)", args.rows,
-              lambda: load_source({"source": "table", "path": "exams.parquet"}, folder), results)
+        loaded = timed(
+            "load table (JSONL)",
+            args.rows,
+            lambda: load_source({"source": "table", "path": "exams.jsonl"}, folder),
+            results,
+        )
+        timed(
+            "load table (parquet)",
+            args.rows,
+            lambda: load_source({"source": "table", "path": "exams.parquet"}, folder),
+            results,
+        )
         result = timed("validate", args.rows, lambda: validate_records(loaded, dataset="bench"), results)
         kept = result.kept
-        timed("verl export (parquet)", len(kept),
-              lambda: write_verl_parquet(kept, folder / "train.parquet", "bench"), results)
+        timed(
+            "verl export (parquet)",
+            len(kept),
+            lambda: write_verl_parquet(kept, folder / "train.parquet", "bench"),
+            results,
+        )
 
-    print(f"{args.rows:,} rows, {args.exams:,} exams; kept {len(kept):,}, rejected {len(result.rejects):,}, "
-          f"warnings {len(result.warnings)}, mean v {kept['value'].mean():.4f}")
+    print(
+        f"{args.rows:,} rows, {args.exams:,} exams; kept {len(kept):,}, rejected {len(result.rejects):,}, "
+        f"warnings {len(result.warnings)}, mean v {kept['value'].mean():.4f}"
+    )
     print(f"| {'stage':<24} | {'rows':>8} | {'seconds':>8} | {'rows/s':>10} |")
     print(f"|{'-' * 26}|{'-' * 10}|{'-' * 10}|{'-' * 12}|")
     for label, rows, seconds in results:
         print(f"| {label:<24} | {rows:>8,} | {seconds:>8.2f} | {rows / seconds:>10,.0f} |")
-    print(f"| {'total (JSONL path)':<24} | {args.rows:>8,} | "
-          f"{sum(s for lbl, _, s in results if lbl != 'load table (parquet)'):>8.2f} | {'':>10} |")
+    print(
+        f"| {'total (JSONL path)':<24} | {args.rows:>8,} | "
+        f"{sum(s for lbl, _, s in results if lbl != 'load table (parquet)'):>8.2f} | {'':>10} |"
+    )
 
 
 if __name__ == "__main__":

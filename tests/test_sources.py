@@ -44,10 +44,28 @@ def test_missing_source_key_is_an_error():
 def test_table_identity_mapping_reads_canonical_jsonl(tmp_path):
     """The synthetic generator's output: canonical JSONL, loaded with no mapping."""
     rows = [
-        {"id": "s-1", "exam_id": "e1", "question": "1+1?", "system": "", "answer": "2", "score": 1,
-         "total": 10, "difficulty": "easy", "split": "train"},
-        {"id": "s-2", "exam_id": "e2", "question": "2+2?", "system": "Be brief.", "answer": "4", "score": 4,
-         "total": 10, "difficulty": None, "split": "test"},
+        {
+            "id": "s-1",
+            "exam_id": "e1",
+            "question": "1+1?",
+            "system": "",
+            "answer": "2",
+            "score": 1,
+            "total": 10,
+            "difficulty": "easy",
+            "split": "train",
+        },
+        {
+            "id": "s-2",
+            "exam_id": "e2",
+            "question": "2+2?",
+            "system": "Be brief.",
+            "answer": "4",
+            "score": 4,
+            "total": 10,
+            "difficulty": None,
+            "split": "test",
+        },
     ]
     data = tmp_path / "data" / "synthetic"
     data.mkdir(parents=True)
@@ -68,8 +86,16 @@ def test_table_csv_with_mapping_keeps_raw_cells_and_spreadsheet_rows():
     cfg = {
         "source": "table",
         "path": str(FIXTURES / "bad_exams.csv"),
-        "columns": {"id": "qid", "exam_id": "paper", "question": "prompt", "answer": "reference",
-                    "score": "points", "total": "paper_total", "difficulty": "level", "split": "fold"},
+        "columns": {
+            "id": "qid",
+            "exam_id": "paper",
+            "question": "prompt",
+            "answer": "reference",
+            "score": "points",
+            "total": "paper_total",
+            "difficulty": "level",
+            "split": "fold",
+        },
     }
     frame = load_source(cfg)
     assert tuple(frame.columns) == CANONICAL_COLUMNS
@@ -84,9 +110,17 @@ def test_table_csv_with_mapping_keeps_raw_cells_and_spreadsheet_rows():
 
 
 def test_table_missing_mapped_column_names_file_and_column():
-    cfg = {"source": "table", "path": str(FIXTURES / "bad_exams.csv"),
-           "columns": {"exam_id": "paper", "question": "prompt", "answer": "reference",
-                       "score": "marks", "total": "paper_total"}}
+    cfg = {
+        "source": "table",
+        "path": str(FIXTURES / "bad_exams.csv"),
+        "columns": {
+            "exam_id": "paper",
+            "question": "prompt",
+            "answer": "reference",
+            "score": "marks",
+            "total": "paper_total",
+        },
+    }
     with pytest.raises(SourceError, match=r"bad_exams\.csv.*'marks'.*'score'"):
         load_source(cfg)
 
@@ -102,8 +136,11 @@ def test_table_split_per_file_and_parquet(tmp_path):
     frame = pd.DataFrame({"q": ["a?", "b?"], "a": ["1", "2"], "p": [1.0, 2.0], "t": [10, 10], "e": ["x", "y"]})
     frame.iloc[:1].to_parquet(tmp_path / "tr.parquet")
     frame.iloc[1:].to_parquet(tmp_path / "te.parquet")
-    cfg = {"source": "table", "path": {"train": "tr.parquet", "test": "te.parquet"},
-           "columns": {"exam_id": "e", "question": "q", "answer": "a", "score": "p", "total": "t"}}
+    cfg = {
+        "source": "table",
+        "path": {"train": "tr.parquet", "test": "te.parquet"},
+        "columns": {"exam_id": "e", "question": "q", "answer": "a", "score": "p", "total": "t"},
+    }
     out = load_source(cfg, base_dir=tmp_path)
     assert out["split"].tolist() == ["train", "test"]
     assert out["id"].tolist() == ["tr-1", "te-1"]  # default id: file stem and row
@@ -164,9 +201,15 @@ def test_rlev_missing_field_names_file(tmp_path):
 
 def test_rlev_assistant_turn_is_rejected_with_row(tmp_path):
     path = tmp_path / "test_zh.jsonl"
-    rows = [{"query": "ok", "label": "a", "score": 1, "total": 2},
-            {"query": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
-             "label": "a", "score": 1, "total": 2}]
+    rows = [
+        {"query": "ok", "label": "a", "score": 1, "total": 2},
+        {
+            "query": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+            "label": "a",
+            "score": 1,
+            "total": 2,
+        },
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     with pytest.raises(SourceError, match=r"test_zh\.jsonl: row 2: field 'query'.*'assistant'"):
         load_source({"source": "rlev", "path": str(path)})
@@ -177,8 +220,10 @@ def test_rlev_assistant_turn_is_rejected_with_row(tmp_path):
     [
         ("plain text", ("", "plain text")),
         ('[{"role": "user", "content": "as json"}]', ("", "as json")),
-        ([{"role": "system", "content": "S"}, {"role": "user", "content": "U1"}, {"role": "user", "content": "U2"}],
-         ("S", "U1\n\nU2")),
+        (
+            [{"role": "system", "content": "S"}, {"role": "user", "content": "U1"}, {"role": "user", "content": "U2"}],
+            ("S", "U1\n\nU2"),
+        ),
         ("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n", ("S", "U")),
     ],
 )
@@ -229,7 +274,11 @@ def test_gaokao_upstream_fixture_conversion():
     math = rows.loc["gaokao-bench/2010-2022_Math_I_MCQs/1"]
     assert (math.exam_id, math.score, math.total, math.split) == ("gaokao-2016-新课标III-数学(理)", 5, 150, "test")
     open_ended = rows.loc["gaokao-bench/2010-2022_Math_II_Open-ended_Questions/0"]
-    assert (open_ended.score, open_ended.question_type, open_ended.reference_answer) == (12, "open_ended", "$S_n=n(n+1)$")
+    assert (open_ended.score, open_ended.question_type, open_ended.reference_answer) == (
+        12,
+        "open_ended",
+        "$S_n=n(n+1)$",
+    )
     assert open_ended.exam_id == "gaokao-2021-全国甲-数学(文)"
     dictation = rows.loc["gaokao-bench/2010-2022_Chinese_Language_Famous_Passages_and_Sentences_Dictation/3"]
     assert (dictation.question_type, dictation.exam_id) == ("fill_in_blank", "gaokao-2018-新课标I-语文")
@@ -249,7 +298,8 @@ def test_gaokao_bad_item_names_file_and_item(tmp_path):
     folder.mkdir(parents=True)
     item = {"year": "2015", "category": "（新课标ⅰ）", "question": "q", "answer": ["A"], "index": 0}  # no score
     (folder / "2010-2022_Physics_MCQs.json").write_text(
-        json.dumps({"keywords": "2010-2022_Physics_MCQs", "example": [item]}), encoding="utf-8")
+        json.dumps({"keywords": "2010-2022_Physics_MCQs", "example": [item]}), encoding="utf-8"
+    )
     with pytest.raises(SourceError, match=r"2010-2022_Physics_MCQs\.json: item 1: missing field 'score'"):
         load_source({"source": "gaokao", "path": str(tmp_path)})
 
@@ -278,7 +328,9 @@ def test_gaokao_rlev_converted_data_matches_files_and_stats():
         value = pd.Series(part["score"].tolist()) / pd.Series(part["total"].tolist())
         assert round(value.mean(), 4) == stats[split]["mean_v"]
         assert round(value.max(), 4) == stats[split]["max_v"]
-    assert not set(frame.loc[frame["split"] == "train", "exam_id"]) & set(frame.loc[frame["split"] == "test", "exam_id"])
+    assert not set(frame.loc[frame["split"] == "train", "exam_id"]) & set(
+        frame.loc[frame["split"] == "test", "exam_id"]
+    )
 
 
 # Set RLEV_GAOKAO_BENCH to a GAOKAO-Bench checkout (commit 6dbb24f8) to check that the
@@ -293,7 +345,50 @@ def test_gaokao_conversion_reproduces_gaokao_rlev():
         ref = _read_jsonl(GAOKAO_RLEV / f"{split}.jsonl").set_index("id")
         ours = converted.loc[ref.index]
         assert (ours["split"] == split).all()
-        for column in ("exam_id", "subject", "question", "reference_answer", "score", "total", "language",
-                       "question_type"):
+        for column in (
+            "exam_id",
+            "subject",
+            "question",
+            "reference_answer",
+            "score",
+            "total",
+            "language",
+            "question_type",
+        ):
             assert ours[column].tolist() == ref[column].tolist(), column
     assert len(converted) == 2811
+
+
+def test_rlev_from_hub_id_picks_split_and_language_files(monkeypatch):
+    """The Hub path without network: the repository listing and downloads come from the fixture."""
+    import huggingface_hub
+
+    root = FIXTURES / "rlev_hub"
+    calls = []
+
+    def list_repo_files(repo_id, repo_type=None, revision=None):
+        calls.append(("list", repo_id, repo_type, revision))
+        return [".gitattributes", "README.md"] + sorted(str(p.relative_to(root)) for p in root.rglob("*.json"))
+
+    def hf_hub_download(repo_id, filename, repo_type=None, revision=None):
+        calls.append(("download", repo_id, filename))
+        return str(root / filename)
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", list_repo_files)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    frame = load_source({"source": "rlev", "hf_id": "sarosavo/RLEV", "language": "en"})
+    assert calls[0] == ("list", "sarosavo/RLEV", "dataset", None)
+    assert [c[2] for c in calls[1:]] == ["data/train_en.json", "data/test_en.json"]
+    assert frame["split"].tolist() == ["train", "test"]
+    assert frame["question"].tolist() == ["What is 2+3?", "What is 3 squared?"]
+    assert frame["source_file"].tolist() == [str(root / "data/train_en.json"), str(root / "data/test_en.json")]
+
+
+def test_docstring_examples():
+    import doctest
+
+    from rlev.data.sources import gaokao, rlev_hub
+
+    for module in (gaokao, rlev_hub):
+        failed, attempted = doctest.testmod(module)
+        assert attempted > 0 and failed == 0, module.__name__

@@ -17,8 +17,16 @@ BAD_CSV = FIXTURES / "bad_exams.csv"
 BAD_CFG = {
     "source": "table",
     "path": str(BAD_CSV),
-    "columns": {"id": "qid", "exam_id": "paper", "question": "prompt", "answer": "reference",
-                "score": "points", "total": "paper_total", "difficulty": "level", "split": "fold"},
+    "columns": {
+        "id": "qid",
+        "exam_id": "paper",
+        "question": "prompt",
+        "answer": "reference",
+        "score": "points",
+        "total": "paper_total",
+        "difficulty": "level",
+        "split": "fold",
+    },
 }
 
 
@@ -35,15 +43,15 @@ def reject_at(result, row: int) -> pd.Series:
 
 # (spreadsheet row in bad_exams.csv, field, words the reason must contain)
 RULES = [
-    (3, "score", "score: missing"),                       # empty score cell
-    (4, "score", "score: not a finite number: five"),    # text score
-    (5, "score", "score: must be > 0"),                  # 0 points
-    (6, "total", "total: must be > 0"),                  # negative total
-    (7, "score", "more than total 100"),                 # 120 of 100
-    (8, "question", "question: empty"),                  # blank question
-    (9, "answer", "answer: empty"),                      # empty answer
-    (10, "id", f"id: duplicate of {BAD_CSV}:2"),          # q1 again; the first (row 2) is kept
-    (11, "total", "total: not a finite number: N/A"),    # N/A total, record with a line break
+    (3, "score", "score: missing"),  # empty score cell
+    (4, "score", "score: not a finite number: five"),  # text score
+    (5, "score", "score: must be > 0"),  # 0 points
+    (6, "total", "total: must be > 0"),  # negative total
+    (7, "score", "more than total 100"),  # 120 of 100
+    (8, "question", "question: empty"),  # blank question
+    (9, "answer", "answer: empty"),  # empty answer
+    (10, "id", f"id: duplicate of {BAD_CSV}:2"),  # q1 again; the first (row 2) is kept
+    (11, "total", "total: not a finite number: N/A"),  # N/A total, record with a line break
 ]
 
 
@@ -105,9 +113,17 @@ def test_exam_points_over_total_warns_and_keeps_rows():
 
 
 def _frame(**overrides) -> pd.DataFrame:
-    base = {"id": ["a", "b"], "exam_id": ["e", "e"], "question": ["q1", "q2"], "answer": ["1", "2"],
-            "score": [1, 2], "total": [10, 10], "split": ["train", "train"],
-            "source_file": ["t.jsonl", "t.jsonl"], "source_row": [1, 2]}
+    base = {
+        "id": ["a", "b"],
+        "exam_id": ["e", "e"],
+        "question": ["q1", "q2"],
+        "answer": ["1", "2"],
+        "score": [1, 2],
+        "total": [10, 10],
+        "split": ["train", "train"],
+        "source_file": ["t.jsonl", "t.jsonl"],
+        "source_row": [1, 2],
+    }
     base.update(overrides)
     return canonical_frame(base)
 
@@ -170,17 +186,41 @@ def test_invariant_and_speed_on_100k_random_rows():
     total[rng.random(n) < 0.002] = None
     ids = [f"q{i}" for i in rng.integers(0, n * 50, n)]  # a few collisions
     exams = [f"e{i // 25}" for i in range(n)]
-    frame = canonical_frame({
-        "id": ids, "exam_id": exams, "question": ["q?"] * n, "answer": ["a"] * n,
-        "score": score, "total": total, "split": [None] * n,
-        "source_file": ["big.jsonl"] * n, "source_row": np.arange(1, n + 1),
-    })
+    frame = canonical_frame(
+        {
+            "id": ids,
+            "exam_id": exams,
+            "question": ["q?"] * n,
+            "answer": ["a"] * n,
+            "score": score,
+            "total": total,
+            "split": [None] * n,
+            "source_file": ["big.jsonl"] * n,
+            "source_row": np.arange(1, n + 1),
+        }
+    )
     start = time.perf_counter()
     result = validate_records(frame, max_reject_share=0.5)
     elapsed = time.perf_counter() - start
     assert len(result.kept) + len(result.rejects) == n
-    expected_bad = (pd.to_numeric(pd.Series(score), errors="coerce").fillna(-1).to_numpy() <= 0) | pd.isna(
-        pd.Series(total)
-    ).to_numpy() | pd.Series(ids).duplicated().to_numpy() | (pd.to_numeric(pd.Series(score), errors="coerce").fillna(0).to_numpy() > 10)
+    expected_bad = (
+        (pd.to_numeric(pd.Series(score), errors="coerce").fillna(-1).to_numpy() <= 0)
+        | pd.isna(pd.Series(total)).to_numpy()
+        | pd.Series(ids).duplicated().to_numpy()
+        | (pd.to_numeric(pd.Series(score), errors="coerce").fillna(0).to_numpy() > 10)
+    )
     assert len(result.rejects) == int(expected_bad.sum())
     assert elapsed < 10, f"validation of 100k rows took {elapsed:.1f} s"
+
+
+GAOKAO_RLEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "gaokao_rlev"
+
+
+@pytest.mark.skipif(not GAOKAO_RLEV.is_dir(), reason="../shared/data/gaokao_rlev is not present")
+def test_real_gaokao_data_keeps_every_row_and_warns_about_the_one_merged_paper():
+    """Its README: no row is bad; only gaokao-2020-新课标II-语文 sums past its total (178 > 150)."""
+    result = validate_records(load_source({"source": "gaokao", "path": str(GAOKAO_RLEV)}), dataset="gaokao")
+    assert len(result.kept) == 2811 and result.rejects.empty
+    assert len(result.warnings) == 1
+    assert "'gaokao-2020-新课标II-语文'" in result.warnings[0] and "sum to 178" in result.warnings[0]
+    assert result.kept["value"].between(0, 1, inclusive="right").all()

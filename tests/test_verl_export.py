@@ -39,27 +39,31 @@ def tiny_tokenizer():
 
 
 def validated() -> pd.DataFrame:
-    frame = canonical_frame({
-        "id": ["q-1", "q-2", "q-3"],
-        "exam_id": ["e-1", "e-1", "e-2"],
-        "question": ["What is 2+3?", "计算 2+3。", "Name a prime."],
-        "system": ["Be brief.", "", ""],
-        "answer": ["5", "5", "2"],
-        "score": [3, "1.5", 8],
-        "total": [150, 150, 100],
-        "difficulty": ["easy", None, "hard"],
-        "split": ["train", "train", None],
-        "source_file": ["x.jsonl"] * 3,
-        "source_row": [1, 2, 3],
-    })
+    frame = canonical_frame(
+        {
+            "id": ["q-1", "q-2", "q-3"],
+            "exam_id": ["e-1", "e-1", "e-2"],
+            "question": ["What is 2+3?", "计算 2+3。", "Name a prime."],
+            "system": ["Be brief.", "", ""],
+            "answer": ["5", "5", "2"],
+            "score": [3, "1.5", 8],
+            "total": [150, 150, 100],
+            "difficulty": ["easy", None, "hard"],
+            "split": ["train", "train", None],
+            "source_file": ["x.jsonl"] * 3,
+            "source_row": [1, 2, 3],
+        }
+    )
     return validate_records(frame).kept
 
 
 def test_frame_layout_and_uniform_extra_info():
     out = to_verl_frame(validated(), data_source="rlev/test")
     assert tuple(out.columns) == VERL_COLUMNS
-    assert out.loc[0, "prompt"] == [{"role": "system", "content": "Be brief."},
-                                    {"role": "user", "content": "What is 2+3?"}]
+    assert out.loc[0, "prompt"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2+3?"},
+    ]
     assert out.loc[1, "prompt"] == [{"role": "user", "content": "计算 2+3。"}]  # no empty system turn
     assert out.loc[2, "reward_model"] == {"style": "rule", "ground_truth": "2"}
     keys = [tuple(e) for e in out["extra_info"]]
@@ -95,13 +99,15 @@ def test_round_trip_through_verl_rlhf_dataset(tmp_path, monkeypatch):
     records = validated()
     path = write_verl_parquet(records, tmp_path / "train.parquet", data_source="rlev/test")
     tokenizer = tiny_tokenizer()
-    config = OmegaConf.create({
-        "prompt_key": "prompt",
-        "max_prompt_length": 512,
-        "filter_overlong_prompts": True,  # runs apply_chat_template on every row
-        "filter_overlong_prompts_workers": 1,
-        "cache_dir": str(tmp_path / "verl_cache"),
-    })
+    config = OmegaConf.create(
+        {
+            "prompt_key": "prompt",
+            "max_prompt_length": 512,
+            "filter_overlong_prompts": True,  # runs apply_chat_template on every row
+            "filter_overlong_prompts_workers": 1,
+            "cache_dir": str(tmp_path / "verl_cache"),
+        }
+    )
     dataset = RLHFDataset(data_files=str(path), tokenizer=tokenizer, config=config)
     assert len(dataset) == 3
     for i in range(3):

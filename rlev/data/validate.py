@@ -165,18 +165,20 @@ def _exam_warnings(kept: pd.DataFrame, dataset: str) -> list[str]:
     )
     out = []
     for exam, g in grouped[grouped["total"] != grouped["total_min"]].iterrows():
-        out.append(f"{dataset}: exam {exam!r} has several totals ({g.total_min:g} to {g.total:g}); "
-                   f"first row {g.file}:{g.row}")
+        out.append(
+            f"{dataset}: exam {exam!r} has several totals ({g.total_min:g} to {g.total:g}); "
+            f"first row {g.file}:{g.row}"
+        )
     # A small tolerance: half points summed as floats must not trip the check.
     for exam, g in grouped[grouped["points"] > grouped["total"] + 1e-9].iterrows():
-        out.append(f"{dataset}: exam {exam!r}: points of its {g.rows} rows sum to {g.points:g}, "
-                   f"more than its total {g.total:g}; first row {g.file}:{g.row}")
+        out.append(
+            f"{dataset}: exam {exam!r}: points of its {g.rows} rows sum to {g.points:g}, "
+            f"more than its total {g.total:g}; first row {g.file}:{g.row}"
+        )
     return out
 
 
-def validate_records(
-    df: pd.DataFrame, max_reject_share: float = 0.01, dataset: str = "dataset"
-) -> ValidationResult:
+def validate_records(df: pd.DataFrame, max_reject_share: float = 0.01, dataset: str = "dataset") -> ValidationResult:
     """Validate canonical records; return kept rows (with ``value``), rejects and warnings.
 
     Raises ``DataValidationError`` when the input is empty or lacks canonical columns, when
@@ -216,7 +218,9 @@ def validate_records(
         files = ", ".join(sorted(set(map(str, rejects["source_file"]))))
         shown = "\n".join(
             f"  {f}:{r} [{fld}] {why}"
-            for f, r, fld, why in rejects[["source_file", "source_row", "field", "reason"]].head(_SHOWN).itertuples(index=False)
+            for f, r, fld, why in rejects[["source_file", "source_row", "field", "reason"]]
+            .head(_SHOWN)
+            .itertuples(index=False)
         )
         raise DataValidationError(
             f"{dataset}: {len(rejects)} of {len(df)} rows rejected ({share:.1%}), more than the "

@@ -139,8 +139,10 @@ def describe_file(keywords: str, objective: bool) -> dict[str, str]:
         if fragment in keywords:
             break
     else:
-        raise SourceError(f"GAOKAO-Bench file {keywords!r}: unknown subject; expected one of "
-                          f"{', '.join(s[0] for s in SUBJECTS)} in its name")
+        raise SourceError(
+            f"GAOKAO-Bench file {keywords!r}: unknown subject; expected one of "
+            f"{', '.join(s[0] for s in SUBJECTS)} in its name"
+        )
     if objective:
         qtype = "multiple_choice"
     elif any(k in keywords for k in ("Fill-in-the-Blank", "Dictation", "Cloze_Passage")):
@@ -223,8 +225,10 @@ def _converted_files(path: Path) -> list[tuple[Path, str | None]]:
     if path.is_dir():
         found = [(path / f"{s}.jsonl", s) for s in ("train", "test") if (path / f"{s}.jsonl").is_file()]
         if not found:
-            raise SourceError(f"{path}: neither an upstream GAOKAO-Bench checkout (Data/...) nor a "
-                              "gaokao_rlev folder (train.jsonl / test.jsonl)")
+            raise SourceError(
+                f"{path}: neither an upstream GAOKAO-Bench checkout (Data/...) nor a "
+                "gaokao_rlev folder (train.jsonl / test.jsonl)"
+            )
         return found
     return [(path, path.stem if path.stem in ("train", "test") else None)]
 

@@ -126,8 +126,10 @@ def frame_from_rlev_rows(raw: pd.DataFrame, rows, file: str, split: str | None, 
     """Turn rows with RLEV fields (query, label, score, total) into canonical records."""
     missing = [f for f in REQUIRED_FIELDS if f not in raw.columns]
     if missing:
-        raise SourceError(f"{file}: missing RLEV field(s) {', '.join(missing)}; its columns are: "
-                          f"{', '.join(map(str, raw.columns))}")
+        raise SourceError(
+            f"{file}: missing RLEV field(s) {', '.join(missing)}; its columns are: "
+            f"{', '.join(map(str, raw.columns))}"
+        )
     rows = list(rows)
     turns = [split_query(q, f"{file}: row {r}") for q, r in zip(raw["query"].tolist(), rows)]
     if "id" in raw.columns:
@@ -181,8 +183,9 @@ def _hub_files(hf_id: str, revision: str | None, splits: list[str], language: st
     for split in splits:
         chosen = pick_files(listed, split, language)
         if not chosen:
-            raise SourceError(f"{hf_id}: no data file for split {split!r} and language {language!r} among: "
-                              f"{', '.join(listed)}")
+            raise SourceError(
+                f"{hf_id}: no data file for split {split!r} and language {language!r} among: " f"{', '.join(listed)}"
+            )
         for name in chosen:
             local = hf_hub_download(hf_id, name, repo_type="dataset", revision=revision)
             out.append((Path(local), split))
@@ -210,8 +213,10 @@ def load_rlev(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
             for split in splits:
                 chosen = pick_files(listed, split, language)
                 if not chosen:
-                    raise SourceError(f"{path}: no data file for split {split!r} and language {language!r} "
-                                      f"among: {', '.join(listed) or '(empty folder)'}")
+                    raise SourceError(
+                        f"{path}: no data file for split {split!r} and language {language!r} "
+                        f"among: {', '.join(listed) or '(empty folder)'}"
+                    )
                 files += [(path / name, split) for name in chosen]
         elif path.is_file():
             files = [(path, _split_of(path, cfg.get("split")))]

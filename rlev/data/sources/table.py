@@ -177,9 +177,7 @@ def frame_from_rows(
     return canonical_frame(columns, n)
 
 
-def load_table_file(
-    path: Path, columns: dict[str, str] | None = None, split: str | None = None
-) -> pd.DataFrame:
+def load_table_file(path: Path, columns: dict[str, str] | None = None, split: str | None = None) -> pd.DataFrame:
     """Load one table file as canonical records (``columns=None``: identity mapping)."""
     raw, rows = read_rows(path)
     cfg = {} if columns is None else {"columns": columns}
