@@ -61,6 +61,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -230,8 +231,16 @@ def verl_overrides(run: dict) -> list[str]:
     seed = int(run.get("seed", 0))
     logger = run.get("logger", scale.get("logger", ["console"]))
     model = scale.get("init_model") or scale["model"]
-    required = ["lr", "rollout_batch", "n", "max_prompt_length", "max_response_length", "epochs",
-                "gpus_per_node", "nodes"]
+    required = [
+        "lr",
+        "rollout_batch",
+        "n",
+        "max_prompt_length",
+        "max_response_length",
+        "epochs",
+        "gpus_per_node",
+        "nodes",
+    ]
     missing = [k for k in required if k not in scale]
     if missing:
         raise VerlConfigError(f"run {run['run_id']}: scale {scale.get('name', '?')!r} is missing {missing}")
@@ -287,8 +296,7 @@ def verl_overrides(run: dict) -> list[str]:
         ("actor_rollout_ref.rollout.seed", seed),
         ("actor_rollout_ref.rollout.tensor_model_parallel_size", int(scale["tensor_parallel"])),
         ("actor_rollout_ref.rollout.gpu_memory_utilization", float(scale["gpu_memory_utilization"])),
-        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu",
-         int(scale["log_prob_micro_batch_per_gpu"])),
+        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", int(scale["log_prob_micro_batch_per_gpu"])),
         ("actor_rollout_ref.rollout.val_kwargs.do_sample", False),
         ("actor_rollout_ref.rollout.val_kwargs.temperature", 0.0),
         ("actor_rollout_ref.rollout.val_kwargs.n", 1),
@@ -408,9 +416,7 @@ def compose_verl_config(overrides: list[str]):
     except HydraException as err:
         quoted = set(re.findall(r"'([^']+)'", str(err)))
         culprits = [o for o in overrides if _override_key(o) in quoted] or ["(see the message)"]
-        raise VerlConfigError(
-            f"verl {VERL_VERSION} rejects override {', '.join(culprits)}: {err}".rstrip()
-        ) from err
+        raise VerlConfigError(f"verl {VERL_VERSION} rejects override {', '.join(culprits)}: {err}".rstrip()) from err
 
 
 def _check_reward_wiring(cfg, load_reward_fn: bool) -> None:
@@ -589,7 +595,7 @@ def launch_script(run: dict, overrides: list[str]) -> str:
     ]
     warning = scale_invariance_warning(run)
     if warning:
-        header += ["#", "# WARNING: " + warning]
+        header += ["#", *textwrap.wrap("WARNING: " + warning, 88, initial_indent="# ", subsequent_indent="#   ")]
     body = ["set -euo pipefail", 'PYTHON="${PYTHON:-python3}"', ""]
     if job_nodes(run) > 1:
         body.append(_ray_cluster_block(run))
@@ -660,9 +666,10 @@ def merge_command(run: dict) -> list[str]:
 
 def _stream(cmd: list[str], log_path: Path) -> None:
     """Run `cmd`, copying its output line by line to stdout and to `log_path`."""
-    with open(log_path, "a") as log, subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    ) as proc:
+    with (
+        open(log_path, "a") as log,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc,
+    ):
         log.write(f"$ {shlex.join(cmd)}\n")
         for line in proc.stdout:
             sys.stdout.write(line)
