@@ -1,0 +1,31 @@
+# Set up a virtual environment and run the pipeline or the tests.
+#   make run    # the default sweep: snakemake --cores all
+#   make test   # the test suite
+# On a CPU machine torch comes from the CPU wheel; on a GPU machine, use envs/ (conda) instead.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	snakemake --cores all
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	snakemake --lint
+	snakefmt --check Snakefile workflow/
+
+clean:
+	rm -rf results data/synthetic .snakemake

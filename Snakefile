@@ -1,0 +1,23 @@
+# rlev: Reinforcement Learning with Explicit Human Values, as a reproducible pipeline.
+#   snakemake --cores all                                   # the CPU default (minutes)
+#   snakemake --profile profiles/slurm --config scale=7B dataset=rlev   # the paper's run
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

@@ -1,0 +1,149 @@
+"""`rlev`: every pipeline stage as a command, so each can run without Snakemake.
+
+Each stage takes a --spec: the resolved settings it needs, as a JSON string (what the
+Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.yaml):
+
+    rlev plan                                   # the runs config.yaml plans, with their directories
+    rlev synth   --spec '{"train_exams": 400, ...}' --out data/synthetic/exams.jsonl --demos ...
+    rlev prepare --spec '{"source": "table", ...}' --dataset synthetic --out results/data/synthetic
+    rlev init-model --spec SCALE --train results/data/synthetic/train.parquet --demos ... --out DIR
+    rlev sft     --spec SCALE --init DIR --train ... --demos ... --out DIR
+    rlev train   --spec results/runs/<...>/config.yaml
+    rlev evaluate --spec SCALE --model DIR --test results/data/synthetic/test.parquet --out DIR
+    rlev report table1 --runs RUN_DIR... --init SFT_EVAL/metrics.json --out results/tables/table1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def read_spec(spec: str) -> dict:
+    """A JSON object given inline, or a YAML/JSON file."""
+    text = spec.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    return yaml.safe_load(Path(spec).read_text())
+
+
+def cmd_plan(args) -> None:
+    from rlev.config import load_config, plan_runs
+
+    config = load_config(args.config, _overrides(args.set))
+    for run in plan_runs(config):
+        print(run.path)
+
+
+def cmd_synth(args) -> None:
+    from rlev.data.synthetic import write
+
+    write(read_spec(args.spec), Path(args.out), Path(args.demos))
+
+
+def cmd_prepare(args) -> None:
+    from rlev.data.prepare import prepare
+
+    spec = read_spec(args.spec)
+    prepare(spec["source"], Path(args.out), args.dataset, **spec["data"])
+
+
+def cmd_init_model(args) -> None:
+    import pandas as pd
+
+    from rlev.model import build_tiny
+    from rlev.sft import sft_examples
+
+    spec = read_spec(args.spec)
+    train = pd.read_parquet(args.train)
+    texts = [q for q, _, responses in sft_examples(train, args.demos) for q in [q, *responses]]
+    build_tiny(texts, spec["tiny"], Path(args.out))
+
+
+def cmd_sft(args) -> None:
+    import pandas as pd
+
+    from rlev.sft import train_sft
+
+    s = read_spec(args.spec)
+    train_sft(Path(args.init), Path(args.out), pd.read_parquet(args.train), args.demos, s["sft_steps"],
+              s["sft_batch"], s["sft_lr"], s["sft_threads"], seed=0, device=s["device"], dtype=s["dtype"],
+              metrics_path=Path(args.metrics) if args.metrics else None)
+
+
+def cmd_train(args) -> None:
+    run = read_spec(args.spec)
+    out_dir = Path(run["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The run's full configuration is saved beside its outputs before anything else.
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
+    if run["scale"]["backend"] == "local":
+        from rlev.train.local import train
+    else:
+        from rlev.train.verl import train
+    train(run)
+
+
+def cmd_evaluate(args) -> None:
+    from rlev.evaluate import evaluate
+
+    s = read_spec(args.spec)
+    evaluate(args.model, args.test, Path(args.out), s["max_new_tokens"], s["eval_batch"], s["threads"],
+             s["device"], s["dtype"])
+
+
+def cmd_report(args) -> None:
+    from rlev import report
+
+    if args.table == "table1":
+        report.table1(args.runs, args.init or [], Path(args.out))
+
+
+def _overrides(pairs: list[str] | None) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, _, value = pair.partition("=")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="rlev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, fn, *arguments):
+        p = sub.add_parser(name)
+        for flag, kw in arguments:
+            p.add_argument(flag, **kw)
+        p.set_defaults(fn=fn)
+        return p
+
+    config_args = [("--config", dict(default="config.yaml")), ("--set", dict(nargs="*", help="top-level key=value overrides"))]
+    spec = ("--spec", dict(required=True, help="JSON object or YAML/JSON file"))
+    add("plan", cmd_plan, *config_args)
+    add("synth", cmd_synth, spec, ("--out", dict(required=True)), ("--demos", dict(required=True)))
+    add("prepare", cmd_prepare, spec, ("--dataset", dict(required=True)), ("--out", dict(required=True)))
+    add("init-model", cmd_init_model, spec, ("--train", dict(required=True)), ("--demos", dict(default=None)),
+        ("--out", dict(required=True)))
+    add("sft", cmd_sft, spec, ("--init", dict(required=True)), ("--train", dict(required=True)),
+        ("--demos", dict(default=None)), ("--out", dict(required=True)), ("--metrics", dict(default=None)))
+    add("train", cmd_train, spec)
+    add("evaluate", cmd_evaluate, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
+        ("--out", dict(required=True)))
+    add("report", cmd_report, ("table", dict(choices=["table1"])), ("--runs", dict(nargs="+", required=True)),
+        ("--init", dict(nargs="*", help="metrics.json of the starting policy")),
+        ("--out", dict(required=True, help="path without suffix; .csv and .md are written")))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+import copy
+
+import pytest
+import yaml
+
+from rlev.config import (
+    ConfigError,
+    Run,
+    experiment_runs,
+    load_config,
+    load_schema,
+    parse_reward_tag,
+    plan_runs,
+    reward_tag,
+    run_config,
+    validate,
+)
+from conftest import REPO
+
+
+@pytest.fixture
+def raw():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_default_config_validates_and_fills_defaults(raw):
+    config = validate(raw)
+    assert config["data"]["test_share"] == 0.1
+    assert config["scales"]["tiny"]["tiny"]["hidden_size"] == 64
+    assert config["estimators"]["rloo"]["clip_ratio"] == 0.2
+    # per-source defaults land only where they apply
+    assert "train_exams" in config["datasets"]["synthetic"]
+    assert "train_exams" not in config["datasets"]["rlev"]
+
+
+def test_unknown_key_is_named(raw):
+    raw["scales"]["tiny"]["rl_stpes"] = 3
+    with pytest.raises(ConfigError, match=r"scales\.tiny.*rl_stpes"):
+        validate(raw)
+
+
+def test_wrong_type_is_named(raw):
+    raw["scales"]["tiny"]["rl_steps"] = "many"
+    with pytest.raises(ConfigError, match=r"scales\.tiny\.rl_steps"):
+        validate(raw)
+
+
+def test_undefined_reference_is_named(raw):
+    raw["experiments"]["main"]["estimators"].append("ppo")
+    with pytest.raises(ConfigError, match="experiments.main.estimators: 'ppo'"):
+        validate(raw)
+
+
+def test_override_selects_scale():
+    config = load_config(REPO / "config.yaml", {"scale": "7B", "dataset": "rlev"})
+    runs = plan_runs(config)
+    assert {r.scale for r in runs} == {"7B"} and {r.dataset for r in runs} == {"rlev"}
+
+
+def _properties(schema, path=""):
+    """Every property schema in the config schema, with its dotted path."""
+    if not isinstance(schema, dict):
+        return
+    for name, sub in schema.get("properties", {}).items():
+        yield f"{path}.{name}", sub
+        yield from _properties(sub, f"{path}.{name}")
+    for key in ("$defs", "then", "else"):
+        if key in schema:
+            subs = schema[key].items() if key == "$defs" else [(key, schema[key])]
+            for name, sub in subs:
+                yield from _properties(sub, f"{path}<{name}>")
+
+
+def test_every_schema_key_has_a_description():
+    missing = [p for p, sub in _properties(load_schema()) if "description" not in sub]
+    assert not missing, f"schema properties without a description: {missing}"
+
+
+def test_reward_tags_round_trip():
+    assert reward_tag("correctness", 10, "additive_clipped") == "correctness"
+    tag = reward_tag("human", 10.0, "additive_clipped")
+    assert tag == "human-a10-additive_clipped"
+    assert parse_reward_tag(tag) == {"variant": "human", "alpha": 10.0, "form": "additive_clipped"}
+    assert parse_reward_tag("human-a0.5-multiplicative")["alpha"] == 0.5
+    with pytest.raises(ConfigError):
+        parse_reward_tag("human_10")
+
+
+def test_runs_are_identified_by_parameters(raw):
+    config = validate(raw)
+    config["seeds"] = [0, 1]
+    config["experiments"]["main"]["rewards"] = ["correctness", "human"]
+    runs = plan_runs(config)
+    assert len(runs) == 3 * 2 * 2 == len(set(runs))
+    # a second experiment that needs the same run does not add a run
+    config2 = copy.deepcopy(config)
+    config2["experiments"]["main"]["estimators"] = ["rloo", "rloo"]
+    assert len(plan_runs(config2)) == 4
+    assert experiment_runs(config, "main")[0].path.startswith("results/runs/synthetic/tiny/")
+
+
+def test_run_config_is_complete(raw):
+    config = validate(raw)
+    run = Run("synthetic", "tiny", "grpo", "human-a10-additive_clipped", 0)
+    rc = run_config(config, run)
+    assert rc["out_dir"] == run.path and rc["seed"] == 0
+    assert rc["estimator"] == {**config["estimators"]["grpo"], "name": "grpo"}
+    assert rc["estimator"]["norm_adv_by_std_in_grpo"] is False
+    assert rc["reward"] == {"variant": "human", "alpha": 10.0, "form": "additive_clipped"}
+    assert rc["scale"]["init_model"] == "results/models/synthetic/tiny/sft"
+    assert rc["dataset"]["train"] == "results/data/synthetic/train.parquet"

@@ -1,0 +1,74 @@
+# Validation of the config (schema + defaults) and every input function of the workflow.
+import json
+import shlex
+
+from rlev.config import Run, experiment_runs, plan_runs, policy_init_path, run_config, validate
+
+validate(config)
+
+RUNS = {run.path: run for run in plan_runs(config)}
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_.-]+",
+    scale=r"[A-Za-z0-9_.-]+",
+    estimator=r"[a-z_+]+",
+    reward=r"[A-Za-z0-9_.+-]+",
+    seed=r"\d+",
+
+
+def spec(obj):
+    """A dict as one shell-quoted JSON word: how rules hand settings to `rlev`."""
+    return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+def get_run(wildcards):
+    return Run(wildcards.dataset, wildcards.scale, wildcards.estimator, wildcards.reward, int(wildcards.seed))
+
+
+def get_run_spec(wildcards):
+    return spec(run_config(config, get_run(wildcards)))
+
+
+def get_scale(wildcards):
+    return config["scales"][wildcards.scale]
+
+
+def get_dataset_source(wildcards):
+    """The source config prepare loads; synthetic data is read back as a canonical table."""
+    ds = config["datasets"][wildcards.dataset]
+    if ds["source"] == "synthetic":
+        return {"source": "table", "path": f"data/{wildcards.dataset}/exams.jsonl"}
+    return ds
+
+
+def get_prepare_input(wildcards):
+    if config["datasets"][wildcards.dataset]["source"] == "synthetic":
+        return [f"data/{wildcards.dataset}/exams.jsonl"]
+    return []
+
+
+def get_demonstrations(wildcards):
+    """SFT demonstrations exist for generated datasets only; others use the reference answer."""
+    if config["datasets"][wildcards.dataset]["source"] == "synthetic":
+        return f"data/{wildcards.dataset}/demonstrations.jsonl"
+    return []
+
+
+def get_policy_init(wildcards):
+    """The run's starting model as a file dependency when the pipeline builds it."""
+    path = policy_init_path(config, wildcards.dataset, wildcards.scale)
+    return [path] if path.startswith("results/") else []
+
+
+def get_table_runs(experiment):
+    return [run.path for run in experiment_runs(config, experiment)]
+
+
+def get_init_evaluations(wildcards=None):
+    path = policy_init_path(config, config["dataset"], config["scale"])
+    return [f"{path}_eval/metrics.json"] if path.startswith("results/") else []
+
+
+def get_final_output():
+    return ["results/tables/table1.csv", "results/tables/table1.md"]

@@ -1,0 +1,38 @@
+# Data: generate the synthetic exams, then load, validate, value and split a dataset.
+
+
+rule synthetic_data:
+    output:
+        exams="data/{dataset}/exams.jsonl",
+        demonstrations="data/{dataset}/demonstrations.jsonl",
+    log:
+        "results/logs/synthetic_data/{dataset}.log",
+    params:
+        spec=lambda wc: spec(config["datasets"][wc.dataset]),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    shell:
+        "rlev synth --spec {params.spec} --out {output.exams} --demos {output.demonstrations} 2> {log}"
+
+
+rule prepare:
+    input:
+        get_prepare_input,
+    output:
+        train="results/data/{dataset}/train.parquet",
+        test="results/data/{dataset}/test.parquet",
+        verl_train="results/data/{dataset}/verl/train.parquet",
+        verl_test="results/data/{dataset}/verl/test.parquet",
+        rejects="results/data/{dataset}/rejects.csv",
+        stats="results/data/{dataset}/stats.json",
+    log:
+        "results/logs/prepare/{dataset}.log",
+    params:
+        spec=lambda wc: spec({"source": get_dataset_source(wc), "data": config["data"]}),
+    threads: 1
+    resources:
+        mem_mb=4000,
+    shell:
+        "rlev prepare --spec {params.spec} --dataset {wildcards.dataset} "
+        "--out results/data/{wildcards.dataset} 2> {log}"
