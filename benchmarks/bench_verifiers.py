@@ -4,7 +4,8 @@
     python -m benchmarks.bench_verifiers --quick    # fewer items, for a smoke check
 
 Rule verifier: a few thousand mixed answers, by kind, then all mixed:
-- synthetic: the project's exam format ("3+5=8 8+2=10 #### 10"), right and wrong;
+- synthetic: the project's exam format ("3+5=8 8+2=10 #### 10"), right and wrong, and
+  the same cut at a random character (what a length cap leaves);
 - gaokao: option letters of the real GAOKAO multiple-choice test split
   (../shared/data/gaokao_rlev, skipped when absent), right and wrong;
 - latex: answers that need math_verify (surds, polynomials, sets, intervals): distinct
@@ -44,6 +45,14 @@ def synthetic_items(n: int, rng: random.Random) -> list[tuple[str, str]]:
             total += t
         answer = total if rng.random() < 0.5 else total + rng.choice([-1, 1])
         items.append((str(total), " ".join(steps + [f"#### {answer}"])))
+    return items
+
+
+def truncated_items(n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """Synthetic responses cut at a random character, as a length cap leaves them."""
+    items = []
+    for gold, response in synthetic_items(n, rng):
+        items.append((gold, response[: rng.randint(1, len(response))]))
     return items
 
 
@@ -161,6 +170,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     sets = {
         "synthetic ####": synthetic_items(int(2000 * scale), rng),
+        "synthetic, truncated": truncated_items(int(2000 * scale), rng),
         "gaokao letters": gaokao_items(int(2000 * scale), rng),
         "LaTeX, distinct (math_verify)": latex_unique_items(int(200 * scale), rng),
         "LaTeX, repeated (memoised)": latex_repeated_items(int(2000 * scale), rng),

@@ -20,6 +20,12 @@ EXTRACT_CASES = [
     ("#### 17", "17"),
     # the LAST marker wins (a model that restates an intermediate result)
     ("#### 3\nwait\n#### 4", "4"),
+    ("#### 5 #### 6", "6"),
+    ("#####  7", "7"),  # an extra '#' is still the marker
+    ("####\n8", "8"),  # the answer on the next line
+    # a marker with nothing after it: the model gave no answer (not the line before)
+    ("3+5=8 8+2=10 #### ", None),
+    ("#### 17 ####", None),
     # boxed beats every other marker, and nested braces stay balanced
     (r"#### 9 but really $\boxed{\frac{1}{2}}$", r"\frac{1}{2}"),
     (r"\boxed{1} then \boxed{\sqrt{x^{2}}}", r"\sqrt{x^{2}}"),
@@ -97,7 +103,20 @@ VERIFY_CASES = [
     ("-5", "#### -5", True),  # negatives
     ("-5", "#### 5", False),  # sign matters
     ("-5", "#### −5", True),  # unicode minus
-    ("3", "#### 3 apples", True),  # units after the number (via math_verify)
+    ("3", "#### 3 apples", True),  # a unit after the number
+    ("90", "The answer is 90°", True),
+    ("5", "答案是5个", True),
+    ("3", "x = 3", True),  # a variable before it
+    ("3", "#### 3pi", False),  # not a unit: maths
+    ("2", "#### 2i", False),
+    ("17", r"#### \frac{34}{2}", True),  # LaTeX still reaches math_verify
+    ("17", r"#### $\sqrt{289}$", True),
+    # truncated or malformed synthetic generations are wrong (and cheap: no sympy)
+    ("17", "3+5=8 8+2=1", False),
+    ("17", "3+5=8 8+", False),
+    ("17", "3+5=8 8+2=10 10+7=17", False),  # no marker: the last line is not a number
+    ("17", "#### 17 18", False),  # two numbers
+    ("17", "#### 1#7", False),
     # --- percents
     ("50%", "The answer is 50%", True),
     ("50%", "The answer is 50", True),  # unit omitted

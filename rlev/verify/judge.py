@@ -504,6 +504,22 @@ class JudgeVerifier:
         """Verdicts for a batch from synchronous code; counts are in ``last_stats``."""
         return self.verify_batch(golds, responses, questions).verdicts
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Picklable for Ray / multiprocessing workers: the sqlite connection, lock and
+        # per-loop semaphores are rebuilt on the other side; the API key is re-read there
+        # from api_key_env, never carried in the pickle.
+        state = self.__dict__.copy()
+        for name in ("_cache", "_lock", "_semaphores", "_api_key"):
+            state.pop(name)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._semaphores = weakref.WeakKeyDictionary()
+        self._api_key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        self._cache = None if self.cache_path is None else _VerdictCache(self.cache_path)
+
     def close(self) -> None:
         """Close the cache file (the verifier cannot use the cache afterwards)."""
         if self._cache is not None:

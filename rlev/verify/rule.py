@@ -46,8 +46,6 @@ __all__ = ["extract_final_answer", "verify", "RuleVerifier"]
 # ---------------------------------------------------------------------------------------
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-# "#### 17": the GSM8K marker; the project's synthetic exams end every response with it.
-_GSM8K = re.compile(r"####\s*([^\n]*)")
 # "The (final) answer is X", "Answer: X", "答案是X", "答案为：X", "故选C"... The answer runs
 # to the end of its line; a sentence end (". " or "。") closes it earlier so that
 # "The answer is C. had done" gives "C" and "答案是17。因为..." gives "17".
@@ -87,7 +85,8 @@ def extract_final_answer(response: str) -> str | None:
     The ladder, first hit wins:
 
     1. the content of the last ``\\boxed{...}`` (braces balanced);
-    2. the text after the last GSM8K marker ``#### X`` (the synthetic exams' format);
+    2. the text after the last GSM8K marker ``#### X`` (the synthetic exams' format),
+       to the end of its line; None when nothing follows the marker;
     3. the text after the last "answer is X" / "Answer: X" / "答案是X" / "故选X",
        up to the end of its sentence;
     4. the last non-empty line.
@@ -110,9 +109,12 @@ def extract_final_answer(response: str) -> str | None:
     boxed = _last_boxed(response)
     if boxed is not None:
         return boxed
-    marks = _GSM8K.findall(response)
-    if marks:
-        return marks[-1].strip()
+    mark = response.rfind("####")
+    if mark >= 0:
+        # The rest of the marker's line (or the next line when the marker ends one);
+        # a marker with nothing after it is a response that gave no answer.
+        after = response[mark + 4:].lstrip()
+        return after.split("\n", 1)[0].strip() or None
     phrases = list(_ANSWER_PHRASE.finditer(response))
     for match in reversed(phrases):
         ans = match.group("ans")
@@ -289,6 +291,33 @@ def _parse_number(text: str) -> tuple[float, bool] | None:
     return None
 
 
+# "x = 17", "17 apples", "90°", "5个": a number with a variable before it or a unit after.
+_VAR_PREFIX = re.compile(r"^[A-Za-z]\w{0,10}\s*=\s*")
+_UNIT_SUFFIX = re.compile(r"(?<=[\d%])\s*([A-Za-z]{2,20}|[\u4e00-\u9fff]{1,4}|[°mgsLhVWJN])\.?$")
+# Letters after a number that make it maths, not a unit: "3pi", "2i", "4x".
+_NOT_UNITS = {"pi", "sqrt", "inf", "infty", "ln", "log", "sin", "cos", "tan", "deg"}
+
+
+def _parse_number_loose(text: str) -> tuple[float, bool] | None:
+    """:func:`_parse_number` after dropping a leading ``x =`` and a trailing unit word.
+
+    >>> _parse_number_loose("x = 17 apples")
+    (17.0, False)
+    >>> _parse_number_loose("50 percent")
+    (50.0, False)
+    >>> _parse_number_loose("3pi") is None
+    True
+    """
+    s = unicodedata.normalize("NFKC", text).strip().rstrip(".。")
+    s = _VAR_PREFIX.sub("", s)
+    unit = _UNIT_SUFFIX.search(s)
+    if unit:
+        if unit.group(1).lower() in _NOT_UNITS:
+            return None
+        s = s[: unit.start()]
+    return _parse_number(s)
+
+
 def _numbers_match(
     gold: tuple[float, bool], pred: tuple[float, bool], rel_tol: float, abs_tol: float
 ) -> bool:
@@ -309,6 +338,7 @@ def _numbers_match(
 # Maths via math_verify
 # ---------------------------------------------------------------------------------------
 
+_LATEX_MARK = re.compile(r"[\\$]")
 _MATHY = re.compile(r"[\d\\^_=<>+*/()\[\]{}$]|\bpi\b|sqrt|infty")
 # Longer inputs are not short final answers; sympy can take minutes on them.
 _MATH_MAX_CHARS = 400
@@ -457,7 +487,9 @@ def verify(
        must match in order ("BCA", "B,C,A", "B C A", "(1)B(2)C(3)A" all do); ``"AD"``
        (multi-select) must match as a set ("AD", "A, D", "DA"). The result is final.
     2. **numbers** when both sides parse as numbers ("1,000", "50%", "3/4",
-       ``\\frac{3}{4}``): equal within ``rel_tol``/``abs_tol``. The result is final.
+       ``\\frac{3}{4}``; the response may add ``x =`` before or a unit after): equal
+       within ``rel_tol``/``abs_tol``. The result is final. A number gold with a
+       plain-text answer that is no number is False without step 4.
     3. **normalised exact match**: whitespace, case, trailing period, full-width
        characters and Chinese punctuation ignored.
     4. **maths** when *gold* looks mathematical: ``math_verify.parse`` + ``verify``,
@@ -494,13 +526,20 @@ def verify(
         if letters is not None:
             return letters
 
-        gold_num, pred_num = _parse_number(gold_answer), _parse_number(answer)
-        if gold_num is not None and pred_num is not None:
-            return _numbers_match(gold_num, pred_num, rel_tol, abs_tol)
+        gold_num = _parse_number(gold_answer)
+        if gold_num is not None:
+            pred_num = _parse_number(answer) or _parse_number_loose(answer)
+            if pred_num is not None:
+                return _numbers_match(gold_num, pred_num, rel_tol, abs_tol)
 
         if _normalise_text(gold_answer) == _normalise_text(answer):
             return True
 
+        # A plain-number gold only needs sympy when the answer is written in LaTeX
+        # ("\\frac{34}{2}"); plain text that is not a number (a truncated "3+5=8 8+")
+        # is wrong, and skipping sympy keeps such answers ~1000x cheaper during RL.
+        if gold_num is not None and not _LATEX_MARK.search(answer):
+            return False
         if _looks_mathematical(gold_answer):
             return _math_equal(gold_answer, answer, math_timeout_s)
         return False
