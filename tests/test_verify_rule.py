@@ -37,6 +37,8 @@ EXTRACT_CASES = [
     ("解析：……所以答案是C。", "C"),
     ("答案为：北京。", "北京"),
     ("综上，故选D", "D"),
+    ("【答案】B\n【解析】略", "B"),
+    ("The correct option is (C), since it fits", "(C), since it fits"),
     # decimals are not sentence ends
     ("the answer is 3.5", "3.5"),
     # nothing marked: the last non-empty line
@@ -72,6 +74,9 @@ VERIFY_CASES = [
     ("B", "答案是A", False),  # wrong letter
     ("B", "答案是AB", False),  # hedging with two letters is wrong
     ("C", "选项C", True),
+    ("C", "The correct option is (C), since the passage says so", True),
+    ("B", "【答案】B", True),
+    ("C", "options C", True),
     # --- multi-part answers: one letter per sub-question, order matters
     ("B; C; A", "答案是B; C; A", True),
     ("B; C; A", "答案是BCA", True),

@@ -46,12 +46,12 @@ __all__ = ["extract_final_answer", "verify", "RuleVerifier"]
 # ---------------------------------------------------------------------------------------
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-# "The (final) answer is X", "Answer: X", "答案是X", "答案为：X", "故选C"... The answer runs
+# "The (final) answer is X", "Answer: X", "答案是X", "【答案】X", "故选C"... The answer runs
 # to the end of its line; a sentence end (". " or "。") closes it earlier so that
 # "The answer is C. had done" gives "C" and "答案是17。因为..." gives "17".
 _ANSWER_PHRASE = re.compile(
-    r"(?:answer\s+is\s*:?|answer\s*[:：]|答案\s*(?:是|为|应为|應為)\s*[:：]?|答案\s*[:：]"
-    r"|故选|应选|所以选|因此选)\s*"
+    r"(?:(?:answer|option|choice)\s+is\s*:?|answer\s*[:：]|【答案】|\[答案\]"
+    r"|答案\s*(?:是|为|应为|應為|选)\s*[:：]?|答案\s*[:：]|故选|应选|所以选|因此选)\s*"
     r"(?P<ans>[^\n]*)",
     re.IGNORECASE,
 )
@@ -205,7 +205,7 @@ def _response_letters(answer: str) -> list[str] | None:
     True
     """
     s = unicodedata.normalize("NFKC", answer).strip()
-    s = re.sub(r"^(?:选项|option|options|choice)\s*", "", s, flags=re.IGNORECASE)
+    s = re.sub(r"^(?:选项|options|option|choice)\s*", "", s, flags=re.IGNORECASE)
     s = s.rstrip(".。!！")
     body = _ENUMERATOR.sub(" ", s)
     body = re.sub(r"[()\[\]{}*$\"']", " ", body)
