@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections import Counter
 
 import aiohttp.web
@@ -45,7 +46,7 @@ class FakeJudgeServer:
         self.always: dict[str, str] = {}  # question -> fault on every attempt
         self.attempts: Counter[str] = Counter()
         self.auth_headers: list[str | None] = []
-        self.in_flight = 0
+        self.in_flight = getattr(self, "in_flight", 0)  # live handlers, never zeroed
         self.max_in_flight = 0
         self.requests = 0
 
@@ -126,6 +127,11 @@ def server():
 
 @pytest.fixture
 def judge_server(server):
+    # A "timeout" reply from an earlier test may still be sleeping on the server; let it
+    # finish so that it does not count as in flight here.
+    deadline = time.monotonic() + HANG_S + 2
+    while server.in_flight and time.monotonic() < deadline:
+        time.sleep(0.02)
     server.reset()
     server.latency_s = 0.0
     return server
