@@ -64,7 +64,9 @@ def gaokao_items(n: int, rng: random.Random) -> list[tuple[str, str]]:
     items = []
     for _ in range(n):
         ref = rng.choice(refs)
-        said = ref if rng.random() < 0.5 else re.sub(r"[A-D]$", lambda m: "ABCD"[("ABCD".index(m.group()) + 1) % 4], ref)
+        said = (
+            ref if rng.random() < 0.5 else re.sub(r"[A-D]$", lambda m: "ABCD"[("ABCD".index(m.group()) + 1) % 4], ref)
+        )
         items.append((ref, f"解析：逐项分析。答案是{said}"))
     return items
 
@@ -147,8 +149,9 @@ class LatencyJudgeServer:
 
 
 def bench_judge(base_url: str, concurrency: int, n: int) -> tuple[float, float]:
-    judge = JudgeVerifier(base_url=base_url, model="bench", concurrency=concurrency,
-                          timeout_s=30, max_retries=0, cache_path=None)
+    judge = JudgeVerifier(
+        base_url=base_url, model="bench", concurrency=concurrency, timeout_s=30, max_retries=0, cache_path=None
+    )
     golds = [str(i) for i in range(n)]
     responses = [f"#### {i}" for i in range(n)]
     start = time.perf_counter()
@@ -197,8 +200,10 @@ def main() -> None:
             n = max(16, int((100 if concurrency == 1 else 40 * concurrency) * scale))
             rate, elapsed = bench_judge(base_url, concurrency, n)
             ideal = concurrency / latency_s
-            print(f"| judge (loopback, {args.latency_ms:g} ms) | concurrency {concurrency} | {n} | "
-                  f"{rate:,.0f} | ideal {ideal:,.0f}/s, {elapsed:.1f} s |")
+            print(
+                f"| judge (loopback, {args.latency_ms:g} ms) | concurrency {concurrency} | {n} | "
+                f"{rate:,.0f} | ideal {ideal:,.0f}/s, {elapsed:.1f} s |"
+            )
 
 
 if __name__ == "__main__":

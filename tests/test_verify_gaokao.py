@@ -22,8 +22,7 @@ GAOKAO_TEST = SHARED / "data" / "gaokao_rlev" / "test.jsonl"
 def _multiple_choice_rows() -> list[dict]:
     if not GAOKAO_TEST.exists():
         pytest.skip(f"real data not found at {GAOKAO_TEST}")
-    rows = [json.loads(line) for line in GAOKAO_TEST.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    rows = [json.loads(line) for line in GAOKAO_TEST.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r for r in rows if r["question_type"] == "multiple_choice"]
 
 
@@ -33,7 +32,7 @@ def _wrong_variant(answer: str) -> str:
     last = letters[-1]
     options = "ABCD" if last.group() in "ABCD" else "ABCDEFG"
     wrong = options[(options.index(last.group()) + 1) % len(options)]
-    return answer[: last.start()] + wrong + answer[last.end():]
+    return answer[: last.start()] + wrong + answer[last.end() :]
 
 
 def test_every_gaokao_multiple_choice_answer_verifies():

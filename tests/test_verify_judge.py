@@ -78,8 +78,10 @@ class FakeJudgeServer:
                 return aiohttp.web.Response(status=200, text="<html>proxy error</html>")
             elif fault == "no_verdict":
                 return self._reply("I cannot tell.")
-            same = (_tag(user, "reference_answer").strip().casefold()
-                    == _tag(user, "student_final_answer").strip().casefold())
+            same = (
+                _tag(user, "reference_answer").strip().casefold()
+                == _tag(user, "student_final_answer").strip().casefold()
+            )
             return self._reply("YES" if same else "NO")
         finally:
             self.in_flight -= 1
@@ -87,7 +89,8 @@ class FakeJudgeServer:
     @staticmethod
     def _reply(content: str) -> aiohttp.web.Response:
         return aiohttp.web.json_response(
-            {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
+            {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+        )
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -138,8 +141,9 @@ def judge_server(server):
 
 
 def make_judge(server: FakeJudgeServer, **kw) -> JudgeVerifier:
-    args = dict(base_url=server.base_url, model="judge-model", timeout_s=0.3,
-                max_retries=3, backoff_s=0.01, max_backoff_s=0.05)
+    args = dict(
+        base_url=server.base_url, model="judge-model", timeout_s=0.3, max_retries=3, backoff_s=0.01, max_backoff_s=0.05
+    )
     args.update(kw)
     return JudgeVerifier(**args)
 
@@ -147,13 +151,21 @@ def make_judge(server: FakeJudgeServer, **kw) -> JudgeVerifier:
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("reply", "expected"), [
-    ("YES", True), ("yes.", True), ("No", False), (" NO, they differ", False),
-    ("Yes, because no other option fits", True),  # the FIRST yes/no word counts
-    ("<think>no idea... yes</think> NO", False),  # a reasoning block is skipped
-    ("Nope", None), ("I cannot tell.", None), ("", None),  # malformed
-    ("Not equivalent", None),  # "not" is not "no"
-])
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("YES", True),
+        ("yes.", True),
+        ("No", False),
+        (" NO, they differ", False),
+        ("Yes, because no other option fits", True),  # the FIRST yes/no word counts
+        ("<think>no idea... yes</think> NO", False),  # a reasoning block is skipped
+        ("Nope", None),
+        ("I cannot tell.", None),
+        ("", None),  # malformed
+        ("Not equivalent", None),  # "not" is not "no"
+    ],
+)
 def test_parse_verdict(reply, expected):
     assert parse_verdict(reply) is expected
 
@@ -164,8 +176,14 @@ def test_verdicts_follow_the_judge(judge_server):
     responses = ["3+5=8 #### 17", "The answer is London.", "答案是B; C; A", "答案是北京。"]
     verdicts = judge(golds, responses, ["q1", "q2", "q3", "q4"])
     assert verdicts == [True, False, True, True]
-    assert judge.last_stats.as_dict() == {"verified": 4, "unverified": 0, "cache_hits": 0,
-                                          "retries": 0, "requests": 4, "no_answer": 0}
+    assert judge.last_stats.as_dict() == {
+        "verified": 4,
+        "unverified": 0,
+        "cache_hits": 0,
+        "retries": 0,
+        "requests": 4,
+        "no_answer": 0,
+    }
     assert judge_server.requests == 4
 
 
@@ -173,8 +191,7 @@ def test_prompt_carries_question_reference_and_extracted_answer(judge_server):
     judge = make_judge(judge_server)
     messages = judge.messages("What is 2+2?", "4", "four")
     assert messages[0]["role"] == "system" and "YES or NO" in messages[0]["content"]
-    assert messages[1]["content"] == JUDGE_USER_TEMPLATE.format(
-        question="What is 2+2?", reference="4", answer="four")
+    assert messages[1]["content"] == JUDGE_USER_TEMPLATE.format(question="What is 2+2?", reference="4", answer="four")
     long = judge.messages("x" * 20000, "4", "4")[1]["content"]
     assert len(long) < 9000  # an over-long exam passage is cut
 
@@ -188,15 +205,13 @@ def test_retries_recover_from_transient_faults(judge_server):
     }
     judge = make_judge(judge_server)
     questions = ["q-timeout", "q-500", "q-429", "q-malformed", "q-fine"]
-    verdicts = judge(["1", "2", "3", "4", "5"], ["#### 1", "#### 2", "#### 0", "#### 4", "#### 5"],
-                     questions)
+    verdicts = judge(["1", "2", "3", "4", "5"], ["#### 1", "#### 2", "#### 0", "#### 4", "#### 5"], questions)
     assert verdicts == [True, True, False, True, True]
     stats = judge.last_stats
     assert stats.retries == 2 + 1 + 1 + 2
     assert stats.requests == 5 + 6
     assert stats.unverified == 0 and stats.verified == 5
-    assert dict(judge_server.attempts) == {"q-timeout": 3, "q-500": 2, "q-429": 2,
-                                           "q-malformed": 3, "q-fine": 1}
+    assert dict(judge_server.attempts) == {"q-timeout": 3, "q-500": 2, "q-429": 2, "q-malformed": 3, "q-fine": 1}
 
 
 def test_persistent_failure_is_unverified_not_false(judge_server):
@@ -220,8 +235,9 @@ def test_client_errors_are_not_retried(judge_server):
 
 
 def test_connection_refused_is_retried_then_unverified():
-    judge = JudgeVerifier(base_url="http://127.0.0.1:9/v1", model="judge-model",
-                          timeout_s=0.3, max_retries=2, backoff_s=0.01)
+    judge = JudgeVerifier(
+        base_url="http://127.0.0.1:9/v1", model="judge-model", timeout_s=0.3, max_retries=2, backoff_s=0.01
+    )
     assert judge(["1"], ["#### 1"]) == [None]
     assert judge.last_stats.requests == 3 and judge.last_stats.retries == 2
 
@@ -239,8 +255,7 @@ def test_concurrency_limit_is_respected(judge_server):
     judge_server.latency_s = 0.05
     judge = make_judge(judge_server, concurrency=4)
     n = 24
-    verdicts = judge([str(i) for i in range(n)], [f"#### {i}" for i in range(n)],
-                     [f"q{i}" for i in range(n)])
+    verdicts = judge([str(i) for i in range(n)], [f"#### {i}" for i in range(n)], [f"q{i}" for i in range(n)])
     assert verdicts == [True] * n
     assert judge_server.max_in_flight == 4  # reached, never exceeded
 
@@ -261,8 +276,7 @@ def test_cache_makes_a_second_call_free(judge_server, tmp_path):
     # a different extracted answer, question or judge model is a different key
     assert second(["1"], ["#### 2"], ["a"]) == [False]
     assert judge_server.requests == 4
-    assert second.cache_key("a", "1", "1") != make_judge(
-        judge_server, cache_path=None).cache_key("a", "1", "2")
+    assert second.cache_key("a", "1", "1") != make_judge(judge_server, cache_path=None).cache_key("a", "1", "2")
 
 
 def test_failures_are_not_cached(judge_server, tmp_path):
@@ -296,8 +310,7 @@ def test_async_single_sample_and_sync_call_inside_a_loop(judge_server):
 
     async def main():
         # verl's async compute_score judges one sample at a time, concurrently
-        one = await asyncio.gather(judge.averify("1", "#### 1", "qa"),
-                                   judge.averify("1", "#### 2", "qb"))
+        one = await asyncio.gather(judge.averify("1", "#### 1", "qa"), judge.averify("1", "#### 2", "qb"))
         # the sync call also works from inside a running event loop
         two = judge(["3"], ["#### 3"], ["qc"])
         return one, two
@@ -306,18 +319,17 @@ def test_async_single_sample_and_sync_call_inside_a_loop(judge_server):
 
 
 def test_build_verifier_from_config(judge_server):
-    judge = build_verifier({"kind": "judge", "base_url": judge_server.base_url,
-                            "model": "judge-model", "concurrency": 2, "timeout_s": 5})
+    judge = build_verifier(
+        {"kind": "judge", "base_url": judge_server.base_url, "model": "judge-model", "concurrency": 2, "timeout_s": 5}
+    )
     assert isinstance(judge, JudgeVerifier) and judge.concurrency == 2
     assert judge(["x"], ["answer: X"]) == [True]
     with pytest.raises(ValueError, match=r"unknown judge option\(s\) \['concurency'\]"):
-        build_verifier({"kind": "judge", "base_url": "http://h/v1", "model": "m",
-                        "concurency": 2})
+        build_verifier({"kind": "judge", "base_url": "http://h/v1", "model": "m", "concurency": 2})
     with pytest.raises(ValueError, match="choose one of .*'rule'.*'judge'"):
         build_verifier({"kind": "oracle"})
     with pytest.raises(ValueError, match="on_failure"):
-        build_verifier({"kind": "judge", "base_url": "http://h/v1", "model": "m",
-                        "on_failure": "zero"})
+        build_verifier({"kind": "judge", "base_url": "http://h/v1", "model": "m", "on_failure": "zero"})
     assert build_verifier({"kind": "rule", "rel_tol": 1e-3})(["1"], ["#### 1.0001"]) == [True]
 
 
@@ -325,8 +337,7 @@ def test_judge_pickles_for_worker_processes(judge_server, tmp_path, monkeypatch)
     import pickle
 
     monkeypatch.setenv("RLEV_TEST_JUDGE_KEY", "sk-secret-456")
-    judge = make_judge(judge_server, cache_path=tmp_path / "c.sqlite",
-                       api_key_env="RLEV_TEST_JUDGE_KEY")
+    judge = make_judge(judge_server, cache_path=tmp_path / "c.sqlite", api_key_env="RLEV_TEST_JUDGE_KEY")
     assert judge(["1"], ["#### 1"], ["q"]) == [True]
     blob = pickle.dumps(judge)
     assert b"sk-secret-456" not in blob  # the key travels by env var name only

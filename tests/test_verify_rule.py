@@ -201,8 +201,9 @@ def test_verify_maths_timeout_off_the_main_thread(monkeypatch):
     # A comparison that never finishes must come back False within the time limit.
     monkeypatch.setattr(rule, "_math_verify_call", _stuck)
     results: list[bool] = []
-    worker = threading.Thread(target=lambda: results.append(
-        verify(r"\frac{1}{3}", r"\boxed{\sqrt{y}}", math_timeout_s=0.2)))
+    worker = threading.Thread(
+        target=lambda: results.append(verify(r"\frac{1}{3}", r"\boxed{\sqrt{y}}", math_timeout_s=0.2))
+    )
     start = time.monotonic()
     worker.start()
     worker.join(10)

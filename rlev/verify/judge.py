@@ -331,27 +331,25 @@ class JudgeVerifier:
         return cls(**cfg)
 
     def __repr__(self) -> str:  # the key itself never appears
-        return (f"JudgeVerifier(base_url={self.base_url!r}, model={self.model!r}, "
-                f"api_key_env={self.api_key_env!r}, concurrency={self.concurrency}, "
-                f"timeout_s={self.timeout_s}, max_retries={self.max_retries}, "
-                f"on_failure={self.on_failure!r}, cache_path={self.cache_path!r})")
+        return (
+            f"JudgeVerifier(base_url={self.base_url!r}, model={self.model!r}, "
+            f"api_key_env={self.api_key_env!r}, concurrency={self.concurrency}, "
+            f"timeout_s={self.timeout_s}, max_retries={self.max_retries}, "
+            f"on_failure={self.on_failure!r}, cache_path={self.cache_path!r})"
+        )
 
     # -- pieces ----------------------------------------------------------------------
 
     def cache_key(self, question: str, reference: str, answer: str) -> str:
         """sha256 over (model, prompt version, question, reference, extracted answer)."""
-        blob = json.dumps([self.model, PROMPT_VERSION, question, reference, answer],
-                          ensure_ascii=False)
+        blob = json.dumps([self.model, PROMPT_VERSION, question, reference, answer], ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def messages(self, question: str, reference: str, answer: str) -> list[dict[str, str]]:
         """The chat messages sent for one sample."""
-        q = question if len(question) <= self.max_question_chars else (
-            question[: self.max_question_chars] + " [...]")
-        user = JUDGE_USER_TEMPLATE.format(question=q or "(not given)", reference=reference,
-                                          answer=answer)
-        return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT},
-                {"role": "user", "content": user}]
+        q = question if len(question) <= self.max_question_chars else (question[: self.max_question_chars] + " [...]")
+        user = JUDGE_USER_TEMPLATE.format(question=q or "(not given)", reference=reference, answer=answer)
+        return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
     def _semaphore(self) -> asyncio.Semaphore:
         # One semaphore per event loop: asyncio primitives cannot cross loops, and the
@@ -368,12 +366,17 @@ class JudgeVerifier:
         return max(base * random.uniform(0.5, 1.5), min(retry_after_s, self.max_backoff_s))
 
     async def _request(self, session: aiohttp.ClientSession, messages) -> tuple[bool, str]:
-        payload = {"model": self.model, "messages": messages,
-                   "temperature": self.temperature, "max_tokens": self.max_tokens}
+        payload = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
-            async with session.post(self.url, json=payload, headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:
+            async with session.post(
+                self.url, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+            ) as resp:
                 body = await resp.text()
                 if resp.status in _RETRY_STATUS or resp.status >= 500:
                     retry_after = resp.headers.get("Retry-After", "")
@@ -390,15 +393,15 @@ class JudgeVerifier:
         try:
             content = json.loads(body)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise _RetryableError(f"malformed reply (no choices[0].message.content): "
-                                  f"{body[:200]!r}") from e
+            raise _RetryableError(f"malformed reply (no choices[0].message.content): " f"{body[:200]!r}") from e
         verdict = parse_verdict(content)
         if verdict is None:
             raise _RetryableError(f"malformed verdict (no YES/NO): {str(content)[:200]!r}")
         return verdict, content
 
-    async def _judge_one(self, session, sem, index: int, question: str, reference: str,
-                         response: str, stats: JudgeStats) -> bool | None:
+    async def _judge_one(
+        self, session, sem, index: int, question: str, reference: str, response: str, stats: JudgeStats
+    ) -> bool | None:
         answer = extract_final_answer(response)
         if answer is None:
             stats.no_answer += 1
@@ -477,8 +480,9 @@ class JudgeVerifier:
             self.stats.add(stats)
             self.last_stats = stats
         if stats.unverified:
-            logger.warning("judge left %d of %d samples unverified (%d retries)",
-                           stats.unverified, len(golds), stats.retries)
+            logger.warning(
+                "judge left %d of %d samples unverified (%d retries)", stats.unverified, len(golds), stats.retries
+            )
         return JudgeBatch(verdicts, stats)
 
     async def averify(self, gold: str, response: str, question: str | None = None) -> bool | None:

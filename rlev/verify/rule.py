@@ -113,7 +113,7 @@ def extract_final_answer(response: str) -> str | None:
     if mark >= 0:
         # The rest of the marker's line (or the next line when the marker ends one);
         # a marker with nothing after it is a response that gave no answer.
-        after = response[mark + 4:].lstrip()
+        after = response[mark + 4 :].lstrip()
         return after.split("\n", 1)[0].strip() or None
     phrases = list(_ANSWER_PHRASE.finditer(response))
     for match in reversed(phrases):
@@ -131,8 +131,22 @@ def extract_final_answer(response: str) -> str | None:
 # ---------------------------------------------------------------------------------------
 
 # Punctuation NFKC leaves alone but that is only typography in an answer.
-_CJK_PUNCT = str.maketrans({"。": ".", "、": ",", "「": '"', "」": '"', "『": '"', "』": '"',
-                            "“": '"', "”": '"', "‘": "'", "’": "'", "−": "-", "–": "-"})
+_CJK_PUNCT = str.maketrans(
+    {
+        "。": ".",
+        "、": ",",
+        "「": '"',
+        "」": '"',
+        "『": '"',
+        "』": '"',
+        "“": '"',
+        "”": '"',
+        "‘": "'",
+        "’": "'",
+        "−": "-",
+        "–": "-",
+    }
+)
 _TRAILING = ".!?;:,"
 _QUOTES = "\"'`"
 
@@ -318,9 +332,7 @@ def _parse_number_loose(text: str) -> tuple[float, bool] | None:
     return _parse_number(s)
 
 
-def _numbers_match(
-    gold: tuple[float, bool], pred: tuple[float, bool], rel_tol: float, abs_tol: float
-) -> bool:
+def _numbers_match(gold: tuple[float, bool], pred: tuple[float, bool], rel_tol: float, abs_tol: float) -> bool:
     """Numbers equal within tolerance; a percent on either side may be read as a share.
 
     Gold "50%" accepts 50% or 50 or 0.5; gold 0.5 accepts 50%.
@@ -579,11 +591,9 @@ class RuleVerifier:
         if questions is not None and len(questions) != len(golds):
             raise ValueError(f"{len(golds)} golds but {len(questions)} questions")
         return [
-            verify(g, r, rel_tol=self.rel_tol, abs_tol=self.abs_tol,
-                   math_timeout_s=self.math_timeout_s)
+            verify(g, r, rel_tol=self.rel_tol, abs_tol=self.abs_tol, math_timeout_s=self.math_timeout_s)
             for g, r in zip(golds, responses)
         ]
 
     def __repr__(self) -> str:
-        return (f"RuleVerifier(rel_tol={self.rel_tol}, abs_tol={self.abs_tol}, "
-                f"math_timeout_s={self.math_timeout_s})")
+        return f"RuleVerifier(rel_tol={self.rel_tol}, abs_tol={self.abs_tol}, " f"math_timeout_s={self.math_timeout_s})"
