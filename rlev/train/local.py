@@ -74,10 +74,12 @@ def train(run: dict) -> None:
     model, tokenizer = load_policy(s["init_model"], s["device"], s["dtype"])
     prompts = [render_prompt(tokenizer, q, sys_) for q, sys_ in zip(train_rows["question"], train_rows["system"])]
     optimizer = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
-    actor = ActorConfig(strategy="fsdp", clip_ratio=est["clip_ratio"], ppo_mini_batch_size=1, rollout_n=s["n"])
+    B, n = s["prompts_per_step"], s["n"]
+    # verl's actor settings for what this loop does: one update on the whole batch.
+    actor = ActorConfig(strategy="fsdp", clip_ratio=est["clip_ratio"], loss_agg_mode=est["loss_agg_mode"],
+                        ppo_mini_batch_size=B, ppo_micro_batch_size_per_gpu=B * n, rollout_n=n)
     policy_loss = core_algos.get_policy_loss_fn("vanilla")
     order = np.random.default_rng(run["seed"]).permutation(len(train_rows))
-    B, n = s["prompts_per_step"], s["n"]
     log.info("%s: %d training prompts, %d steps x %d prompts x %d samples", run["run_id"], len(train_rows),
              s["rl_steps"], B, n)
 
