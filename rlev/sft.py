@@ -64,12 +64,23 @@ def collate(batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tens
 def train_sft(init_dir: Path, out_dir: Path, train: pd.DataFrame, demos_path: Path | None, steps: int,
               batch_size: int, lr: float, threads: int, seed: int, device: str = "auto", dtype: str = "float32",
               metrics_path: Path | None = None) -> None:
+    """The policy warm start: SFT on the training split's demonstrations (see sft_examples)."""
+    fit_sft(init_dir, out_dir, sft_examples(train, demos_path), steps, batch_size, lr, threads, seed, device, dtype,
+            metrics_path)
+
+
+def fit_sft(init_dir: Path, out_dir: Path, examples: list[tuple[str, str, list[str]]], steps: int, batch_size: int,
+            lr: float, threads: int, seed: int, device: str = "auto", dtype: str = "float32",
+            metrics_path: Path | None = None) -> None:
+    """SFT on (question, system, candidate responses) examples; loss on the response only.
+
+    Shared by the policy warm start and the score predictor (rlev.predictor).
+    """
     torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     model, tokenizer = load_policy(init_dir, device, dtype)
-    examples = sft_examples(train, demos_path)
     # Every candidate response is tokenised once; each draw picks one per question.
     encoded = [[encode(tokenizer, q, s, r) for r in responses] for q, s, responses in examples]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
