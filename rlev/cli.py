@@ -11,6 +11,10 @@ Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.y
     rlev train   --spec results/runs/<...>/config.yaml
     rlev evaluate --spec SCALE --model DIR --test results/data/synthetic/test.parquet --out DIR
     rlev report table1 --runs RUN_DIR... --init SFT_EVAL/metrics.json --out results/tables/table1
+    rlev report table8|bootstrap --runs RUN_DIR... --out results/tables/table8
+    rlev table-html --md results/tables/table8.md --out results/tables/table8.html
+    rlev eos     --spec SCALE --model RUN/model --test ... --samples RUN/eval/samples.parquet --out RUN/eval/eos.parquet
+    rlev figure2 --eos RUN/eval/eos.parquet... --out results/figures/figure2
 """
 
 from __future__ import annotations
@@ -102,6 +106,30 @@ def cmd_report(args) -> None:
 
     if args.table == "table1":
         report.table1(args.runs, args.init or [], Path(args.out))
+    elif args.table == "table8":
+        report.table8(args.runs, Path(args.out))
+    elif args.table == "bootstrap":
+        report.bootstrap_table(args.runs, Path(args.out), args.resamples, args.seed)
+
+
+def cmd_table_html(args) -> None:
+    from rlev.report import table_html
+
+    table_html(Path(args.md), Path(args.out))
+
+
+def cmd_eos(args) -> None:
+    from rlev.analysis.eos import run_eos
+
+    s = read_spec(args.spec)
+    run_eos(args.model, args.test, args.samples, Path(args.out), args.prompts, s["eval_batch"], s["threads"],
+            s["device"], s["dtype"])
+
+
+def cmd_figure2(args) -> None:
+    from rlev.analysis.eos import figure2
+
+    figure2(args.eos, Path(args.out), args.bins)
 
 
 def _overrides(pairs: list[str] | None) -> dict:
@@ -113,6 +141,8 @@ def _overrides(pairs: list[str] | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from rlev.stats import RESAMPLES, SEED
+
     parser = argparse.ArgumentParser(prog="rlev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,9 +166,21 @@ def main(argv: list[str] | None = None) -> None:
     add("train", cmd_train, spec)
     add("evaluate", cmd_evaluate, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
         ("--out", dict(required=True)))
-    add("report", cmd_report, ("table", dict(choices=["table1"])), ("--runs", dict(nargs="+", required=True)),
+    add("report", cmd_report, ("table", dict(choices=["table1", "table8", "bootstrap"])),
+        ("--runs", dict(nargs="+", required=True)),
         ("--init", dict(nargs="*", help="metrics.json of the starting policy")),
-        ("--out", dict(required=True, help="path without suffix; .csv and .md are written")))
+        ("--out", dict(required=True, help="path without suffix; .csv and .md are written")),
+        ("--resamples", dict(type=int, default=RESAMPLES, help="bootstrap: prompt resamples")),
+        ("--seed", dict(type=int, default=SEED, help="bootstrap: numpy seed of the resampling")))
+    add("table-html", cmd_table_html, ("--md", dict(required=True, help="a table's Markdown file")),
+        ("--out", dict(required=True)))
+    add("eos", cmd_eos, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
+        ("--samples", dict(required=True, help="the run's eval/samples.parquet")),
+        ("--out", dict(required=True, help="eos.parquet")),
+        ("--prompts", dict(type=int, default=200, help="highest- and lowest-valued prompts each (capped at n/2)")))
+    add("figure2", cmd_figure2, ("--eos", dict(nargs="+", required=True, help="<run>/eval/eos.parquet files")),
+        ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")),
+        ("--bins", dict(type=int, default=20, help="relative-position bins")))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

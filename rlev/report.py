@@ -93,3 +93,132 @@ def table1(run_dirs: list[str], init_metrics: list[str], out: Path) -> pd.DataFr
               "with a 95% t-interval in brackets when there are several seeds.\n")
     out.with_suffix(".md").write_text("\n".join(md))
     return table
+
+
+TABLE8_METRICS = ["acc", "acc_top20", "acc_bottom20"]
+
+
+def table8(run_dirs: list[str], out: Path) -> pd.DataFrame:
+    """Table 8: Acc on all, the 20% highest- and the 20% lowest-valued test prompts (in %)."""
+    rows = pd.DataFrame([load_run(d) for d in run_dirs])
+    keys = ["estimator", "scale", "reward"]
+    table = aggregate(rows, keys, TABLE8_METRICS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    md = ["# Table 8: accuracy (%) on all test prompts, the 20% highest-valued (acc_top20) and the 20% "
+          "lowest-valued (acc_bottom20)", ""]
+    md.append(to_markdown(table, keys, TABLE8_METRICS, {m: 1 for m in TABLE8_METRICS}))
+    md.append(f"Runs: {len(rows)} ({rows['seed'].nunique()} seed(s) each); cells are means, "
+              "with a 95% t-interval in brackets when there are several seeds. "
+              "Run directories are in the `runs` column of table8.csv.\n")
+    out.with_suffix(".md").write_text("\n".join(md))
+    return table
+
+
+def bootstrap_table(run_dirs: list[str], out: Path, resamples: int | None = None, seed: int | None = None
+                    ) -> pd.DataFrame:
+    """Paired bootstrap over test prompts of RLEV (human) minus correctness, per estimator.
+
+    Runs are paired by estimator, scale, alpha, form and seed; see `rlev.stats` for how
+    several seeds are combined. Metrics: H-Acc (the paper's target) and Acc.
+    """
+    from rlev.stats import RESAMPLES, SEED, paired_bootstrap, paired_samples
+
+    resamples = RESAMPLES if resamples is None else resamples
+    seed = SEED if seed is None else seed
+    rows = pd.DataFrame([load_run(d) for d in run_dirs])
+    treatment, baseline = REWARD_NAMES["human"], REWARD_NAMES["correctness"]
+    records = []
+    for (estimator, scale), group in rows.groupby(["estimator", "scale"], sort=False):
+        runs_t = group[group["reward"] == treatment]
+        runs_b = group[group["reward"] == baseline]
+        if runs_t.empty or runs_b.empty:
+            raise ValueError(f"bootstrap: {estimator} at {scale} needs both a {treatment!r} and a {baseline!r} "
+                             f"run; got {sorted(group['reward'])} from {list(group['run'])}")
+        pairs, pair_runs = [], []
+        for (alpha, form, s), t in runs_t.groupby(["alpha", "form", "seed"]):
+            b = runs_b[runs_b["seed"] == s]
+            if len(t) != 1 or len(b) != 1:
+                raise ValueError(f"bootstrap: {estimator} at {scale}, seed {s}: expected one {treatment!r} and "
+                                 f"one {baseline!r} run, got {list(t['run'])} and {list(b['run'])}")
+            t_dir, b_dir = t["run"].iloc[0], b["run"].iloc[0]
+            pairs.append(paired_samples(pd.read_parquet(Path(t_dir) / "eval" / "samples.parquet"),
+                                        pd.read_parquet(Path(b_dir) / "eval" / "samples.parquet"),
+                                        what=f"{t_dir} vs {b_dir}"))
+            pair_runs.append(f"{t_dir} - {b_dir}")
+        for metric in ("h_acc", "acc"):
+            r = paired_bootstrap(pairs, metric, resamples, seed)
+            records.append({"estimator": estimator, "scale": scale, "metric": metric,
+                            "difference": f"{treatment} - {baseline}", "diff": r.diff, "lo": r.lo, "hi": r.hi,
+                            "share_positive": r.share_positive, "prompts": r.n_prompts,
+                            "seed_pairs": r.seed_pairs, "resamples": r.resamples, "rng_seed": r.seed,
+                            "runs": ";".join(pair_runs)})
+    table = pd.DataFrame(records)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    md = [f"# Paired bootstrap over test prompts: {treatment} minus {baseline} (percentage points)", "",
+          "| estimator | scale | metric | diff | 95% interval | share > 0 | prompts | seed pairs |",
+          "|---|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        md.append(f"| {r['estimator']} | {r['scale']} | {r['metric']} | {r['diff']:+.2f} | "
+                  f"[{r['lo']:+.2f}, {r['hi']:+.2f}] | {r['share_positive']:.3f} | {r['prompts']} | "
+                  f"{r['seed_pairs']} |")
+    md += ["", f"Prompts resampled with replacement, {resamples} resamples, numpy seed {seed}; the interval is the "
+           "2.5-97.5 percentile of the resampled differences. Seed k of one reward is paired with seed k of the "
+           "other and every seed pair is scored on the same resample (the difference is averaged over seed "
+           "pairs), so the interval reflects which test prompts were drawn, not seed-to-seed variation "
+           "(that is the t-interval of Tables 1 and 8). Run pairs are in the `runs` column of bootstrap.csv.", ""]
+    out.with_suffix(".md").write_text("\n".join(md))
+    return table
+
+
+def markdown_to_html(md: str) -> str:
+    """A standalone HTML page from the Markdown the table builders write.
+
+    The builders write only `# ` titles, pipe tables and plain paragraphs, so that is all
+    this renders (the HTML report embeds HTML, not Markdown). Backticks become <code>.
+    """
+    import html
+    import re
+
+    def inline(text: str) -> str:
+        return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text.strip()))
+
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
+    title, body, lines, i = "", [], md.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("# "):
+            title = title or line[2:].strip()
+            body.append(f"<h1>{inline(line[2:])}</h1>")
+            i += 1
+        elif line.startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].startswith("|"):
+                block.append(lines[i])
+                i += 1
+            rows = [r for r in block if not re.fullmatch(r"\|?(\s*:?-+:?\s*\|)+\s*", r.strip())]
+            body.append("<table>")
+            body.append("<tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells(rows[0])) + "</tr>")
+            for r in rows[1:]:
+                body.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in cells(r)) + "</tr>")
+            body.append("</table>")
+        elif line.strip():
+            para = []
+            while i < len(lines) and lines[i].strip() and not lines[i].startswith(("# ", "|")):
+                para.append(lines[i])
+                i += 1
+            body.append(f"<p>{inline(' '.join(para))}</p>")
+        else:
+            i += 1
+    style = ("body{font-family:sans-serif;font-size:14px}table{border-collapse:collapse}"
+             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}th{background:#eee}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def table_html(md_path: Path, out: Path) -> None:
+    """Render a table's Markdown file (as written by a table builder) to HTML for the report."""
+    out.write_text(markdown_to_html(Path(md_path).read_text()))

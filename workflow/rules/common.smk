@@ -1,6 +1,7 @@
 # Validation of the config (schema + defaults) and every input function of the workflow.
 import json
 import shlex
+from pathlib import Path
 
 from rlev.config import Run, experiment_runs, plan_runs, policy_init_path, run_config, validate
 
@@ -70,5 +71,29 @@ def get_init_evaluations(wildcards=None):
     return [f"{path}_eval/metrics.json"] if path.startswith("results/") else []
 
 
+def get_eval_gpus(wildcards):
+    """GPUs of a rule that runs a trained policy: none on the local back end, one otherwise."""
+    return 0 if get_scale(wildcards)["backend"] == "local" else 1
+
+
+def get_table_caption(wildcards):
+    """A table's report caption, workflow/report/<table>.rst (rendered through report/table.rst)."""
+    return (Path(workflow.basedir) / "workflow" / "report" / f"{wildcards.table}.rst").read_text().strip()
+
+
+def get_analysis_output():
+    """Table 8, the paired bootstrap and Figure 2 (all over the main experiment's runs)."""
+    tables = [f"results/tables/{t}.{ext}" for t in ("table8", "bootstrap") for ext in ("csv", "md")]
+    figures = [f"results/figures/figure2.{ext}" for ext in ("png", "svg", "csv")]
+    return tables + figures
+
+
+def get_table_html(outputs):
+    """The HTML rendering (for the report) of every table among `outputs`."""
+    return [p[: -len(".md")] + ".html" for p in outputs if p.startswith("results/tables/") and p.endswith(".md")]
+
+
 def get_final_output():
-    return ["results/tables/table1.csv", "results/tables/table1.md"]
+    outputs = ["results/tables/table1.csv", "results/tables/table1.md"]
+    outputs += get_analysis_output()
+    return outputs + get_table_html(outputs)

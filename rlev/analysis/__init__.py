@@ -1,0 +1,5 @@
+"""Analyses of trained runs beyond the headline metrics (the paper's figures).
+
+    eos    Figure 2: probability of the end-of-sequence token along each model's own
+           greedy response, for the highest- and lowest-valued test prompts.
+"""

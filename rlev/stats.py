@@ -1,0 +1,108 @@
+"""Statistics beyond the paper: a paired bootstrap over test prompts.
+
+The paper reports one run per cell and no intervals. Across seeds, `rlev.report.aggregate`
+gives a 95% t-interval per cell (`rlev.metrics.mean_and_interval`). This module answers
+the other question: given the trained models, how much of an RLEV-minus-correctness
+difference could come from which test prompts happened to be drawn?
+
+Paired bootstrap. Both models answered the same test prompts, so the samples are paired
+by prompt id. One resample draws n prompts with replacement (one multinomial count vector
+w over the n prompts) and recomputes the metric difference on it; for H-Acc
+
+    diff(w) = 100 * sum_i w_i v_i (c_rlev_i - c_base_i) / sum_i w_i v_i
+
+(Acc is the same with v = 1). We report the observed difference, the 2.5 / 97.5
+percentiles of diff over `resamples` resamples, and the share of resamples with diff > 0.
+
+Several seeds. Seed k of RLEV is paired with seed k of the baseline, and every seed pair
+is evaluated on the *same* prompt resample; the statistic of a resample is the mean over
+seed pairs of their differences. So the point estimate is the mean paired difference over
+seeds, and the interval covers test-prompt sampling only (seed-to-seed variation is what
+the t-interval of the tables shows). Drawing the same prompts for every seed pair keeps
+the prompt-level correlation between seeds, which pooling prompts across seeds as if they
+were independent would ignore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+RESAMPLES = 2000
+SEED = 0
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    diff: float          # observed difference (treatment - baseline), in percentage points
+    lo: float            # 2.5th percentile of the resampled differences
+    hi: float            # 97.5th percentile
+    share_positive: float  # share of resamples with difference > 0
+    n_prompts: int
+    seed_pairs: int
+    resamples: int
+    seed: int
+
+
+def paired_samples(treatment: pd.DataFrame, baseline: pd.DataFrame, what: str = "") -> pd.DataFrame:
+    """One row per test prompt: value, correct_t, correct_b, matched on `id`.
+
+    Both frames are evaluation samples (columns id, value, correct). The two must hold
+    the same prompts with the same values, or the pairing means nothing: say which differ.
+    """
+    for name, frame in (("treatment", treatment), ("baseline", baseline)):
+        if frame["id"].duplicated().any():
+            dup = frame.loc[frame["id"].duplicated(), "id"].iloc[0]
+            raise ValueError(f"{what} {name}: prompt id {dup!r} appears more than once")
+    merged = treatment[["id", "value", "correct"]].merge(
+        baseline[["id", "value", "correct"]], on="id", how="outer", suffixes=("_t", "_b"), indicator=True
+    )
+    unpaired = merged[merged["_merge"] != "both"]
+    if len(unpaired):
+        side = "treatment" if unpaired["_merge"].iloc[0] == "left_only" else "baseline"
+        raise ValueError(f"{what}: {len(unpaired)} prompt(s) answered by one model only, "
+                         f"e.g. id {unpaired['id'].iloc[0]!r} only in the {side}")
+    mismatch = ~np.isclose(merged["value_t"], merged["value_b"])
+    if mismatch.any():
+        raise ValueError(f"{what}: prompt id {merged.loc[mismatch, 'id'].iloc[0]!r} has different values "
+                         "in the two runs (different test sets?)")
+    return pd.DataFrame({"id": merged["id"], "value": merged["value_t"].astype(float),
+                         "correct_t": merged["correct_t"].astype(float),
+                         "correct_b": merged["correct_b"].astype(float)})
+
+
+def paired_bootstrap(pairs: list[pd.DataFrame], metric: str = "h_acc", resamples: int = RESAMPLES,
+                     seed: int = SEED) -> BootstrapResult:
+    """Bootstrap over prompts of treatment-minus-baseline `metric` ("h_acc" or "acc").
+
+    `pairs` holds one `paired_samples` frame per seed pair, all over the same prompts.
+    """
+    if metric not in ("h_acc", "acc"):
+        raise ValueError(f"metric must be 'h_acc' or 'acc', not {metric!r}")
+    ids = pairs[0]["id"].sort_values().to_numpy()
+    aligned = []
+    for k, p in enumerate(pairs):
+        p = p.set_index("id")
+        if len(p) != len(ids) or not p.index.isin(ids).all():
+            raise ValueError(f"seed pair {k} covers other prompts than seed pair 0")
+        aligned.append(p.loc[ids])
+    n = len(ids)
+    # (S, n) per seed pair: weight of each prompt in the metric, and the per-prompt difference.
+    weight = np.stack([a["value"].to_numpy() if metric == "h_acc" else np.ones(n) for a in aligned])
+    delta = np.stack([(a["correct_t"] - a["correct_b"]).to_numpy() for a in aligned])
+
+    def statistic(counts: np.ndarray) -> np.ndarray:
+        # counts (B, n) -> (B,): mean over seed pairs of 100 * sum w v d / sum w v
+        num = counts @ (weight * delta).T  # (B, S)
+        den = counts @ weight.T             # (B, S)
+        return 100 * (num / den).mean(axis=1)
+
+    observed = float(statistic(np.ones((1, n)))[0])
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)  # (B, n)
+    diffs = statistic(counts)
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return BootstrapResult(observed, float(lo), float(hi), float((diffs > 0).mean()), n, len(pairs), resamples,
+                           seed)
