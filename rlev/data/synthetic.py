@@ -86,8 +86,17 @@ def generate(train_exams: int, test_exams: int, questions_per_exam: int, seed: i
 
 
 def write(cfg: dict, exams_path: Path, demos_path: Path) -> None:
-    """Generate the dataset described by a `datasets.<name>` config entry (source: synthetic)."""
-    records, demos = generate(cfg["train_exams"], cfg["test_exams"], cfg["questions_per_exam"], cfg["seed"])
+    """Generate the dataset described by a `datasets.<name>` config entry (source: synthetic).
+
+    `kind: exams` (default) writes exams with points and totals; `kind: categories` writes
+    difficulty-only prompts with total 100 (rlev.data.noisy, the noisy-value experiment).
+    """
+    if cfg.get("kind", "exams") == "categories":
+        from rlev.data.noisy import generate_categories
+
+        records, demos = generate_categories(cfg["rows_per_category"], cfg["test_rows"], cfg["seed"])
+    else:
+        records, demos = generate(cfg["train_exams"], cfg["test_exams"], cfg["questions_per_exam"], cfg["seed"])
     for path, rows in ((exams_path, records), (demos_path, demos)):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as f:

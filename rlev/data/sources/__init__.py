@@ -26,6 +26,8 @@ Sources (``cfg["source"]``):
 - ``gaokao``: GAOKAO-Bench's JSON, or its converted ``gaokao_rlev`` JSONL (``gaokao``).
 - ``table``: any JSONL / CSV / parquet with a column mapping (``table``); without a
   mapping the file is read as canonical records (what the synthetic generator writes).
+- ``webinstruct``: ``TIGER-Lab/WebInstruct-verified``, difficulty categories only, total 100
+  (``webinstruct``; the noisy-value experiment).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
     "source_row",
 )
 
-SOURCES: tuple[str, ...] = ("rlev", "gaokao", "table")
+SOURCES: tuple[str, ...] = ("rlev", "gaokao", "table", "webinstruct")
 
 
 class SourceError(ValueError):
@@ -138,6 +140,10 @@ def load_source(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
         from rlev.data.sources.table import load_table
 
         frame = load_table(cfg, base_dir)
+    elif name == "webinstruct":
+        from rlev.data.sources.webinstruct import load_webinstruct
+
+        frame = load_webinstruct(cfg, base_dir)
     else:
         raise ValueError(f"unknown data source {name!r}; choose one of: {', '.join(SOURCES)}")
     if tuple(frame.columns) != CANONICAL_COLUMNS:  # a loader bug, not a data problem

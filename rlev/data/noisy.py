@@ -1,0 +1,69 @@
+"""Synthetic difficulty-only prompts: the default scale's stand-in for WebInstruct-verified (Table 3).
+
+WebInstruct-verified gives each question a difficulty category and nothing else about its
+worth; the paper maps the category to points (primary 1, junior 2, senior 4, university 6,
+phd 8) out of a total of 100 for every prompt, and trains on 2,000 rows per category. This
+generator writes rows of the same shape, so the noisy-value experiment runs end to end on a
+laptop:
+
+- the question is a sum of one-digit numbers, with as many terms as the category has in
+  `rlev.data.synthetic.LEVELS` (primary 2 ... phd 8), answered directly or worked step by
+  step (demonstrations as for the synthetic exams);
+- `difficulty` is the category, `total` is 100, and `score` is the category's points
+  (`LEVELS`, the paper's 1 / 2 / 4 / 6 / 8). There is no other score: like WebInstruct, the
+  only value such a dataset has is the category's, so `value` = points / 100 equals the
+  `weak` variant's v by construction, and H-Acc on this set (Table 3) weighs prompts by it;
+- every prompt is its own 100-point "exam" (`exam_id` = `id`), and the split is given:
+  `rows_per_category` training rows per category, `test_rows` test rows with categories
+  drawn uniformly.
+
+The `predicted` variant's values come from the score predictor (rlev.predictor), trained on
+the exams and asked for each of these questions with total 100: how far they are from the
+category points is the noise Table 3 is about.
+
+Origin: generated here (seeded). Licence: same as the project. Row counts: 5 x
+rows_per_category training rows, test_rows test rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rlev.data.synthetic import LEVELS, direct_solution, worked_solution
+
+TOTAL = 100  # the paper gives every WebInstruct prompt a 100-point total
+
+
+def generate_categories(rows_per_category: int, test_rows: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """(canonical records, demonstrations) of the difficulty-only dataset.
+
+    >>> records, demos = generate_categories(2, 3, seed=0)
+    >>> len(records), len(demos), {r["total"] for r in records}
+    (13, 13, {100})
+    >>> sorted({(r["difficulty"], r["score"]) for r in records if r["split"] == "train"})
+    [('junior', 2), ('phd', 8), ('primary', 1), ('senior', 4), ('university', 6)]
+    """
+    rng = np.random.default_rng(seed)
+    names = list(LEVELS)
+    plan = [("train", name) for name in names for _ in range(rows_per_category)]
+    plan += [("test", names[i]) for i in rng.integers(0, len(names), size=test_rows)]
+    records, demos = [], []
+    for k, (split, name) in enumerate(plan):
+        n_terms, points = LEVELS[name]
+        terms = [int(t) for t in rng.integers(1, 10, size=n_terms)]
+        qid = f"cat-{split}-{k:06d}"
+        records.append(
+            {
+                "id": qid,
+                "exam_id": qid,
+                "question": "+".join(map(str, terms)) + "=?",
+                "system": "",
+                "answer": str(sum(terms)),
+                "score": points,
+                "total": TOTAL,
+                "difficulty": name,
+                "split": split,
+            }
+        )
+        demos.append({"id": qid, "worked": worked_solution(terms), "direct": direct_solution(terms)})
+    return records, demos
