@@ -34,7 +34,35 @@ def greedy_samples(model, tokenizer, test: pd.DataFrame, max_new_tokens: int, ba
         texts += ro.texts
         lengths += ro.lengths.tolist()
         truncated += ro.truncated.tolist()
-    verdicts = verifier(test["answer"].tolist(), texts)
+    return _records(test, texts, lengths, truncated, verifier)
+
+
+def vllm_samples(model_path: str, test: pd.DataFrame, max_new_tokens: int, dtype: str, tensor_parallel: int,
+                 verifier) -> pd.DataFrame:
+    """Greedy generation with vLLM (GPU scales): same records as greedy_samples.
+
+    vLLM is imported here only, so the CPU path never needs it installed.
+    """
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    prompts = [render_prompt(tokenizer, q, s) for q, s in zip(test["question"], test["system"])]
+    llm = LLM(model=model_path, dtype=dtype, tensor_parallel_size=tensor_parallel)
+    outputs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=max_new_tokens))
+    texts, lengths, truncated = [], [], []
+    for out in outputs:
+        completion = out.outputs[0]
+        ids = list(completion.token_ids)
+        ends_with_eos = bool(ids) and ids[-1] == tokenizer.eos_token_id
+        texts.append(completion.text)
+        lengths.append(len(ids) - int(ends_with_eos))  # eos excluded, as on the CPU path
+        truncated.append(completion.finish_reason == "length")
+    return _records(test, texts, lengths, truncated, verifier)
+
+
+def _records(test: pd.DataFrame, texts, lengths, truncated, verifier) -> pd.DataFrame:
+    verdicts = verifier(test["answer"].tolist(), texts, test["question"].tolist())
     samples = test[["id", "exam_id", "value", "difficulty"]].copy()
     samples["response"] = texts
     samples["length"] = lengths
@@ -44,12 +72,19 @@ def greedy_samples(model, tokenizer, test: pd.DataFrame, max_new_tokens: int, ba
 
 
 def evaluate(model_path: str, test_path: str, out_dir: Path, max_new_tokens: int, batch_size: int, threads: int,
-             device: str = "auto", dtype: str = "float32") -> dict:
+             device: str = "auto", dtype: str = "float32", engine: str = "transformers",
+             tensor_parallel: int = 1) -> dict:
+    """Greedy evaluation of one model on one test split; engine `transformers` (CPU or one
+    GPU) or `vllm` (the verl scales)."""
     torch.set_num_threads(threads)
-    model, tokenizer = load_policy(model_path, device, dtype)
-    model.eval()
     test = pd.read_parquet(test_path)
-    samples = greedy_samples(model, tokenizer, test, max_new_tokens, batch_size, build_verifier({"kind": "rule"}))
+    verifier = build_verifier({"kind": "rule"})
+    if engine == "vllm":
+        samples = vllm_samples(model_path, test, max_new_tokens, dtype, tensor_parallel, verifier)
+    else:
+        model, tokenizer = load_policy(model_path, device, dtype)
+        model.eval()
+        samples = greedy_samples(model, tokenizer, test, max_new_tokens, batch_size, verifier)
     metrics = evaluation_metrics(samples)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

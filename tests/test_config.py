@@ -89,6 +89,7 @@ def test_reward_tags_round_trip():
 def test_runs_are_identified_by_parameters(raw):
     config = validate(raw)
     config["seeds"] = [0, 1]
+    config["experiments"] = {"main": config["experiments"]["main"]}  # the main table only
     config["experiments"]["main"]["rewards"] = ["correctness", "human"]
     runs = plan_runs(config)
     assert len(runs) == 3 * 2 * 2 == len(set(runs))
@@ -109,3 +110,13 @@ def test_run_config_is_complete(raw):
     assert rc["reward"] == {"variant": "human", "alpha": 10.0, "form": "additive_clipped"}
     assert rc["scale"]["init_model"] == "results/models/synthetic/tiny/sft"
     assert rc["dataset"]["train"] == "results/data/synthetic/train.parquet"
+
+
+def test_schema_defaults_match_the_verl_back_end():
+    """The verl engine defaults are written twice (schema for users, SCALE_DEFAULTS for
+    direct API use); this keeps the copies equal."""
+    from rlev.train.verl import SCALE_DEFAULTS
+
+    verl_scale = load_schema()["$defs"]["verl_scale"]["properties"]
+    for key, value in SCALE_DEFAULTS.items():
+        assert verl_scale[key]["default"] == value, key

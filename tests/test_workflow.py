@@ -30,7 +30,7 @@ def test_default_config_plans_the_main_table(snakemake_cmd, tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     proc = snakemake_cmd("-n", "--cores", "2", cwd=tmp_path)
     jobs = planned_jobs(proc.stdout)
-    assert jobs["train"] == 6 and jobs["evaluate_run"] == 6
+    assert jobs["train_local"] == 6 and jobs["evaluate_run"] == 6
     assert jobs["sft"] == 1 and jobs["prepare"] == 1 and jobs["table1"] == 1
 
 

@@ -34,7 +34,7 @@ The LLM judge at scale
 The paper verifies answers with Qwen2.5-72B-Instruct as a judge. Two ways are supported,
 chosen by `run["reward"]["verifier"]`:
 
-* ``{"kind": "llm", "model": "Qwen/Qwen2.5-72B-Instruct"}`` (no ``url``), the default
+* ``{"kind": "judge", "model": "Qwen/Qwen2.5-72B-Instruct"}`` (no ``url``), the default
   for a judge and the one we recommend: verl serves the judge itself
   (`reward.reward_model.enable=True`, `model_path`, vLLM rollout) in a resource pool of
   its own (`enable_resource_pool=True`, `gpus_per_node` x `nodes`, 8 x 1 by default), so
@@ -43,9 +43,9 @@ chosen by `run["reward"]["verifier"]`:
   80 GB GPU next to a colocated policy, hence the separate pool. verl hands
   `compute_score` the address of the router in front of the judge replicas as the
   keyword `reward_router_address` (an OpenAI-compatible `/v1/chat/completions`); we
-  also pass `verifier="llm"` and `judge_model=<model>`. The SLURM job then needs
+  also pass `verifier="judge"` and `judge_model=<model>`. The SLURM job then needs
   `job_nodes(run)` nodes: the policy's plus the judge's.
-* ``{"kind": "llm", "model": ..., "url": "http://host:8000/v1"}``: an OpenAI-compatible
+* ``{"kind": "judge", "model": ..., "url": "http://host:8000/v1"}``: an OpenAI-compatible
   server you run yourself (e.g. `vllm serve Qwen/Qwen2.5-72B-Instruct`); its URL and the
   model name reach `compute_score` as `judge_url` and `judge_model`. Useful when one
   judge server is shared by many runs.
@@ -184,15 +184,15 @@ def estimator_settings(run: dict) -> dict:
 
 
 def verifier_settings(run: dict) -> dict:
-    """The run's verifier as a dict: {"kind": "rule"} or {"kind": "llm", ...} with defaults."""
+    """The run's verifier as a dict: {"kind": "rule"} or {"kind": "judge", ...} with defaults."""
     verifier = run["reward"].get("verifier", {"kind": "rule"})
     if isinstance(verifier, str):
         verifier = {"kind": verifier}
     kind = verifier.get("kind", "rule")
     if kind == "rule":
         return {"kind": "rule"}
-    if kind != "llm":
-        raise VerlConfigError(f"reward.verifier.kind must be 'rule' or 'llm', not {kind!r}")
+    if kind != "judge":
+        raise VerlConfigError(f"reward.verifier.kind must be 'rule' or 'judge', not {kind!r}")
     return {**JUDGE_DEFAULTS, **verifier}
 
 
@@ -209,7 +209,7 @@ def _reward_kwargs(run: dict) -> dict:
             kwargs[key] = value
     verifier = verifier_settings(run)
     kwargs["verifier"] = verifier["kind"]
-    if verifier["kind"] == "llm":
+    if verifier["kind"] == "judge":
         kwargs["judge_model"] = verifier["model"]
         if verifier.get("url"):
             kwargs["judge_url"] = verifier["url"]
@@ -229,7 +229,9 @@ def verl_overrides(run: dict) -> list[str]:
     est = estimator_settings(run)
     out_dir = Path(_abs(run["out_dir"]))
     seed = int(run.get("seed", 0))
-    logger = run.get("logger", scale.get("logger", ["console"]))
+    logger = list(run.get("logger", scale.get("logger", ["console"])))
+    if "file" not in logger:  # per-step metrics JSONL beside the run, see launch_script
+        logger.append("file")
     model = scale.get("init_model") or scale["model"]
     required = [
         "lr",
@@ -310,7 +312,7 @@ def verl_overrides(run: dict) -> list[str]:
     o += [(f"+reward.custom_reward_function.reward_kwargs.{k}", v) for k, v in _reward_kwargs(run).items()]
 
     verifier = verifier_settings(run)
-    if verifier["kind"] == "llm" and not verifier.get("url"):
+    if verifier["kind"] == "judge" and not verifier.get("url"):
         # verl serves the judge in a pool of its own; see the module docstring.
         o += [
             ("reward.reward_model.enable", True),
@@ -353,7 +355,7 @@ def job_nodes(run: dict) -> int:
     """Nodes the training job needs: the policy's, plus the judge's when verl serves it."""
     nodes = int(scale_settings(run)["nodes"])
     verifier = verifier_settings(run)
-    if verifier["kind"] == "llm" and not verifier.get("url"):
+    if verifier["kind"] == "judge" and not verifier.get("url"):
         nodes += int(verifier["nodes"])
     return nodes
 
@@ -535,7 +537,7 @@ def _ray_cluster_block(run: dict) -> str:
     gpus = int(run["scale"]["gpus_per_node"])
     nodes = job_nodes(run)
     verifier = verifier_settings(run)
-    if verifier["kind"] == "llm" and not verifier.get("url") and int(verifier["gpus_per_node"]) != gpus:
+    if verifier["kind"] == "judge" and not verifier.get("url") and int(verifier["gpus_per_node"]) != gpus:
         raise VerlConfigError(
             f"the judge pool asks for {verifier['gpus_per_node']} GPUs per node and the policy for {gpus}; "
             "one SLURM allocation gives every node the same GPUs, so make them equal"
@@ -596,7 +598,16 @@ def launch_script(run: dict, overrides: list[str]) -> str:
     warning = scale_invariance_warning(run)
     if warning:
         header += ["#", *textwrap.wrap("WARNING: " + warning, 88, initial_indent="# ", subsequent_indent="#   ")]
-    body = ["set -euo pipefail", 'PYTHON="${PYTHON:-python3}"', ""]
+    metrics = Path(_abs(run["out_dir"])) / "train" / "metrics.jsonl"
+    body = [
+        "set -euo pipefail",
+        'PYTHON="${PYTHON:-python3}"',
+        # verl's `file` logger writes one JSON line per step here: the run's metrics.jsonl,
+        # the same file the local back end writes.
+        f"mkdir -p {shlex.quote(str(metrics.parent))}",
+        f"export VERL_FILE_LOGGER_PATH={shlex.quote(str(metrics))}",
+        "",
+    ]
     if job_nodes(run) > 1:
         body.append(_ray_cluster_block(run))
     body.append('"$PYTHON" -m verl.trainer.main_ppo \\')

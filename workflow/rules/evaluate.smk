@@ -8,16 +8,49 @@ rule evaluate_run:
     output:
         samples="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/samples.parquet",
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/metrics.json",
+    wildcard_constraints:
+        scale=scales_of_backend("local"),
     log:
         "results/logs/evaluate/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
     params:
         spec=lambda wc: spec(get_scale(wc)),
-    threads: lambda wc: get_scale(wc).get("threads", 1)
+        out=lambda wc, output: os.path.dirname(output.metrics),
+    threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
+    conda:
+        "../../envs/cpu.yaml"
     shell:
         "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} "
-        "--out $(dirname {output.metrics}) 2> {log}"
+        "--out {params.out} 2> {log}"
+
+
+# The same evaluation at the verl scales: greedy generation with vLLM on GPUs.
+rule evaluate_verl:
+    input:
+        model="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model",
+        test="results/data/{dataset}/test.parquet",
+    output:
+        samples="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/samples.parquet",
+        metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/metrics.json",
+    wildcard_constraints:
+        scale=scales_of_backend("verl"),
+    log:
+        "results/logs/evaluate/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
+        out=lambda wc, output: os.path.dirname(output.metrics),
+    threads: 8
+    resources:
+        mem_mb=128000,
+        runtime=240,
+        # vLLM shards the policy over tensor_parallel GPUs.
+        gpu=lambda wc: get_scale(wc)["tensor_parallel"],
+    conda:
+        "../../envs/verl.yaml"
+    shell:
+        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} "
+        "--out {params.out} 2> {log}"
 
 
 rule evaluate_init:
@@ -31,9 +64,10 @@ rule evaluate_init:
         "results/logs/evaluate/{dataset}/{scale}/sft.log",
     params:
         spec=lambda wc: spec(get_scale(wc)),
-    threads: lambda wc: get_scale(wc).get("threads", 1)
+        out=lambda wc, output: os.path.dirname(output.metrics),
+    threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
     shell:
         "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} "
-        "--out $(dirname {output.metrics}) 2> {log}"
+        "--out {params.out} 2> {log}"

@@ -1,21 +1,79 @@
-# One RL run per (dataset, scale, estimator, reward, seed); the back end follows the scale.
+# One RL run per (dataset, scale, estimator, reward, seed). The scale picks the back end:
+# train_local (single process, CPU or one GPU) or train_verl (verl on a GPU node); each
+# rule only matches the scales of its back end, so the run paths stay the same.
 
 
-rule train:
+# The run's value variant (rlev.values): v and s(x) per training row in values.parquet (a
+# record; the local trainer computes the same scales in memory), and verl's training file
+# with them in extra_info (what compute_score reads on the verl back end).
+rule values:
     input:
         train="results/data/{dataset}/train.parquet",
         verl_train="results/data/{dataset}/verl/train.parquet",
+    output:
+        values="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/values.parquet",
+        verl_train="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/verl_train.parquet",
+    log:
+        "results/logs/values/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
+    params:
+        run=get_run_spec,
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "python -m rlev.values --spec {params.run} --train {input.train} --verl-train {input.verl_train} "
+        "--out $(dirname {output.values}) 2> {log}"
+
+
+rule train_local:
+    input:
+        train="results/data/{dataset}/train.parquet",
+        values="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/values.parquet",
         init=get_policy_init,
     output:
         config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/train/metrics.jsonl",
         model=directory("results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model"),
+    wildcard_constraints:
+        scale=scales_of_backend("local"),
     log:
         "results/logs/train/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
     params:
         run=get_run_spec,
-    threads: lambda wc: get_scale(wc).get("threads", 1)
+    threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "rlev train --spec {params.run} 2> {log}"
+
+
+rule train_verl:
+    input:
+        # the run's own copy: extra_info carries each row's value and scale (rule values)
+        verl_train="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/verl_train.parquet",
+        verl_test="results/data/{dataset}/verl/test.parquet",
+    output:
+        config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
+        metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/train/metrics.jsonl",
+        model=directory("results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model"),
+    wildcard_constraints:
+        scale=scales_of_backend("verl"),
+    log:
+        "results/logs/train/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
+    params:
+        run=get_run_spec,
+    threads: 8
+    resources:
+        # verl's checkpoints (<run>/checkpoints) are not an output: a job that hits its
+        # time limit is resubmitted and resumes from them (trainer.resume_mode=auto).
+        gpu=lambda wc: get_scale(wc)["gpus_per_node"],
+        mem_mb=480000,
+        runtime=2880,
+    conda:
+        "../../envs/verl.yaml"
     shell:
         "rlev train --spec {params.run} 2> {log}"
