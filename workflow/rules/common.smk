@@ -1,5 +1,7 @@
 # Validation of the config (schema + defaults) and every input function of the workflow.
 import json
+import os
+import re
 import shlex
 from pathlib import Path
 
@@ -7,8 +9,8 @@ from rlev.config import Run, experiment_runs, plan_runs, policy_init_path, run_c
 
 validate(config)
 
-RUNS = {run.path: run for run in plan_runs(config)}
-
+# envs/*.yaml install this checkout into their conda env from ${RLEV_ROOT}.
+os.environ.setdefault("RLEV_ROOT", workflow.basedir)
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
@@ -21,6 +23,12 @@ wildcard_constraints:
 def spec(obj):
     """A dict as one shell-quoted JSON word: how rules hand settings to `rlev`."""
     return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+def scales_of_backend(backend):
+    """A wildcard regex matching the scales that train with `backend` (never empty)."""
+    names = [re.escape(n) for n, s in config["scales"].items() if s["backend"] == backend]
+    return "|".join(names) if names else "(?!)"
 
 
 def get_run(wildcards):
@@ -93,7 +101,17 @@ def get_table_html(outputs):
     return [p[: -len(".md")] + ".html" for p in outputs if p.startswith("results/tables/") and p.endswith(".md")]
 
 
+ABLATION_TABLES = {"ablation": "table4", "alpha": "table5", "form": "table6"}
+
+
+def get_ablation_output():
+    """Tables 4-6, each for its experiment when the config declares it."""
+    tables = [table for exp, table in ABLATION_TABLES.items() if exp in config["experiments"]]
+    return [f"results/tables/{t}.{ext}" for t in tables for ext in ("csv", "md")]
+
+
 def get_final_output():
     outputs = ["results/tables/table1.csv", "results/tables/table1.md"]
     outputs += get_analysis_output()
+    outputs += get_ablation_output()
     return outputs + get_table_html(outputs)
