@@ -12,6 +12,7 @@ Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.y
     rlev evaluate --spec SCALE --model DIR --test results/data/synthetic/test.parquet --out DIR
     rlev report table1 --runs RUN_DIR... --init SFT_EVAL/metrics.json --out results/tables/table1
     rlev report table8|bootstrap --runs RUN_DIR... --out results/tables/table8
+    rlev report table4|table5|table6 --runs RUN_DIR... --out results/tables/table4
     rlev table-html --md results/tables/table8.md --out results/tables/table8.html
     rlev eos     --spec SCALE --model RUN/model --test ... --samples RUN/eval/samples.parquet --out RUN/eval/eos.parquet
     rlev figure2 --eos RUN/eval/eos.parquet... --out results/figures/figure2
@@ -57,6 +58,13 @@ def cmd_prepare(args) -> None:
     prepare(spec["source"], Path(args.out), args.dataset, **spec["data"])
 
 
+def cmd_values_report(args) -> None:
+    from rlev.analysis.value_stats import write_value_report
+
+    main, *others = map(Path, args.datasets)
+    write_value_report(main, others, Path(args.figures), Path(args.table))
+
+
 def cmd_init_model(args) -> None:
     import pandas as pd
 
@@ -97,8 +105,10 @@ def cmd_evaluate(args) -> None:
     from rlev.evaluate import evaluate
 
     s = read_spec(args.spec)
+    verl = s["backend"] == "verl"
     evaluate(args.model, args.test, Path(args.out), s["max_new_tokens"], s["eval_batch"], s["threads"],
-             s["device"], s["dtype"])
+             s["device"], s["dtype"], engine="vllm" if verl else "transformers",
+             tensor_parallel=s.get("tensor_parallel", 1))
 
 
 def cmd_report(args) -> None:
@@ -110,6 +120,8 @@ def cmd_report(args) -> None:
         report.table8(args.runs, Path(args.out))
     elif args.table == "bootstrap":
         report.bootstrap_table(args.runs, Path(args.out), args.resamples, args.seed)
+    elif args.table in ("table4", "table5", "table6"):
+        getattr(report, args.table)(args.runs, Path(args.out))
 
 
 def cmd_table_html(args) -> None:
@@ -159,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     add("plan", cmd_plan, *config_args)
     add("synth", cmd_synth, spec, ("--out", dict(required=True)), ("--demos", dict(required=True)))
     add("prepare", cmd_prepare, spec, ("--dataset", dict(required=True)), ("--out", dict(required=True)))
+    add("values-report", cmd_values_report, ("--datasets", dict(nargs="+", required=True, help="main first")),
+        ("--figures", dict(required=True)), ("--table", dict(required=True, help="path without suffix")))
     add("init-model", cmd_init_model, spec, ("--train", dict(required=True)), ("--demos", dict(default=None)),
         ("--out", dict(required=True)))
     add("sft", cmd_sft, spec, ("--init", dict(required=True)), ("--train", dict(required=True)),
@@ -166,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     add("train", cmd_train, spec)
     add("evaluate", cmd_evaluate, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
         ("--out", dict(required=True)))
-    add("report", cmd_report, ("table", dict(choices=["table1", "table8", "bootstrap"])),
+    add("report", cmd_report, ("table", dict(choices=["table1", "table4", "table5", "table6", "table8", "bootstrap"])),
         ("--runs", dict(nargs="+", required=True)),
         ("--init", dict(nargs="*", help="metrics.json of the starting policy")),
         ("--out", dict(required=True, help="path without suffix; .csv and .md are written")),

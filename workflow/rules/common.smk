@@ -110,8 +110,20 @@ def get_ablation_output():
     return [f"results/tables/{t}.{ext}" for t in tables for ext in ("csv", "md")]
 
 
+def get_other_datasets():
+    """Every dataset the planned runs use besides the main one."""
+    return sorted({run.dataset for run in plan_runs(config)} - {config["dataset"]})
+
+
+def get_value_output():
+    """Figures 3 and 4 (values of the main dataset) and the value table of every dataset."""
+    figures = [f"results/figures/figure{n}.{ext}" for n in (3, 4) for ext in ("png", "svg")]
+    return figures + [f"results/tables/value_stats.{ext}" for ext in ("csv", "md")]
+
+
 def get_final_output():
     outputs = ["results/tables/table1.csv", "results/tables/table1.md"]
+    outputs += get_value_output()
     outputs += get_analysis_output()
     outputs += get_ablation_output()
     return outputs + get_table_html(outputs)

@@ -36,3 +36,26 @@ rule prepare:
     shell:
         "rlev prepare --spec {params.spec} --dataset {wildcards.dataset} "
         "--out results/data/{wildcards.dataset} 2> {log}"
+
+
+rule value_report:
+    input:
+        main=f"results/data/{config['dataset']}/train.parquet",
+        others=expand("results/data/{dataset}/train.parquet", dataset=get_other_datasets()),
+    output:
+        figure3=report("results/figures/figure3.png", caption="../report/figure3.rst", category="Figures"),
+        figure3_svg="results/figures/figure3.svg",
+        figure4=report("results/figures/figure4.png", caption="../report/figure4.rst", category="Figures"),
+        figure4_svg="results/figures/figure4.svg",
+        csv="results/tables/value_stats.csv",
+        md="results/tables/value_stats.md",
+    log:
+        "results/logs/report/value_report.log",
+    params:
+        dirs=lambda wc, input: [os.path.dirname(p) for p in [input.main, *input.others]],
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "rlev values-report --datasets {params.dirs} --figures results/figures "
+        "--table results/tables/value_stats 2> {log}"
