@@ -1,12 +1,14 @@
 # Set up a virtual environment and run the pipeline or the tests.
 #   make run    # the default sweep: snakemake --cores all
 #   make test   # the test suite
+#   make lint   # snakemake --lint and snakefmt --check (CI runs it after the tests)
+#   make report # the sweep, then results/report.html
 # On a CPU machine torch comes from the CPU wheel; on a GPU machine, use envs/ (conda) instead.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint report bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,6 +28,11 @@ test: setup
 lint: setup
 	snakemake --lint
 	snakefmt --check Snakefile workflow/
+
+# The HTML report of the finished sweep: every table (HTML) and figure, with captions.
+report: setup
+	snakemake --cores all
+	snakemake --report results/report.html
 
 clean:
 	rm -rf results data/synthetic .snakemake

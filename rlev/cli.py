@@ -127,7 +127,7 @@ def cmd_report(args) -> None:
 def cmd_table_html(args) -> None:
     from rlev.report import table_html
 
-    table_html(Path(args.md), Path(args.out))
+    table_html(Path(args.md), Path(args.out), Path(args.csv) if args.csv else None)
 
 
 def cmd_eos(args) -> None:
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         ("--resamples", dict(type=int, default=RESAMPLES, help="bootstrap: prompt resamples")),
         ("--seed", dict(type=int, default=SEED, help="bootstrap: numpy seed of the resampling")))
     add("table-html", cmd_table_html, ("--md", dict(required=True, help="a table's Markdown file")),
+        ("--csv", dict(default=None, help="the table's CSV; its `runs` column is listed under the table")),
         ("--out", dict(required=True)))
     add("eos", cmd_eos, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
         ("--samples", dict(required=True, help="the run's eval/samples.parquet")),

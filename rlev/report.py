@@ -219,6 +219,16 @@ def markdown_to_html(md: str) -> str:
             f"<style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def table_html(md_path: Path, out: Path) -> None:
-    """Render a table's Markdown file (as written by a table builder) to HTML for the report."""
-    out.write_text(markdown_to_html(Path(md_path).read_text()))
+def table_html(md_path: Path, out: Path, csv_path: Path | None = None) -> None:
+    """Render a table's Markdown file (as written by a table builder) to HTML for the report.
+
+    When the table's CSV has a `runs` column (run directories joined by ';'), the page ends
+    with the list of run directories behind it, so the report says which runs made it.
+    """
+    md = Path(md_path).read_text()
+    if csv_path is not None:
+        table = pd.read_csv(csv_path)
+        if "runs" in table.columns:
+            runs = dict.fromkeys(r for cell in table["runs"].dropna() for r in str(cell).split(";"))
+            md += "\n\nRun directories: " + ", ".join(f"`{r}`" for r in runs) + "\n"
+    out.write_text(markdown_to_html(md))

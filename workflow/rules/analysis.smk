@@ -10,12 +10,14 @@ rule eos_run:
         "results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/eos.parquet",
     log:
         "results/logs/eos/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
-    params:
-        spec=lambda wc: spec(get_scale(wc)),
-    threads: lambda wc: get_scale(wc).get("threads", 1)
+    conda:
+        get_policy_env
+    threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
         gpu=get_eval_gpus,
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
     shell:
         "rlev eos --spec {params.spec} --model {input.model} --test {input.test} "
         "--samples {input.samples} --out {output} 2> {log}"
@@ -25,13 +27,13 @@ rule figure2:
     input:
         lambda wc: expand("{run}/eval/eos.parquet", run=get_table_runs("main")),
     output:
-        png=report(
-            "results/figures/figure2.png", caption="../report/figure2.rst", category="Figures"
-        ),
+        png=report("results/figures/figure2.png", caption="../report/figure2.rst", category="Figures"),
         svg="results/figures/figure2.svg",
         csv="results/figures/figure2.csv",
     log:
         "results/logs/report/figure2.log",
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -47,11 +49,13 @@ rule table8:
         md="results/tables/table8.md",
     log:
         "results/logs/report/table8.log",
-    params:
-        runs=lambda wc: get_table_runs("main"),
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        runs=lambda wc: get_table_runs("main"),
     shell:
         "rlev report table8 --runs {params.runs} --out results/tables/table8 2> {log}"
 
@@ -64,11 +68,13 @@ rule bootstrap:
         md="results/tables/bootstrap.md",
     log:
         "results/logs/report/bootstrap.log",
-    params:
-        runs=lambda wc: get_table_runs("main"),
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        runs=lambda wc: get_table_runs("main"),
     shell:
         "rlev report bootstrap --runs {params.runs} --out results/tables/bootstrap 2> {log}"
 
@@ -77,17 +83,18 @@ rule bootstrap:
 # workflow/report/<table>.rst (read through params, since a caption path has no wildcards).
 rule table_html:
     input:
-        "results/tables/{table}.md",
+        md="results/tables/{table}.md",
+        csv="results/tables/{table}.csv",
     output:
-        report(
-            "results/tables/{table}.html", caption="../report/table.rst", category="Tables"
-        ),
+        report("results/tables/{table}.html", caption="../report/table.rst", category="Tables"),
     log:
         "results/logs/report/{table}_html.log",
-    params:
-        caption=get_table_caption,
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=500,
+    params:
+        caption=get_table_caption,
     shell:
-        "rlev table-html --md {input} --out {output} 2> {log}"
+        "rlev table-html --md {input.md} --csv {input.csv} --out {output} 2> {log}"

@@ -80,8 +80,13 @@ def get_init_evaluations(wildcards=None):
 
 
 def get_eval_gpus(wildcards):
-    """GPUs of a rule that runs a trained policy: none on the local back end, one otherwise."""
+    """GPUs a job needs to run a trained policy (none on the local back end, one otherwise)."""
     return 0 if get_scale(wildcards)["backend"] == "local" else 1
+
+
+def get_policy_env(wildcards):
+    """The conda env of a job that runs a trained policy: CPU torch locally, the GPU stack at verl scales."""
+    return "../../envs/cpu.yaml" if get_scale(wildcards)["backend"] == "local" else "../../envs/verl.yaml"
 
 
 def get_table_caption(wildcards):
