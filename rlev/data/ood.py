@@ -1,0 +1,397 @@
+"""Out-of-distribution multiple-choice benchmarks (Table 2): loaders, one prompt, one answer ladder.
+
+Every benchmark becomes rows of one shape (``MC_COLUMNS``)::
+
+    id           str         benchmark row id
+    question     str
+    options      list[str]   option texts in presentation order
+    letters      list[str]   the letter shown before each option (A, B, ...)
+    gold_letter  str         the correct option's letter
+    subject      str         subject / category / discipline
+    source       str         benchmark name
+
+Loaders (the column names were read from lm-evaluation-harness, OpenCompass and
+General-Reasoner loader code; see ../shared/data/ood/SCHEMAS.md):
+
+- ``gpqa`` (``Idavidrein/gpqa``, config ``gpqa_diamond``, split ``train``, 198 rows, gated,
+  CC-BY-4.0): ``Question``, ``Correct Answer``, ``Incorrect Answer 1..3``. The data has no
+  option order, so the four answers are shuffled with ``numpy.random.default_rng([seed,
+  row])`` (fixed seed, recorded in the config) and the gold letter is where the correct
+  answer lands. Text is cleaned as lm-eval does (strip, " [title]" -> ". ", double spaces).
+- ``ceval`` (``ceval/ceval-exam``, one config per subject, split ``val``, CC BY-NC-SA 4.0):
+  ``question``, ``A``..``D``, ``answer`` (a letter).
+- ``mmlu_pro`` (``TIGER-Lab/MMLU-Pro``, split ``test``, MIT): ``question``, ``options`` (up to
+  10, some padded with "N/A"), ``answer`` (a letter), ``category``. "N/A" options are not
+  shown, and every other option keeps its original letter, so ``answer`` stays valid.
+- ``supergpqa`` (``m-a-p/SuperGPQA``, split ``train``, MIT): ``question``, ``options`` (up to
+  10), ``answer_letter``, ``discipline``.
+- ``synthetic`` (the default scale): sums of one-digit numbers as in the synthetic exams
+  (``rlev.data.synthetic.LEVELS``), four options (the sum and three distinct distractors
+  within +-3), seeded; the tiny model is trained on such sums, so this is the one OOD set
+  where it can be above chance (25%).
+
+A benchmark config has ``loader`` plus ``hf_id`` / ``config`` / ``split`` (Hub, through
+``datasets``) or ``path`` (a local copy: one file, or a folder whose data files are read;
+files whose names carry another split are skipped), and optionally ``max_rows`` (a seeded
+subset, for a quick look) and ``seed``.
+
+The prompt (``mc_prompt``): the question, a blank line, one ``X. option`` line per option,
+a blank line, then "Answer with the letter of the correct option, as 'Answer: X'."
+
+The answer-extraction ladder (``extract_choice``), first hit wins:
+
+1. the final answer, as ``rlev.verify.extract_final_answer`` takes it (last ``\\boxed{}``,
+   ``#### X``, "answer is X" / "Answer: X" / "答案是X" / "故选X", else the last line);
+2. a letter of this row: the final answer is the letter alone or starts with it
+   ("C", "(C)", "C.", "C) text", "option C", "选项C"; upper case, except a lone letter or
+   after "option", so that "a ..." stays English); letters outside the row's count as
+   no letter (``rlev.verify.rule`` handles letters A-G only, MMLU-Pro needs A-J, hence this
+   step here);
+3. option text: exactly one option is equal to the final answer under
+   ``rlev.verify.verify`` (numbers, normalised text, maths), e.g. "#### 17" picks the
+   option "17";
+4. otherwise no answer: the sample counts as wrong and as ``unanswered``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rlev.data.sources import SourceError, resolve_path, text_or_empty
+from rlev.data.sources.table import SUFFIXES, read_rows
+
+log = logging.getLogger(__name__)
+
+MC_COLUMNS: tuple[str, ...] = ("id", "question", "options", "letters", "gold_letter", "subject", "source")
+LETTERS = "ABCDEFGHIJKLMNOP"
+LOADERS: tuple[str, ...] = ("gpqa", "ceval", "mmlu_pro", "supergpqa", "synthetic")
+SPLIT_NAMES = frozenset({"train", "test", "val", "validation", "dev"})
+
+
+def _frame(records: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame.from_records(records, columns=list(MC_COLUMNS))
+
+
+def _check(raw: pd.DataFrame, needed: list[str], where: str, loader: str) -> None:
+    missing = [c for c in needed if c not in raw.columns]
+    if missing:
+        raise SourceError(
+            f"{where}: missing {loader} column(s) {', '.join(missing)}; its columns are: "
+            f"{', '.join(map(str, raw.columns))}"
+        )
+
+
+def _options_list(value, where: str) -> list[str]:
+    """A list cell (list, array, or a JSON string of a list)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise SourceError(f"{where}: field 'options' is not a list: {value[:60]!r}") from err
+    if value is None or not hasattr(value, "__iter__"):
+        raise SourceError(f"{where}: field 'options' is not a list: {value!r}")
+    return [text_or_empty(v) for v in value]
+
+
+def _gold(letter, letters: list[str], where: str) -> str:
+    text = text_or_empty(letter).strip().upper()
+    if text not in letters:
+        raise SourceError(f"{where}: answer {letter!r} is not one of the shown letters {''.join(letters)}")
+    return text
+
+
+# --- the loaders: raw rows in a published layout -> MC rows ------------------------------------
+
+
+def clean_gpqa(text) -> str:
+    """lm-eval's GPQA preprocessing.
+
+    >>> clean_gpqa("  What is  it [title] next ")
+    'What is it. next'
+    """
+    text = text_or_empty(text).strip().replace(" [title]", ". ")
+    return re.sub(r"\s+", " ", text.replace("  ", " ")).strip()
+
+
+def gpqa_rows(raw: pd.DataFrame, rows, file: str, seed: int) -> pd.DataFrame:
+    answers = ["Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]
+    _check(raw, ["Question", *answers], file, "GPQA")
+    records = []
+    for (_, r), row in zip(raw.iterrows(), rows):
+        # The option order is a seeded permutation of (correct, 3 incorrect) per row: fixed
+        # across runs and models, so every model sees the same questions in the same order.
+        order = np.random.default_rng([seed, int(row)]).permutation(4)
+        options = [clean_gpqa(r[answers[i]]) for i in order]
+        letters = list(LETTERS[:4])
+        rid = text_or_empty(r["Record ID"]) if "Record ID" in raw.columns else f"gpqa-{row}"
+        records.append({
+            "id": rid or f"gpqa-{row}", "question": clean_gpqa(r["Question"]), "options": options,
+            "letters": letters, "gold_letter": letters[int(np.flatnonzero(order == 0)[0])],
+            "subject": text_or_empty(r.get("High-level domain", "")), "source": "gpqa_diamond",
+        })  # fmt: skip
+    return _frame(records)
+
+
+def ceval_rows(raw: pd.DataFrame, rows, file: str, subject: str) -> pd.DataFrame:
+    _check(raw, ["question", "A", "B", "C", "D", "answer"], file, "C-Eval")
+    letters = list("ABCD")
+    records = [
+        {"id": f"ceval-{subject}-{text_or_empty(r['id']) if 'id' in raw.columns else row}",
+         "question": text_or_empty(r["question"]), "options": [text_or_empty(r[x]) for x in letters],
+         "letters": letters, "gold_letter": _gold(r["answer"], letters, f"{file}: row {row}"),
+         "subject": subject, "source": "ceval"}
+        for (_, r), row in zip(raw.iterrows(), rows)
+    ]  # fmt: skip
+    return _frame(records)
+
+
+def mmlu_pro_rows(raw: pd.DataFrame, rows, file: str) -> pd.DataFrame:
+    _check(raw, ["question", "options", "answer"], file, "MMLU-Pro")
+    records = []
+    for (_, r), row in zip(raw.iterrows(), rows):
+        where = f"{file}: row {row}"
+        all_options = _options_list(r["options"], where)
+        # "N/A" pads some rows; it is not shown, and the other options keep their letters.
+        kept = [(LETTERS[i], o) for i, o in enumerate(all_options) if o.strip() != "N/A"]
+        letters = [x for x, _ in kept]
+        qid = text_or_empty(r["question_id"]) if "question_id" in raw.columns else str(row)
+        records.append({
+            "id": f"mmlu_pro-{qid}", "question": text_or_empty(r["question"]), "options": [o for _, o in kept],
+            "letters": letters, "gold_letter": _gold(r["answer"], letters, where),
+            "subject": text_or_empty(r.get("category", "")), "source": "mmlu_pro",
+        })  # fmt: skip
+    return _frame(records)
+
+
+def supergpqa_rows(raw: pd.DataFrame, rows, file: str) -> pd.DataFrame:
+    _check(raw, ["question", "options", "answer_letter"], file, "SuperGPQA")
+    records = []
+    for (_, r), row in zip(raw.iterrows(), rows):
+        where = f"{file}: row {row}"
+        options = _options_list(r["options"], where)
+        letters = list(LETTERS[: len(options)])
+        uid = text_or_empty(r["uuid"]) if "uuid" in raw.columns else str(row)
+        records.append({
+            "id": f"supergpqa-{uid}", "question": text_or_empty(r["question"]), "options": options,
+            "letters": letters, "gold_letter": _gold(r["answer_letter"], letters, where),
+            "subject": text_or_empty(r.get("discipline", "")), "source": "supergpqa",
+        })  # fmt: skip
+    return _frame(records)
+
+
+def synthetic_rows(n_rows: int, seed: int) -> pd.DataFrame:
+    """Seeded arithmetic multiple choice in the MC row format (the default scale's OOD set).
+
+    >>> rows = synthetic_rows(3, seed=0)
+    >>> all(sorted(set(o)) == sorted(o) and len(o) == 4 for o in rows["options"])
+    True
+    """
+    from rlev.data.synthetic import LEVELS
+
+    rng = np.random.default_rng(seed)
+    names = list(LEVELS)
+    records = []
+    for k in range(n_rows):
+        name = names[int(rng.integers(len(names)))]
+        terms = [int(t) for t in rng.integers(1, 10, size=LEVELS[name][0])]
+        answer = sum(terms)
+        offsets = rng.choice([-3, -2, -1, 1, 2, 3], size=3, replace=False)
+        options = [answer, *(answer + int(d) for d in offsets)]
+        order = rng.permutation(4)
+        letters = list(LETTERS[:4])
+        records.append({
+            "id": f"synthetic_mc-{k:05d}", "question": "+".join(map(str, terms)) + "=?",
+            "options": [str(options[i]) for i in order], "letters": letters,
+            "gold_letter": letters[int(np.flatnonzero(order == 0)[0])], "subject": name, "source": "synthetic_mc",
+        })  # fmt: skip
+    return _frame(records)
+
+
+# --- reading a benchmark: Hub or local copy ------------------------------------------------------
+
+
+def _split_tokens(path: Path) -> set[str]:
+    return set(re.split(r"[^a-z0-9]+", str(path).lower())) & SPLIT_NAMES
+
+
+def local_files(path: Path, split: str) -> list[Path]:
+    """Data files of a local copy for `split`: the file itself, or the folder's files that do not
+    name another split (names such as `val/law_val.csv`, `data/test-00000-of-00001.parquet`)."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise SourceError(f"{path}: no such file or folder")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    chosen = [p for p in files if not (_split_tokens(p.relative_to(path)) - {split})]
+    if not chosen:
+        raise SourceError(f"{path}: no data file ({', '.join(SUFFIXES)}) for split {split!r}")
+    return chosen
+
+
+def ceval_subject(file: Path, split: str) -> str:
+    """The subject of a C-Eval file: `val/law_val.csv` -> law, `law/val-00000-of-00001.parquet` -> law.
+
+    >>> ceval_subject(Path("ceval/val/high_school_physics_val.csv"), "val")
+    'high_school_physics'
+    >>> ceval_subject(Path("ceval/law/val-00000-of-00001.parquet"), "val")
+    'law'
+    """
+    stem = file.stem
+    if stem.endswith(f"_{split}"):
+        return stem[: -len(split) - 1]
+    return file.parent.name
+
+
+def _rows_of(loader: str, raw: pd.DataFrame, rows, file: str, cfg: dict, subject: str = "") -> pd.DataFrame:
+    if loader == "gpqa":
+        return gpqa_rows(raw, rows, file, int(cfg.get("seed", 0)))
+    if loader == "ceval":
+        return ceval_rows(raw, rows, file, subject)
+    if loader == "mmlu_pro":
+        return mmlu_pro_rows(raw, rows, file)
+    if loader == "supergpqa":
+        return supergpqa_rows(raw, rows, file)
+    raise SourceError(f"unknown OOD loader {loader!r}; choose one of {', '.join(LOADERS)}")
+
+
+def _load_local(cfg: dict, base_dir: Path) -> pd.DataFrame:
+    loader, split = cfg["loader"], cfg.get("split", "")
+    parts = []
+    for file in local_files(resolve_path(cfg["path"], base_dir), split):
+        raw, rows = read_rows(file)
+        parts.append(_rows_of(loader, raw, rows, str(file), cfg, ceval_subject(file, split)))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _load_hub(cfg: dict) -> pd.DataFrame:
+    import datasets
+
+    loader, hf_id, split = cfg["loader"], cfg["hf_id"], cfg["split"]
+    if loader == "ceval":  # one config per subject; C-Eval has no "all" config
+        subjects = [cfg["config"]] if cfg.get("config") else datasets.get_dataset_config_names(hf_id)
+        parts = []
+        for subject in subjects:
+            raw = datasets.load_dataset(hf_id, subject, split=split).to_pandas()
+            parts.append(ceval_rows(raw, range(1, len(raw) + 1), f"hf://{hf_id}/{subject}/{split}", subject))
+        return pd.concat(parts, ignore_index=True)
+    raw = datasets.load_dataset(hf_id, cfg.get("config"), split=split).to_pandas()
+    return _rows_of(loader, raw, np.arange(1, len(raw) + 1), f"hf://{hf_id}/{split}", cfg)
+
+
+def load_benchmark(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
+    """MC rows of one benchmark config (see the module docstring for its keys)."""
+    loader = cfg.get("loader")
+    if loader not in LOADERS:
+        raise SourceError(f"OOD benchmark needs 'loader', one of {', '.join(LOADERS)}; got {loader!r}")
+    if loader == "synthetic":
+        rows = synthetic_rows(int(cfg.get("rows", 200)), int(cfg.get("seed", 0)))
+    elif cfg.get("path"):
+        rows = _load_local(cfg, base_dir)
+    elif cfg.get("hf_id"):
+        rows = _load_hub(cfg)
+    else:
+        raise SourceError(f"OOD benchmark ({loader}) needs 'path' (a local copy) or 'hf_id'")
+    if cfg.get("max_rows") and len(rows) > cfg["max_rows"]:
+        keep = np.sort(np.random.default_rng(int(cfg.get("seed", 0))).permutation(len(rows))[: cfg["max_rows"]])
+        rows = rows.iloc[keep].reset_index(drop=True)
+    dup = rows["id"].duplicated()
+    if dup.any():
+        raise SourceError(f"{loader}: duplicate row ids, e.g. {rows.loc[dup, 'id'].iloc[0]!r}")
+    return rows
+
+
+# --- prompt and answer extraction ------------------------------------------------------------------
+
+INSTRUCTION = "Answer with the letter of the correct option, as 'Answer: X'."
+
+
+def mc_prompt(question: str, options: list[str], letters: list[str]) -> str:
+    """The one multiple-choice prompt of every benchmark.
+
+    >>> print(mc_prompt("2+2=?", ["3", "4"], ["A", "B"]))
+    2+2=?
+    <BLANKLINE>
+    A. 3
+    B. 4
+    <BLANKLINE>
+    Answer with the letter of the correct option, as 'Answer: X'.
+    """
+    lines = [f"{x}. {o}" for x, o in zip(letters, options)]
+    return f"{question.strip()}\n\n" + "\n".join(lines) + f"\n\n{INSTRUCTION}"
+
+
+_LETTER = re.compile(r"^(?:option|choice|选项|选)?\s*[(\[]?([A-P])(?:[)\].:：、\s]|$)", re.IGNORECASE)
+
+
+def extract_choice(response: str, options: list[str], letters: list[str]) -> str | None:
+    """The option letter a response commits to, by the ladder in the module docstring, or None.
+
+    >>> opts, ls = ["15", "17", "12", "19"], list("ABCD")
+    >>> [extract_choice(r, opts, ls) for r in ["Answer: B", "so (c) it is", "#### 17", "#### 18", "Answer: F"]]
+    ['B', None, 'B', None, None]
+    >>> extract_choice("The answer is D. Because ...", opts, ls)
+    'D'
+    """
+    from rlev.verify import extract_final_answer, verify
+
+    answer = extract_final_answer(response)
+    if answer is None:
+        return None
+    m = _LETTER.match(answer.strip())
+    if m and (len(answer.strip()) == 1 or m.group(1).isupper() or answer.strip().lower().startswith(("option", "choice"))):
+        letter = m.group(1).upper()
+        return letter if letter in letters else None
+    matches = [x for x, o in zip(letters, options) if o.strip() and verify(o, answer, math_timeout_s=1.0)]
+    return matches[0] if len(matches) == 1 else None
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate_ood(model_path, rows_path, out_dir: Path, spec: dict) -> dict:
+    """Greedy answers of one model on one benchmark: samples.parquet and metrics.json (acc in %)."""
+    import torch
+
+    from rlev.model import load_policy, render_prompt
+    from rlev.rollout import generate
+
+    torch.set_num_threads(spec["threads"])
+    rows = pd.read_parquet(rows_path)
+    model, tokenizer = load_policy(model_path, spec["device"], spec["dtype"])
+    model.eval()
+    prompts = [render_prompt(tokenizer, mc_prompt(q, list(o), list(x)))
+               for q, o, x in zip(rows["question"], rows["options"], rows["letters"])]
+    texts, truncated = [], []
+    for start in range(0, len(prompts), spec["eval_batch"]):
+        ro = generate(model, tokenizer, prompts[start : start + spec["eval_batch"]], n=1,
+                      max_new_tokens=spec["max_new_tokens"], do_sample=False)
+        texts += ro.texts
+        truncated += ro.truncated.tolist()
+    choices = [extract_choice(t, list(o), list(x)) for t, o, x in zip(texts, rows["options"], rows["letters"])]
+    samples = rows[["id", "subject", "gold_letter"]].copy()
+    samples["response"] = texts
+    samples["truncated"] = truncated
+    samples["choice"] = choices
+    samples["correct"] = [c == g for c, g in zip(choices, rows["gold_letter"])]
+    metrics = {
+        "model": str(model_path),
+        "benchmark": str(rows["source"].iloc[0]) if len(rows) else "",
+        "acc": 100 * float(samples["correct"].mean()),
+        "unanswered": 100 * float(pd.isna(samples["choice"]).mean()),
+        # Expected accuracy of a uniform random guess, for reading the numbers honestly.
+        "chance": 100 * float(np.mean([1 / len(x) for x in rows["letters"]])),
+        "n": int(len(rows)),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    samples.to_parquet(out_dir / "samples.parquet", index=False)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    log.info("%s on %s: acc %.1f%% (chance %.1f%%, unanswered %.1f%%, n %d)", model_path, metrics["benchmark"],
+             metrics["acc"], metrics["chance"], metrics["unanswered"], metrics["n"])
+    return metrics
