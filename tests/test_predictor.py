@@ -1,0 +1,156 @@
+"""The score predictor: reading its replies, exact match / Pearson r, labelling, the verl SFT launch."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlev.predictor import (
+    PREDICTED_VALUE,
+    SYSTEM_PROMPT,
+    label_dataset,
+    parse_score,
+    prediction_metrics,
+    predicted_values,
+    predictor_examples,
+    system_prompt,
+    write_sft_launch,
+)
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("4", 4.0),
+        ("0.5", 0.5),
+        (" 12 \n", 12.0),
+        ("7.", 7.0),
+        (".5", 0.5),
+        ("3 points", 3.0),
+        ("6分", 6.0),
+        ("-1", -1.0),  # parsed; labelling treats it as out of range
+        ("", None),
+        ("four", None),
+        ("4 or 5", None),
+        ("4/10", None),
+        ("Score: 4", None),  # the prompt asks for the number only
+        ("1.2.3", None),
+        (None, None),
+    ],
+)
+def test_parse_score(reply, expected):
+    assert parse_score(reply) == expected
+
+
+def test_metrics_on_hand_made_predictions():
+    gold = [1, 2, 4, 6, 8, 2]
+    pred = [1.0, 2.0, 4.0, 5.0, None, 2.5]
+    m = prediction_metrics(gold, pred)
+    assert m["exact_match"] == pytest.approx(100 * 3 / 6)  # the unparsed reply is a miss
+    assert (m["n"], m["parsed"], m["unparsed"]) == (6, 5, 1)
+    # Pearson r over the five parsed pairs, by hand: x = 1 2 4 6 2, y = 1 2 4 5 2.5
+    x, y = np.array([1, 2, 4, 6, 2.0]), np.array([1, 2, 4, 5, 2.5])
+    dx, dy = x - x.mean(), y - y.mean()
+    assert m["pearson_r"] == pytest.approx((dx * dy).sum() / math.sqrt((dx**2).sum() * (dy**2).sum()))
+    assert m["mae"] == pytest.approx((0 + 0 + 0 + 1 + 0.5) / 5)
+    assert prediction_metrics([1, 2], [None, None])["exact_match"] == 0.0
+    assert math.isnan(prediction_metrics([1, 2], [3.0, 3.0])["pearson_r"])  # a constant predictor has no r
+    assert prediction_metrics([1.5], [1.5])["exact_match"] == 100.0
+    with pytest.raises(ValueError):
+        prediction_metrics([1, 2], [1.0])
+
+
+def test_prompt_is_the_papers_with_the_total():
+    assert SYSTEM_PROMPT.startswith("You are a scoring assistant. Given a question and its answer, output a numeric")
+    text = system_prompt(150)
+    assert "up to 150 inclusive" in text and "in a 150-point exam" in text and "{" not in text
+    rows = pd.DataFrame({"question": ["1+2=?"], "total": [40.0], "score": [2.0]})
+    assert predictor_examples(rows) == [("1+2=?", system_prompt(40), ["2"])]
+
+
+def test_predicted_values_are_in_range_and_bad_replies_are_imputed_and_counted():
+    scores, values, imputed = predicted_values(["4", "0.5", "garbage", "0", "150", "100"], total=100)
+    assert np.isnan(scores[2]) and scores[4] == 150
+    assert ((values > 0) & (values <= 1)).all()
+    assert imputed.tolist() == [False, False, True, True, True, False]
+    assert values[2] == values[3] == values[4] == pytest.approx(np.median([4, 0.5, 100]) / 100)
+    with pytest.raises(ValueError, match="none of the 2"):
+        predicted_values(["x", "-3"], total=100)
+
+
+def test_labelling_writes_predicted_value(tmp_path, monkeypatch):
+    import rlev.predictor as predictor
+
+    rows = pd.DataFrame({"id": ["a", "b", "c"], "question": ["1+1=?", "1+2+3=?", "x"], "score": [1.0, 2.0, 8.0],
+                         "total": [100.0] * 3, "difficulty": ["primary", "junior", "phd"], "value": [0.01, 0.02, 0.08]})
+    rows.to_parquet(tmp_path / "train.parquet")
+    replies = {"1+1=?": "1", "1+2+3=?": "3", "x": "no idea"}
+    seen_totals = []
+
+    def fake_predict(model_dir, questions, totals, *args, **kwargs):  # the model is not under test here
+        seen_totals.extend(totals)
+        return [replies[q] for q in questions]
+
+    monkeypatch.setattr(predictor, "predict_scores", fake_predict)
+    spec = {"max_new_tokens": 8, "eval_batch": 4, "threads": 1, "device": "cpu", "dtype": "float32"}
+    stats = label_dataset("model", tmp_path / "train.parquet", tmp_path / "labels" / "train.parquet", spec)
+    out = pd.read_parquet(tmp_path / "labels" / "train.parquet")
+    assert set(seen_totals) == {100.0}
+    assert out[PREDICTED_VALUE].tolist() == pytest.approx([0.01, 0.03, 0.02])  # "no idea" -> median 2
+    assert out[PREDICTED_VALUE].between(0, 1, inclusive="right").all()
+    assert out.drop(columns=["predicted_score", PREDICTED_VALUE]).equals(rows)
+    assert stats["imputed"] == 1 and stats["rows"] == 3
+    saved = json.loads((tmp_path / "labels" / "label_stats.json").read_text())
+    assert saved["versus_category_points"]["exact_match"] == pytest.approx(100 / 3)
+
+
+def test_verl_sft_launch_composes_against_verl(tmp_path):
+    spec = {"model": "Qwen/Qwen2.5-7B", "epochs": 2, "lr": 1e-5, "batch": 64, "micro_batch_per_gpu": 4,
+            "max_length": 1024, "gpus_per_node": 8, "nodes": 1, "seed": 0}
+    rows = pd.DataFrame({"question": ["q1", "q2"], "total": [100.0, 150.0], "score": [5.0, 0.5]})
+    script = write_sft_launch(spec, rows, tmp_path, "predictor-test")
+    text = script.read_text()
+    assert "-m verl.trainer.sft_trainer" in text and "trainer.total_epochs=2" in text
+    assert "--nproc_per_node=8" in text
+    sft = pd.read_parquet(tmp_path / "sft_train.parquet")
+    turns = list(sft["messages"].iloc[1])
+    assert [t["role"] for t in turns] == ["system", "user", "assistant"]
+    assert turns[0]["content"] == system_prompt(150) and turns[2]["content"] == "0.5"
+    composed = (tmp_path / "verl_sft_config.yaml").read_text()
+    assert "messages_key: messages" in composed and "hf_model" in composed
+
+    from hydra.errors import HydraException
+
+    from rlev.predictor import compose_sft_config
+
+    with pytest.raises(HydraException):  # a misspelt key fails here, not on the cluster
+        compose_sft_config(["trainer.total_epoch=2"])
+
+
+@pytest.mark.slow
+def test_tiny_predictor_trains_evaluates_and_labels(tmp_path):
+    from rlev.data.noisy import generate_categories
+    from rlev.data.synthetic import generate
+    from rlev.predictor import evaluate_predictor, train_local
+
+    exams = pd.DataFrame(generate(8, 2, 5, seed=0)[0])
+    spec = {"model": "tiny", "seed": 0, "epochs": 2, "batch": 8, "lr": 3e-3, "threads": 1, "device": "cpu",
+            "dtype": "float32", "max_new_tokens": 4, "eval_batch": 16,
+            "tiny": {"vocab_size": 400, "hidden_size": 16, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+                     "intermediate_size": 32, "max_position": 160}}
+    model = train_local(spec, exams[exams["split"] == "train"], tmp_path)
+    exams[exams["split"] == "test"].to_parquet(tmp_path / "test.parquet")
+    metrics = evaluate_predictor(model, tmp_path / "test.parquet", tmp_path / "eval", spec)
+    assert metrics["n"] == 10 and metrics["parsed"] + metrics["unparsed"] == 10
+    steps = [json.loads(line)["step"] for line in (tmp_path / "train_metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 9  # 2 epochs of 40 rows at batch 8
+    noisy = pd.DataFrame(generate_categories(3, 2, seed=0)[0])
+    noisy[noisy["split"] == "train"].to_parquet(tmp_path / "noisy.parquet")
+    try:
+        stats = label_dataset(model, tmp_path / "noisy.parquet", tmp_path / "labels" / "train.parquet", spec)
+    except ValueError as err:  # ten steps may not teach it to reply with a number: that is reported, not hidden
+        assert "none of the 15 predictor replies" in str(err)
+    else:
+        assert stats["rows"] == 15
