@@ -68,6 +68,8 @@ def validate(config: dict) -> dict:
             lines.append(f"  {where}: {e.message}")
         raise ConfigError("config does not fit workflow/schemas/config.schema.yaml:\n" + "\n".join(lines))
     _check_references(config)
+    _check_scale_invariance(config)
+    _check_verifier(config)
     return config
 
 
@@ -82,6 +84,85 @@ def _check_references(config: dict) -> None:
                     f"experiments.{name}.estimators: {est!r} is not defined under `estimators` "
                     f"(defined: {sorted(config['estimators'])})"
                 )
+        if exp.get("dataset") is not None and exp["dataset"] not in config["datasets"]:
+            raise ConfigError(
+                f"experiments.{name}.dataset: {exp['dataset']!r} is not defined under `datasets` "
+                f"(defined: {sorted(config['datasets'])})"
+            )
+    for name in config.get("experiments", {}).get("ood", {}).get("benchmarks", []):
+        if name not in config["benchmarks"]:
+            raise ConfigError(
+                f"experiments.ood.benchmarks: {name!r} is not defined under `benchmarks` "
+                f"(defined: {sorted(config['benchmarks'])})"
+            )
+
+
+WHITENING_ESTIMATORS = ("reinforce_plus_plus", "reinforce_plus_plus_baseline")  # whiten over the batch
+
+
+def cancels_value_scale(estimator: dict, variant: str = "human") -> bool:
+    """True when `estimator` divides the value variant's reward scale out of its advantages.
+
+    s(x) is constant within a prompt's group of samples. Std-normalised GRPO computes
+    (r - mean) / std per group, so any per-prompt s(x) cancels exactly and a value run
+    equals its correctness baseline. The `uniform` variant scales every prompt by the same
+    s_bar, which batch whitening (REINFORCE++ and REINFORCE++-baseline in verl) also
+    divides out. A KL penalty inside the reward (verl's algorithm.use_kl_in_reward) is not
+    scaled by s(x) and breaks both invariances. tests/test_guard.py measures all of this
+    with verl's estimators. RLOO and mean-centred GRPO keep every scale.
+    """
+    if variant == "correctness" or estimator.get("use_kl_in_reward", False):
+        return False
+    if estimator["adv_estimator"] == "grpo" and estimator.get("norm_adv_by_std_in_grpo", True):
+        return True
+    return variant == "uniform" and estimator["adv_estimator"] in WHITENING_ESTIMATORS
+
+
+def scale_invariance_message(name: str, estimator: str, settings: dict, variants: list[str]) -> str:
+    if settings["adv_estimator"] == "grpo":
+        why = ("is GRPO with norm_adv_by_std_in_grpo: true and no KL in the reward; dividing each group's "
+               "rewards by their std cancels the per-prompt value scale")
+        fix = (f"set norm_adv_by_std_in_grpo: false under estimators.{estimator} (mean-centred GRPO, Dr.GRPO), "
+               "or use rloo / reinforce_plus_plus")
+    else:
+        why = (f"is {settings['adv_estimator']}, which whitens advantages over the batch and so cancels the one "
+               "scale s_bar the uniform variant gives every prompt")
+        fix = "use rloo or mean-centred GRPO (grpo with norm_adv_by_std_in_grpo: false) for the uniform ablation"
+    return (
+        f"experiments.{name}: estimator {estimator!r} {why}, so its {'/'.join(variants)} run(s) would train "
+        f"exactly like the correctness baseline (a no-op comparison). Fix: {fix}; or set "
+        f"experiments.{name}.allow_scale_invariant: true to run it anyway."
+    )
+
+
+def _check_scale_invariance(config: dict) -> None:
+    """The guard against no-op comparisons: refuse (or, when opted in, warn about) value runs
+    whose estimator cancels their reward scale. See cancels_value_scale."""
+    import warnings
+
+    for name, exp in config["experiments"].items():
+        for est in exp["estimators"]:
+            settings = config["estimators"][est]
+            variants = [v for v in exp["rewards"] if cancels_value_scale(settings, v)]
+            if not variants:
+                continue
+            message = scale_invariance_message(name, est, settings, variants)
+            if not exp.get("allow_scale_invariant", False):
+                raise ConfigError(message)
+            warnings.warn("WARNING (allowed by allow_scale_invariant): " + message, stacklevel=2)
+
+
+def _check_verifier(config: dict) -> None:
+    verifier = config["reward"]["verifier"]
+    if verifier["kind"] != "judge":
+        return
+    if config["scales"][config["scale"]]["backend"] == "local":
+        raise ConfigError(
+            f"reward.verifier.kind: judge runs on the verl back end only; scale {config['scale']!r} uses the "
+            "local back end, which verifies by rule (set reward.verifier.kind: rule)"
+        )
+    if not verifier.get("model"):
+        raise ConfigError("reward.verifier.model: a judge needs the model name its endpoint serves")
 
 
 def load_config(path: str | Path = REPO_ROOT / "config.yaml", overrides: dict | None = None) -> dict:
@@ -138,13 +219,18 @@ def parse_reward_tag(tag: str) -> dict:
 def experiment_runs(config: dict, name: str) -> list[Run]:
     """The runs behind one experiment (one paper table), in table order."""
     exp = config["experiments"][name]
-    alpha, form = config["reward"]["alpha"], config["reward"]["form"]
-    return [
-        Run(config["dataset"], config["scale"], est, reward_tag(variant, alpha, form), seed)
+    alphas = exp.get("alphas") or [config["reward"]["alpha"]]
+    forms = exp.get("forms") or [config["reward"]["form"]]
+    runs = [
+        # an experiment may name its own dataset (the noisy-value runs of Table 3)
+        Run(exp.get("dataset") or config["dataset"], config["scale"], est, reward_tag(variant, alpha, form), seed)
         for est in exp["estimators"]
         for variant in exp["rewards"]
+        for form in forms
+        for alpha in alphas
         for seed in config["seeds"]
     ]
+    return list(dict.fromkeys(runs))  # correctness ignores alpha and form: one run, first place
 
 
 def plan_runs(config: dict) -> list[Run]:
@@ -165,9 +251,12 @@ def run_config(config: dict, run: Run) -> dict:
         name=run.dataset,
         train=f"{data_dir}/train.parquet",
         test=f"{data_dir}/test.parquet",
-        verl_train=f"{data_dir}/verl/train.parquet",
+        # the run's own copy carrying each row's value and scale (rlev.values, the values rule)
+        verl_train=f"{run.path}/verl_train.parquet",
         verl_test=f"{data_dir}/verl/test.parquet",
     )
+    if reward["variant"] == "predicted":  # the score predictor's labelled copy (rlev.predictor)
+        dataset["train"] = predicted_train_path(config, run.dataset, run.scale)
     scale.update(name=run.scale, init_model=policy_init_path(config, run.dataset, run.scale))
     estimator = copy.deepcopy(config["estimators"][run.estimator])
     estimator["name"] = run.estimator
@@ -178,12 +267,40 @@ def run_config(config: dict, run: Run) -> dict:
         "dataset": dataset,
         "scale": scale,
         "estimator": estimator,
-        "reward": {
-            "variant": reward["variant"],
-            "alpha": reward["alpha"] if reward["alpha"] is not None else config["reward"]["alpha"],
-            "form": reward["form"] or config["reward"]["form"],
-        },
+        "reward": _run_reward(config, reward),
     }
+
+
+def _run_reward(config: dict, reward: dict) -> dict:
+    """The reward block of a run: variant, alpha, form, plus only what its variant and verifier read."""
+    out = {
+        "variant": reward["variant"],
+        "alpha": reward["alpha"] if reward["alpha"] is not None else config["reward"]["alpha"],
+        "form": reward["form"] or config["reward"]["form"],
+    }
+    if reward["variant"] == "shuffled":
+        out["shuffle_seed"] = config["reward"]["shuffle_seed"]
+    if reward["variant"] == "weak":
+        out["weak_points"] = dict(config["reward"]["weak_points"])
+    verifier = config["reward"]["verifier"]
+    if verifier["kind"] != "rule":  # the rule verifier is the default everywhere
+        out["verifier"] = dict(verifier)
+        # a scalar reward key, so rlev.train.verl passes it to compute_score
+        out["judge_on_failure"] = verifier["on_failure"]
+        for option in ("timeout_s", "max_retries", "concurrency"):
+            if option in verifier:
+                out[f"judge_{option}"] = verifier[option]
+    return out
+
+
+def predictor_dir(config: dict, scale: str) -> str:
+    """The score predictor of `scale`: learnt from `predictor.dataset` (default: the exam `dataset`)."""
+    return f"results/predictor/{config['predictor'].get('dataset') or config['dataset']}/{scale}"
+
+
+def predicted_train_path(config: dict, dataset: str, scale: str) -> str:
+    """`dataset`'s training split labelled by the predictor (`predicted_value` column)."""
+    return f"{predictor_dir(config, scale)}/labels/{dataset}/train.parquet"
 
 
 def policy_init_path(config: dict, dataset: str, scale: str) -> str:

@@ -17,7 +17,8 @@ import yaml
 
 from rlev.metrics import mean_and_interval
 
-REWARD_NAMES = {"correctness": "correctness", "human": "human-aligned"}
+REWARD_NAMES = {"correctness": "correctness", "human": "human-aligned", "uniform": "uniform scaling",
+                "shuffled": "random weights (shuffled)", "weak": "weak (difficulty)", "predicted": "predicted"}
 ESTIMATOR_NAMES = {"reinforce_plus_plus": "REINFORCE++", "reinforce_plus_plus_baseline": "REINFORCE++-baseline",
                    "rloo": "RLOO", "grpo": "GRPO"}
 
@@ -232,3 +233,58 @@ def table_html(md_path: Path, out: Path, csv_path: Path | None = None) -> None:
             runs = dict.fromkeys(r for cell in table["runs"].dropna() for r in str(cell).split(";"))
             md += "\n\nRun directories: " + ", ".join(f"`{r}`" for r in runs) + "\n"
     out.write_text(markdown_to_html(md))
+
+
+# --- Tables 4-6: the reward ablations (RLOO in the paper) ------------------------------
+
+
+def _ablation_table(run_dirs: list[str], keys: list[str], out: Path, title: str, notes: list[str]) -> pd.DataFrame:
+    """Acc / H-Acc / length / density per `keys` group, as CSV and Markdown (like Table 1)."""
+    rows = pd.DataFrame([load_run(d) for d in run_dirs])
+    table = aggregate(rows, keys, TABLE1_METRICS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    md = [f"# {title}", "", to_markdown(table, keys, TABLE1_METRICS, DIGITS), *notes]
+    md.append(f"Runs: {len(rows)} ({rows['seed'].nunique()} seed(s) each); cells are means, with a 95% t-interval "
+              "in brackets when there are several seeds. Acc and H-Acc in %, length in tokens, density = H-Acc / "
+              f"length. Run directories are in the `runs` column of {out.with_suffix('.csv').name}.\n")
+    out.with_suffix(".md").write_text("\n".join(md))
+    return table
+
+
+def _uniform_scale_note(run_dirs: list[str]) -> list[str]:
+    """The s_bar each uniform run gave every correct answer, read from its values.parquet."""
+    notes = []
+    for d in run_dirs:
+        config = yaml.safe_load((Path(d) / "config.yaml").read_text())
+        values = Path(d) / "values.parquet"
+        if config["reward"]["variant"] == "uniform" and values.is_file():
+            s_bar = float(pd.read_parquet(values, columns=["scale"])["scale"].iloc[0])
+            notes.append(f"Uniform scaling ({d}): every correct answer earns s_bar = {s_bar:.3f}, the mean s(x) over "
+                         "the training prompts (the paper's is about 1.2).\n")
+    return notes
+
+
+def table4(run_dirs: list[str], out: Path) -> pd.DataFrame:
+    """Table 4: the reward-scaling ablation (correctness, uniform s_bar, shuffled values, human values)."""
+    notes = _uniform_scale_note(run_dirs)
+    notes.append("Random weights: v permuted across the training set (same values, no alignment with the "
+                 "questions), permutation seed numpy.random.default_rng([reward.shuffle_seed, seed]) as recorded "
+                 "in each run's config.yaml.\n")
+    return _ablation_table(run_dirs, ["estimator", "scale", "reward"], out,
+                           "Table 4: reward scaling ablation on the in-domain test set", notes)
+
+
+def table5(run_dirs: list[str], out: Path) -> pd.DataFrame:
+    """Table 5: sensitivity to alpha in s(x) = 1 + min(alpha * v, 1)."""
+    return _ablation_table(run_dirs, ["estimator", "scale", "reward", "form", "alpha"], out,
+                           "Table 5: sensitivity to alpha, s(x) = 1 + min(alpha v, 1)", [])
+
+
+def table6(run_dirs: list[str], out: Path) -> pd.DataFrame:
+    """Table 6: the reward form, additive and clipped (RLEV) vs purely multiplicative (1 + alpha v)."""
+    notes = ["additive_clipped: r = (1 + min(alpha v, 1)) 1[correct] (RLEV); multiplicative: "
+             "r = (1 + alpha v) 1[correct].\n"]
+    return _ablation_table(run_dirs, ["estimator", "scale", "reward", "alpha", "form"], out,
+                           "Table 6: reward form", notes)
+

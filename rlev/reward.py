@@ -5,24 +5,50 @@
             = 1 + alpha * v(x)             multiplicative   (the paper's Table 6 contrast)
             = 1                            correctness      (the RLVR baseline)
 
-v(x) = points of the question / total points of its exam, in (0, 1].
+v(x) is the value the run's variant gives the question (see `rlev.values`: the human
+value points / total, a shuffled or difficulty-based stand-in, a predicted value), and the
+`uniform` variant gives every question the training mean s_bar. Per-row scales for a
+whole training set come from `rlev.values.reward_scales`; `reward_scale` below is the
+formula for one value.
 
 verl calls `compute_score` once per response (configured through
-`reward.custom_reward_function.{path,name}` and `reward_kwargs` alpha / variant / form);
-the local trainer calls `reward_scale` once per training row and multiplies by the
-verifier's verdict, so both back ends compute the same number.
+`reward.custom_reward_function.{path,name}` with reward kwargs variant / alpha / form /
+verifier, see `rlev.train.verl`). How the row's scale reaches it: the run's `values` stage
+writes the run's own verl training file, whose `extra_info` carries `value` (the
+variant's v) and `scale` (s(x)) for every row, computed by the same
+`rlev.values.reward_scales` the local trainer calls; compute_score uses `extra_info.scale`
+as is. Rows without a `scale` (verl's validation on the shared test file) are scored
+with s(v) of their own human value (1 for correctness): validation reports the
+human-aligned reward the paper evaluates. A training row of a uniform / shuffled / weak /
+predicted run without a `scale` is an error (its scale needs the training set).
+
+compute_score is a coroutine function, which verl's reward loop awaits (verl checks
+`inspect.iscoroutinefunction`): the LLM judge's requests then run concurrently on the
+reward worker's event loop, and rule verification runs in that loop's thread pool.
+A judge that cannot decide a sample after its retries never becomes a silent 0: the
+result says `unverified: 1` (every result carries the key, so verl's per-key extras stay
+aligned and the share of undecided samples shows in its rollout/validation dumps), or,
+with `judge_on_failure="stop"`, the reward worker raises and the run stops.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import threading
+
 import numpy as np
 
 FORMS = ("additive_clipped", "multiplicative")
-VARIANTS = ("correctness", "human")
+# Every value variant of the paper (rlev.values documents each).
+VARIANTS = ("correctness", "human", "uniform", "shuffled", "weak", "predicted")
+# Variants whose scale depends on the whole training set, not on the row alone.
+TRAINING_SET_VARIANTS = ("uniform", "shuffled", "weak", "predicted")
+VERIFIERS = ("rule", "judge")
 
 
 def reward_scale(variant: str, value, alpha: float, form: str):
-    """s(x) for one value or an array of values.
+    """s(x) for one value or an array of values: the variant's v in, the scale out.
 
     >>> float(reward_scale("human", 0.05, 10, "additive_clipped"))
     1.5
@@ -32,12 +58,21 @@ def reward_scale(variant: str, value, alpha: float, form: str):
     4.0
     >>> float(reward_scale("correctness", 0.3, 10, "additive_clipped"))
     1.0
+
+    `value` must already be the variant's value (shuffled, weak or predicted v); the
+    `uniform` variant has no per-row formula (its s_bar is a training-set mean), so it
+    is refused here: use `rlev.values.reward_scales`.
     """
     value = np.asarray(value, dtype=np.float64)
-    if variant == "correctness":
-        return np.ones_like(value)
     if variant not in VARIANTS:
         raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
+    if variant == "correctness":
+        return np.ones_like(value)
+    if variant == "uniform":
+        raise ValueError(
+            "the uniform variant's scale s_bar is the mean s(x) over the training prompts; "
+            "compute it with rlev.values.reward_scales(run, train_rows)"
+        )
     if form == "additive_clipped":
         return 1.0 + np.minimum(alpha * value, 1.0)
     if form == "multiplicative":
@@ -45,12 +80,107 @@ def reward_scale(variant: str, value, alpha: float, form: str):
     raise ValueError(f"unknown reward form {form!r}; choose one of {FORMS}")
 
 
-def compute_score(data_source, solution_str, ground_truth, extra_info=None, alpha: float = 10.0,
-                  variant: str = "human", form: str = "additive_clipped", **kwargs) -> dict:
-    """verl's custom reward function: score = s(x) * correct, with the parts as logged extras."""
-    from rlev.verify import verify
+# --- verl's reward function ----------------------------------------------------------
 
-    correct = bool(verify(str(ground_truth), solution_str))
-    value = float((extra_info or {}).get("value", 0.0))
-    scale = float(reward_scale(variant, value, alpha, form))
-    return {"score": scale * correct, "correct": float(correct), "value": value, "scale": scale}
+_JUDGES: dict = {}  # (base_url, model, on_failure) -> JudgeVerifier, built on first use
+_JUDGES_LOCK = threading.Lock()
+
+
+def judge_for(base_url: str, model: str, on_failure: str = "unverified", **options):
+    """The module-level judge client for (url, model, on_failure), built once per process.
+
+    One client per endpoint keeps its per-event-loop concurrency limit and its counts
+    (`.stats`) across all compute_score calls of a reward worker.
+    """
+    from rlev.verify import build_verifier
+
+    key = (base_url, model, on_failure, tuple(sorted(options.items())))
+    with _JUDGES_LOCK:
+        judge = _JUDGES.get(key)
+        if judge is None:
+            judge = _JUDGES[key] = build_verifier(
+                {"kind": "judge", "base_url": base_url, "model": model, "on_failure": on_failure, **options}
+            )
+    return judge
+
+
+def _row_scale(extra_info: dict, variant: str, alpha: float, form: str) -> tuple[float, float]:
+    """(value, scale) of one row, from the run's values file or the row's own value."""
+    value = float(extra_info.get("value", math.nan))
+    scale = extra_info.get("scale")
+    if scale is not None and not (isinstance(scale, float) and math.isnan(scale)):
+        return value, float(scale)
+    if variant in TRAINING_SET_VARIANTS and extra_info.get("split") == "train":
+        raise ValueError(
+            f"compute_score: training row {extra_info.get('id', '?')!r} has no extra_info.scale, but the "
+            f"{variant!r} variant's scale needs the whole training set; train on the run's own verl file "
+            "written by the values stage (rlev.values.write_values), not the shared one"
+        )
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
+    if math.isnan(value):
+        raise ValueError(f"compute_score: row {extra_info.get('id', '?')!r} has neither extra_info.scale nor value")
+    # Outside the run's training file: the human-aligned scale (1 for correctness).
+    return value, float(reward_scale("correctness" if variant == "correctness" else "human", value, alpha, form))
+
+
+async def compute_score(
+    data_source,
+    solution_str,
+    ground_truth,
+    extra_info=None,
+    alpha: float = 10.0,
+    variant: str = "human",
+    form: str = "additive_clipped",
+    verifier: str = "rule",
+    judge_url: str | None = None,
+    judge_model: str | None = None,
+    judge_on_failure: str = "unverified",
+    reward_router_address: str | None = None,
+    **kwargs,
+) -> dict:
+    """verl's custom reward function: score = s(x) * correct, with its parts as logged extras.
+
+    Returns {"score", "correct", "value", "scale", "unverified"}; `unverified` is 1 when
+    the judge could not decide (then score and correct are 0 and the sample is counted,
+    never silently wrong). Reward kwargs (set per run by rlev.train.verl): alpha,
+    variant, form, verifier ("rule" | "judge"), judge_model, judge_url (an
+    OpenAI-compatible endpoint; without it, verl's own judge router at
+    `reward_router_address`, which verl passes when it serves the judge), and
+    judge_on_failure ("unverified" | "stop": raise, stopping the run); any other
+    `judge_<option>` is passed to rlev.verify.JudgeVerifier as `<option>` (judge_timeout_s,
+    judge_max_retries, judge_concurrency, ...). Other kwargs are ignored.
+    """
+    extra_info = dict(extra_info or {})
+    if form not in FORMS:
+        raise ValueError(f"unknown reward form {form!r}; choose one of {FORMS}")
+    value, scale = _row_scale(extra_info, variant, float(alpha), form)
+    gold, response = str(ground_truth), str(solution_str)
+    if verifier == "rule":
+        from rlev.verify import verify
+
+        # Rule checks are CPU work: off the event loop, so responses are checked in parallel.
+        verdict = await asyncio.get_running_loop().run_in_executor(None, verify, gold, response)
+    elif verifier == "judge":
+        if judge_url is None and reward_router_address:
+            judge_url = f"http://{reward_router_address}/v1"
+        if not judge_url or not judge_model:
+            raise ValueError(
+                "compute_score with verifier='judge' needs judge_model and judge_url (or verl's "
+                "reward_router_address when verl serves the judge)"
+            )
+        # Other judge_* kwargs are JudgeVerifier options (judge_timeout_s -> timeout_s, ...).
+        options = {k[len("judge_") :]: v for k, v in kwargs.items() if k.startswith("judge_")}
+        judge = judge_for(judge_url, judge_model, judge_on_failure, **options)
+        verdict = await judge.averify(gold, response, str(extra_info.get("question", "")))
+    else:
+        raise ValueError(f"unknown verifier {verifier!r}; choose one of {VERIFIERS}")
+    unverified = verdict is None
+    correct = bool(verdict)
+    return {
+        "score": scale * correct,
+        "correct": float(correct),
+        "value": value,
+        "scale": scale,
+        "unverified": float(unverified),
+    }

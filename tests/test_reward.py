@@ -1,7 +1,17 @@
+"""The RLEV reward: the s(x) formula, and verl's compute_score with the rule verifier and
+with the LLM judge (against the loopback judge server of test_verify_judge)."""
+
+import asyncio
+import inspect
+import time
+
 import numpy as np
 import pytest
 
+from rlev import reward as R
 from rlev.reward import compute_score, reward_scale
+from rlev.verify import JudgeError
+from test_verify_judge import FakeJudgeServer
 
 
 @pytest.mark.parametrize(
@@ -14,6 +24,7 @@ from rlev.reward import compute_score, reward_scale
         ("human", 0.5, 10, "additive_clipped", 2.0),  # clipped
         ("human", 0.5, 1, "additive_clipped", 1.5),
         ("human", 0.5, 10, "multiplicative", 6.0),  # not clipped
+        ("weak", 0.04, 10, "additive_clipped", 1.4),  # the variant's v goes in as is
     ],
 )
 def test_reward_scale(variant, value, alpha, form, expected):
@@ -34,11 +45,146 @@ def test_reward_scale_rejects_unknown_names():
         reward_scale("human", 0.1, 10, "additive")
 
 
-def test_compute_score_for_verl():
+def score(*args, **kwargs) -> dict:
+    return asyncio.run(compute_score(*args, **kwargs))
+
+
+def test_compute_score_is_async_for_verl():
+    # verl's reward loop awaits coroutine functions (inspect.iscoroutinefunction) in its event loop
+    assert inspect.iscoroutinefunction(compute_score)
+
+
+def test_compute_score_rule():
     extra = {"value": 0.05}
-    right = compute_score("synthetic", "3+4=7 #### 7", "7", extra, alpha=10, variant="human")
-    assert right == {"score": 1.5, "correct": 1.0, "value": 0.05, "scale": 1.5}
-    wrong = compute_score("synthetic", "#### 8", "7", extra, alpha=10, variant="human")
-    assert wrong["score"] == 0.0 and wrong["correct"] == 0.0
-    baseline = compute_score("synthetic", "#### 7", "7", extra, variant="correctness")
-    assert baseline["score"] == 1.0
+    right = score("synthetic", "3+4=7 #### 7", "7", extra, alpha=10, variant="human")
+    assert right == {"score": 1.5, "correct": 1.0, "value": 0.05, "scale": 1.5, "unverified": 0.0}
+    wrong = score("synthetic", "#### 8", "7", extra, alpha=10, variant="human")
+    assert wrong == {"score": 0.0, "correct": 0.0, "value": 0.05, "scale": 1.5, "unverified": 0.0}
+    baseline = score("synthetic", "#### 7", "7", extra, variant="correctness")
+    assert baseline["score"] == 1.0 and baseline["scale"] == 1.0
+    multiplicative = score("synthetic", "#### 7", "7", {"value": 0.3}, alpha=10, form="multiplicative")
+    assert multiplicative["score"] == pytest.approx(4.0)
+
+
+def test_compute_score_takes_the_runs_scale_from_extra_info():
+    # a row of a run's own verl file (rlev.values): its scale is used as is
+    extra = {"id": "q1", "split": "train", "value": 0.01, "scale": 1.37}
+    out = score("synthetic", "#### 7", "7", extra, variant="uniform")
+    assert out["score"] == 1.37 and out["value"] == 0.01
+
+
+def test_training_row_without_its_runs_scale_is_an_error():
+    extra = {"id": "q1", "split": "train", "value": 0.01}
+    for variant in ("uniform", "shuffled", "weak", "predicted"):
+        with pytest.raises(ValueError, match=rf"training row 'q1' has no extra_info.scale.*{variant}"):
+            score("synthetic", "#### 7", "7", extra, variant=variant)
+
+
+def test_validation_rows_get_the_human_aligned_scale():
+    extra = {"id": "t1", "split": "test", "value": 0.05}
+    assert score("s", "#### 7", "7", extra, variant="shuffled")["score"] == 1.5
+    assert score("s", "#### 7", "7", extra, variant="correctness")["score"] == 1.0
+
+
+def test_compute_score_rejects_unknown_names():
+    with pytest.raises(ValueError, match="verifier"):
+        score("s", "#### 7", "7", {"value": 0.1}, verifier="oracle")
+    with pytest.raises(ValueError, match="form"):
+        score("s", "#### 7", "7", {"value": 0.1}, form="additive")
+    with pytest.raises(ValueError, match="judge_model and judge_url"):
+        score("s", "#### 7", "7", {"value": 0.1}, verifier="judge")
+
+
+# --- the LLM judge --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def judge_server():
+    srv = FakeJudgeServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh(judge_server):
+    judge_server.reset()
+    R._JUDGES.clear()  # each test builds its own module-level judge
+    yield judge_server
+    R._JUDGES.clear()
+    deadline = time.monotonic() + 3  # let a hung "timeout" reply finish before the next test / shutdown
+    while judge_server.in_flight and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+FAST = dict(judge_timeout_s=0.3, judge_max_retries=2, judge_backoff_s=0.01, judge_max_backoff_s=0.02)
+
+
+def judged(server, response, gold="7", question="q", **kwargs) -> dict:
+    extra = {"value": 0.05, "question": question}
+    return score(
+        "s",
+        response,
+        gold,
+        extra,
+        verifier="judge",
+        judge_url=server.base_url,
+        judge_model="judge-model",
+        **{**FAST, **kwargs},
+    )
+
+
+def test_judge_verdicts_become_scores(fresh):
+    assert judged(fresh, "#### 7") == {"score": 1.5, "correct": 1.0, "value": 0.05, "scale": 1.5, "unverified": 0.0}
+    assert judged(fresh, "#### 8", question="q2")["score"] == 0.0
+    assert fresh.requests == 2
+
+
+def test_judge_failure_is_counted_not_silently_zero(fresh):
+    fresh.always["broken"] = "500"
+    out = judged(fresh, "#### 7", question="broken")
+    assert out["unverified"] == 1.0 and out["score"] == 0.0 and out["correct"] == 0.0
+    assert fresh.attempts["broken"] == 3  # the first attempt and 2 retries
+    judge = R.judge_for(fresh.base_url, "judge-model", "unverified", **{k[6:]: v for k, v in FAST.items()})
+    assert judge.stats.unverified == 1  # the module-level judge counts it too
+
+
+def test_judge_recovers_from_a_timeout_and_a_malformed_reply(fresh):
+    fresh.faults["flaky"] = ["timeout", "no_verdict"]
+    out = judged(fresh, "#### 7", question="flaky")
+    assert out["unverified"] == 0.0 and out["score"] == 1.5
+
+
+def test_judge_failure_can_stop_the_run(fresh):
+    fresh.always["broken"] = "not_json"
+    with pytest.raises(JudgeError, match="after retries"):
+        judged(fresh, "#### 7", question="broken", judge_on_failure="stop")
+
+
+def test_judge_served_by_verl_is_reached_through_the_router_address(fresh):
+    address = fresh.base_url.removeprefix("http://").removesuffix("/v1")  # verl passes host:port
+    out = score(
+        "s",
+        "#### 7",
+        "7",
+        {"value": 0.05},
+        verifier="judge",
+        judge_model="judge-model",
+        reward_router_address=address,
+        **FAST,
+    )
+    assert out["correct"] == 1.0 and fresh.requests == 1
+
+
+def test_one_module_level_judge_per_endpoint(fresh):
+    async def many():
+        return await asyncio.gather(*[
+            compute_score("s", f"#### {i}", "3", {"value": 0.05, "question": f"q{i}"}, verifier="judge",
+                          judge_url=fresh.base_url, judge_model="judge-model", **FAST)
+            for i in range(6)
+        ])  # fmt: skip
+
+    outs = asyncio.run(many())
+    assert [o["correct"] for o in outs] == [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    assert len(R._JUDGES) == 1
+    (judge,) = R._JUDGES.values()
+    assert judge.stats.verified == 6 and judge.stats.unverified == 0

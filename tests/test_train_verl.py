@@ -230,22 +230,22 @@ def test_multi_node_script_starts_a_ray_cluster(tmp_path, echo_reward):
     assert res.returncode == 2 and "needs 2 nodes" in res.stderr
 
 
-def test_llm_judge_served_by_verl_gets_its_own_pool(tmp_path, echo_reward):
+def test_judge_served_by_verl_gets_its_own_pool(tmp_path, echo_reward):
     run = make_run(tmp_path)
-    run["reward"]["verifier"] = {"kind": "llm", "model": "Qwen/Qwen2.5-72B-Instruct"}
+    run["reward"]["verifier"] = {"kind": "judge", "model": "Qwen/Qwen2.5-72B-Instruct"}
     cfg = composed(run)
     V.validate_verl_config(cfg)
     rm = cfg.reward.reward_model
     assert rm.enable is True and rm.enable_resource_pool is True
     assert rm.model_path == "Qwen/Qwen2.5-72B-Instruct" and rm.n_gpus_per_node == 8 and rm.nnodes == 1
-    assert cfg.reward.custom_reward_function.reward_kwargs.verifier == "llm"
+    assert cfg.reward.custom_reward_function.reward_kwargs.verifier == "judge"
     assert cfg.reward.custom_reward_function.reward_kwargs.judge_model == "Qwen/Qwen2.5-72B-Instruct"
     assert V.job_nodes(run) == 2
 
 
-def test_llm_judge_at_a_url_is_passed_to_compute_score(tmp_path, echo_reward):
+def test_judge_at_a_url_is_passed_to_compute_score(tmp_path, echo_reward):
     run = make_run(tmp_path)
-    run["reward"]["verifier"] = {"kind": "llm", "model": "judge", "url": "http://judge-host:8000/v1"}
+    run["reward"]["verifier"] = {"kind": "judge", "model": "judge", "url": "http://judge-host:8000/v1"}
     cfg = composed(run)
     V.validate_verl_config(cfg)
     assert cfg.reward.reward_model.enable is False

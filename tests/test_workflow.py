@@ -67,3 +67,16 @@ def test_smoke_run_through_every_rule(snakemake_cmd, tmp_path):
     # A second invocation finds everything up to date.
     proc = snakemake_cmd("-n", "--cores", "2", cwd=tmp_path)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_default_config_plans_the_reward_ablations_once_each(snakemake_cmd, tmp_path):
+    """Tables 4-6 (RLOO): ablation, alpha sweep and reward form share runs with Table 1 and each other."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    proc = snakemake_cmd("-n", "--cores", "2", cwd=tmp_path)
+    jobs = planned_jobs(proc.stdout)
+    trains = sum(n for rule, n in jobs.items() if rule == "train" or rule.startswith("train_"))
+    # 6 main + uniform + shuffled + alphas 1, 5, 15, 20 + multiplicative (RLOO / human / a10 is shared)
+    assert trains == 13 and jobs["values"] == 13 and jobs["evaluate_run"] == 13
+    assert jobs["table4"] == jobs["table5"] == jobs["table6"] == 1
+    for table in ("table4", "table5", "table6"):
+        assert f"results/tables/{table}.csv" in proc.stdout and f"results/tables/{table}.md" in proc.stdout

@@ -1,0 +1,192 @@
+"""Value variants: the v(x) and the scale s(x) each training prompt gets in one run.
+
+One variant per run (`run["reward"]["variant"]`), with the run's alpha and reward form
+(`rlev.reward.reward_scale`):
+
+    correctness  s = 1                                  the RLVR baseline
+    human        v = score / total (the `value` column) RLEV, the paper's method
+    uniform      s = s_bar for every prompt: the mean of s(v) over the training prompts,
+                 with the run's alpha and form           Table 4 "uniform scaling"
+    shuffled     v permuted across the training set: the same multiset of values, no
+                 alignment with the questions; the permutation is drawn from
+                 numpy.random.default_rng([reward.shuffle_seed, run seed]), both
+                 recorded in the run's config.yaml      Table 4 "random weights"
+    weak         v = points of the row's difficulty category / 100 (default primary 1,
+                 junior 2, senior 4, university 6, phd 8; `reward.weak_points`)
+                                                         Table 3 "weak (difficulty)"
+    predicted    v = the `predicted_value` column the score predictor writes
+                                                         Table 3 "predicted"
+
+`reward_scales(run, train_rows)` is the one function that gives every training row its
+scale; the local trainer calls it in memory. For verl, `write_values` (the workflow's
+`values` rule, `python -m rlev.values --spec RUN`) writes beside the run
+
+    values.parquet        id, value (the variant's v), scale (s(x)) per training row
+    verl_train.parquet    the dataset's verl training file with extra_info.value set to
+                          the variant's v and extra_info.scale added
+
+and the run's `dataset.verl_train` points at that file, so verl's compute_score reads
+each row's scale from extra_info: the same numbers the local trainer uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rlev.reward import FORMS, VARIANTS, reward_scale
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEAK_POINTS = {"primary": 1, "junior": 2, "senior": 4, "university": 6, "phd": 8}
+WEAK_DIVISOR = 100.0  # the paper divides the category's points by 100 (WebInstruct: total = 100)
+PREDICTED_COLUMN = "predicted_value"
+
+
+def _row_name(rows: pd.DataFrame, i: int) -> str:
+    rid = rows["id"].iloc[i] if "id" in rows.columns else i
+    return f"row {i} (id {rid!r})"
+
+
+def _weak_values(rows: pd.DataFrame, points: dict) -> np.ndarray:
+    if "difficulty" not in rows.columns:
+        raise ValueError("the weak variant needs a `difficulty` column in the training data; it has none")
+    lookup = {str(k).strip().casefold(): float(v) for k, v in points.items()}
+    out = np.empty(len(rows))
+    for i, label in enumerate(rows["difficulty"].tolist()):
+        key = "" if label is None or (isinstance(label, float) and np.isnan(label)) else str(label).strip().casefold()
+        if key not in lookup:
+            shown = "missing" if not key else f"{label!r}"
+            raise ValueError(
+                f"weak values: {_row_name(rows, i)} has difficulty {shown}, not one of {sorted(points)}; "
+                "fix the data or add the category to reward.weak_points"
+            )
+        out[i] = lookup[key] / WEAK_DIVISOR
+    return out
+
+
+def _predicted_values(rows: pd.DataFrame) -> np.ndarray:
+    if PREDICTED_COLUMN not in rows.columns:
+        raise ValueError(
+            f"the predicted variant needs a `{PREDICTED_COLUMN}` column (written by the score predictor) "
+            f"in the training data; it has only {sorted(rows.columns)}"
+        )
+    values = pd.to_numeric(rows[PREDICTED_COLUMN], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if len(bad):
+        raise ValueError(
+            f"predicted values: {_row_name(rows, int(bad[0]))} has {PREDICTED_COLUMN}="
+            f"{rows[PREDICTED_COLUMN].iloc[bad[0]]!r} ({len(bad)} such rows); need a number >= 0"
+        )
+    return values
+
+
+def variant_values(reward: dict, rows: pd.DataFrame, seed: int) -> np.ndarray:
+    """The v each row's reward uses under the run's variant (correctness/uniform: the human v)."""
+    variant = reward["variant"]
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
+    if variant == "weak":
+        return _weak_values(rows, reward.get("weak_points") or DEFAULT_WEAK_POINTS)
+    if variant == "predicted":
+        return _predicted_values(rows)
+    human = rows["value"].to_numpy(dtype=np.float64)
+    if variant == "shuffled":
+        rng = np.random.default_rng([int(reward.get("shuffle_seed", 0)), int(seed)])
+        return human[rng.permutation(len(human))]
+    return human
+
+
+def reward_scales(run: dict, rows: pd.DataFrame) -> np.ndarray:
+    """s(x) for every training row of `run` (a run config: reward block and seed).
+
+    >>> rows = pd.DataFrame({"value": [0.0, 0.05, 0.2]})
+    >>> reward_scales({"reward": {"variant": "human", "alpha": 10, "form": "additive_clipped"}}, rows)
+    array([1. , 1.5, 2. ])
+    >>> reward_scales({"reward": {"variant": "uniform", "alpha": 10, "form": "additive_clipped"}}, rows)
+    array([1.5, 1.5, 1.5])
+    """
+    reward = run["reward"]
+    if reward["form"] not in FORMS:
+        raise ValueError(f"unknown reward form {reward['form']!r}; choose one of {FORMS}")
+    if len(rows) == 0:
+        raise ValueError("no training rows to compute reward scales for")
+    values = variant_values(reward, rows, run.get("seed", 0))
+    if reward["variant"] == "uniform":
+        # s_bar: the mean human-aligned scale over the training prompts, given to every prompt.
+        s_bar = float(reward_scale("human", values, reward["alpha"], reward["form"]).mean())
+        return np.full(len(rows), s_bar)
+    return reward_scale(reward["variant"], values, reward["alpha"], reward["form"])
+
+
+def value_table(run: dict, rows: pd.DataFrame) -> pd.DataFrame:
+    """id, value (the variant's v) and scale (s(x)) of every training row, in row order."""
+    return pd.DataFrame(
+        {
+            "id": rows["id"].astype(str).to_numpy(),
+            "value": variant_values(run["reward"], rows, run.get("seed", 0)),
+            "scale": reward_scales(run, rows),
+        }
+    )
+
+
+def verl_values_file(table: pd.DataFrame, verl_in: Path, verl_out: Path) -> None:
+    """Copy verl's training file, setting extra_info.value / adding extra_info.scale per row id."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = pq.read_table(verl_in)
+    extra = data.column("extra_info").combine_chunks()
+    fields = {f.name: extra.field(i) for i, f in enumerate(extra.type)}
+    ids = fields["id"].to_pylist()
+    by_id = dict(zip(table["id"], range(len(table))))
+    if len(by_id) != len(table):
+        raise ValueError("training rows have duplicate ids; the values file could not be matched to verl's file")
+    missing = [i for i in ids if i not in by_id]
+    if missing or len(ids) != len(table):
+        raise ValueError(
+            f"{verl_in} has {len(ids)} rows and the training data {len(table)}; ids missing from the "
+            f"training data: {missing[:5]} (re-run the prepare stage)"
+        )
+    order = [by_id[i] for i in ids]
+    fields["value"] = pa.array(table["value"].to_numpy()[order], pa.float64())
+    fields["scale"] = pa.array(table["scale"].to_numpy()[order], pa.float64())
+    struct = pa.StructArray.from_arrays(list(fields.values()), names=list(fields))
+    data = data.set_column(data.schema.get_field_index("extra_info"), "extra_info", struct)
+    verl_out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(data, verl_out)
+
+
+def write_values(run: dict, train: Path, verl_train: Path, out_dir: Path) -> pd.DataFrame:
+    """The values stage of one run: values.parquet and verl_train.parquet in `out_dir`."""
+    rows = pd.read_parquet(train)
+    table = value_table(run, rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out_dir / "values.parquet", index=False)
+    verl_values_file(table, verl_train, out_dir / "verl_train.parquet")
+    log.info(
+        "%s: %s values for %d rows, scale mean %.4f (min %.4f, max %.4f)",
+        run.get("run_id", "?"), run["reward"]["variant"], len(table),
+        table["scale"].mean(), table["scale"].min(), table["scale"].max(),
+    )  # fmt: skip
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write a run's per-row values and scales (the values stage).")
+    parser.add_argument("--spec", required=True, help="the run config as JSON (what the workflow passes)")
+    parser.add_argument("--train", required=True, help="canonical training parquet (with `value`)")
+    parser.add_argument("--verl-train", required=True, help="the dataset's verl training parquet")
+    parser.add_argument("--out", required=True, help="output directory (the run directory)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    write_values(json.loads(args.spec), Path(args.train), Path(args.verl_train), Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
