@@ -16,6 +16,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/predictor.smk"
+include: "workflow/rules/ood.smk"
 
 
 rule all:

@@ -11,6 +11,9 @@ Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.y
     rlev train   --spec results/runs/<...>/config.yaml
     rlev evaluate --spec SCALE --model DIR --test results/data/synthetic/test.parquet --out DIR
     rlev report table1 --runs RUN_DIR... --init SFT_EVAL/metrics.json --out results/tables/table1
+    rlev predictor train|evaluate|label --spec PREDICTOR --data PARQUET [--model DIR] --out PATH
+    rlev ood data --spec BENCHMARK --out rows.parquet; rlev ood evaluate --spec SCALE --model M --data ... --out DIR
+    rlev report table2 --runs RUN_DIR... --base OOD_BASE_DIR --benchmarks B... --out results/tables/table2
     rlev report table8|bootstrap --runs RUN_DIR... --out results/tables/table8
     rlev report table4|table5|table6 --runs RUN_DIR... --out results/tables/table4
     rlev table-html --md results/tables/table8.md --out results/tables/table8.html
@@ -122,6 +125,37 @@ def cmd_report(args) -> None:
         report.bootstrap_table(args.runs, Path(args.out), args.resamples, args.seed)
     elif args.table in ("table4", "table5", "table6"):
         getattr(report, args.table)(args.runs, Path(args.out))
+    elif args.table == "table2":
+        report.table2(args.runs, args.base, args.benchmarks or [], Path(args.out))
+    elif args.table == "table3":
+        report.table3(args.runs, [str(Path(m).parent) for m in args.init or []], Path(args.out))
+
+
+def cmd_predictor(args) -> None:
+    """The score predictor's stages (rlev.predictor): train, evaluate, label."""
+    import pandas as pd
+
+    from rlev import predictor
+
+    s = read_spec(args.spec)
+    if args.action == "train":
+        predictor.train(s, pd.read_parquet(args.data), Path(args.out), args.name)
+    elif args.action == "evaluate":
+        predictor.evaluate_predictor(args.model, args.data, Path(args.out), s)
+    else:
+        predictor.label_dataset(args.model, args.data, Path(args.out), s, total=s["label_total"])
+
+
+def cmd_ood(args) -> None:
+    """OOD benchmarks (rlev.data.ood): `data` writes a benchmark's MC rows, `evaluate` scores a model on them."""
+    from rlev.data import ood
+
+    s = read_spec(args.spec)
+    if args.action == "data":
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        ood.load_benchmark(s).to_parquet(args.out, index=False)
+    else:
+        ood.evaluate_ood(args.model, args.data, Path(args.out), s)
 
 
 def cmd_table_html(args) -> None:
@@ -180,12 +214,25 @@ def main(argv: list[str] | None = None) -> None:
     add("train", cmd_train, spec)
     add("evaluate", cmd_evaluate, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
         ("--out", dict(required=True)))
-    add("report", cmd_report, ("table", dict(choices=["table1", "table4", "table5", "table6", "table8", "bootstrap"])),
+    add("report", cmd_report, ("table", dict(choices=["table1", "table2", "table3", "table4", "table5", "table6",
+                                                      "table8", "bootstrap"])),
         ("--runs", dict(nargs="+", required=True)),
         ("--init", dict(nargs="*", help="metrics.json of the starting policy")),
         ("--out", dict(required=True, help="path without suffix; .csv and .md are written")),
         ("--resamples", dict(type=int, default=RESAMPLES, help="bootstrap: prompt resamples")),
-        ("--seed", dict(type=int, default=SEED, help="bootstrap: numpy seed of the resampling")))
+        ("--seed", dict(type=int, default=SEED, help="bootstrap: numpy seed of the resampling")),
+        ("--base", dict(default=None, help="table2: the starting policy's OOD folder (<benchmark>/metrics.json)")),
+        ("--benchmarks", dict(nargs="*", help="table2: benchmark names, in column order")))
+    add("predictor", cmd_predictor, ("action", dict(choices=["train", "evaluate", "label"])), spec,
+        ("--data", dict(required=True, help="train: exam training split; evaluate: exam test split; label: the "
+                                            "difficulty-only training split")),
+        ("--model", dict(default=None, help="evaluate/label: the predictor's model directory")),
+        ("--name", dict(default="predictor", help="train: experiment name (verl)")),
+        ("--out", dict(required=True, help="train/evaluate: a folder; label: the labelled parquet")))
+    add("ood", cmd_ood, ("action", dict(choices=["data", "evaluate"])), spec,
+        ("--data", dict(default=None, help="evaluate: the benchmark's MC rows (parquet)")),
+        ("--model", dict(default=None, help="evaluate: model id or directory")),
+        ("--out", dict(required=True, help="data: rows parquet; evaluate: a folder")))
     add("table-html", cmd_table_html, ("--md", dict(required=True, help="a table's Markdown file")),
         ("--csv", dict(default=None, help="the table's CSV; its `runs` column is listed under the table")),
         ("--out", dict(required=True)))

@@ -118,6 +118,31 @@ def predictor_examples(rows: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
     ]
 
 
+# --- settings and training ----------------------------------------------------------------------
+
+
+def predictor_spec(config: dict, scale: str) -> dict:
+    """The predictor's resolved settings at `scale`: its `local` or `verl` block by the scale's back end.
+
+    On the local back end the model is the scale's (`tiny`: built for the predictor, with the
+    scale's tiny shape updated by `predictor.local.tiny`), as are device and dtype.
+    """
+    s, p = config["scales"][scale], config["predictor"]
+    if s["backend"] == "local":
+        spec = {**p["local"], "model": s["model"], "device": s["device"], "dtype": s["dtype"],
+                "tiny": {**s["tiny"], **p["local"]["tiny"]}}
+    else:
+        spec = dict(p["verl"])
+    return {**spec, "backend": s["backend"], "label_total": p["label_total"]}
+
+
+def train(spec: dict, train_rows: pd.DataFrame, out_dir: Path, name: str) -> Path:
+    """Train the predictor with the back end of `spec`; returns the model directory."""
+    if spec["backend"] == "local":
+        return train_local(spec, train_rows, out_dir)
+    return train_verl(spec, train_rows, out_dir, name)
+
+
 # --- training, local back end ---------------------------------------------------------------
 
 

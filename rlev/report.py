@@ -288,3 +288,91 @@ def table6(run_dirs: list[str], out: Path) -> pd.DataFrame:
     return _ablation_table(run_dirs, ["estimator", "scale", "reward", "alpha", "form"], out,
                            "Table 6: reward form", notes)
 
+
+
+# --- Table 2: out-of-distribution multiple choice; Table 3: noisy values ----------------
+
+
+def _base_row(run: str, scale: str, **cells) -> dict:
+    """A table row for the starting policy (no RL), shaped like load_run's rows."""
+    return {"estimator": "base (starting policy)", "scale": scale, "reward": "-", "seed": 0, "run": run, **cells}
+
+
+def table2(run_dirs: list[str], base_dir: str | None, benchmarks: list[str], out: Path) -> pd.DataFrame:
+    """Table 2: accuracy (%) on each OOD benchmark, for the starting policy and each run.
+
+    A run's cell is `<run>/ood/<benchmark>/metrics.json`; the starting policy's is
+    `<base_dir>/<benchmark>/metrics.json` (rlev.data.ood.evaluate_ood).
+    """
+    def ood(path: Path) -> dict:
+        return json.loads(path.read_text())
+
+    rows = []
+    for d in run_dirs:
+        run = load_run(d)
+        keys = {k: run[k] for k in ("estimator", "scale", "reward", "seed", "run")}
+        rows.append({**keys, **{b: ood(Path(d) / "ood" / b / "metrics.json")["acc"] for b in benchmarks}})
+    scale = rows[0]["scale"] if rows else ""
+    base = {}
+    if base_dir:
+        base = {b: ood(Path(base_dir) / b / "metrics.json") for b in benchmarks}
+        rows.insert(0, _base_row(str(base_dir), scale, **{b: m["acc"] for b, m in base.items()}))
+    keys = ["estimator", "scale", "reward"]
+    table = aggregate(pd.DataFrame(rows), keys, benchmarks)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    md = ["# Table 2: accuracy (%) on out-of-distribution multiple-choice benchmarks", "",
+          to_markdown(table, keys, benchmarks, {b: 1 for b in benchmarks})]
+    for b, m in base.items():  # what a guess scores, so near-chance numbers read as such
+        md.append(f"{b}: {m['n']} questions, chance {m['chance']:.1f}%; starting policy ({m['model']}) left "
+                  f"{m['unanswered']:.1f}% unanswered.\n")
+    md.append("One prompt and one answer-extraction ladder for every benchmark (rlev.data.ood); greedy decoding. "
+              f"Runs: {len(run_dirs)}; cells are means over seeds, with a 95% t-interval in brackets when there "
+              f"are several. Run directories are in the `runs` column of {out.with_suffix('.csv').name}.\n")
+    out.with_suffix(".md").write_text("\n".join(md))
+    return table
+
+
+DIFFICULTIES = ("primary", "junior", "senior", "university", "phd")
+TABLE3_METRICS = ["acc", "h_acc", *(f"acc_{d}" for d in DIFFICULTIES)]
+
+
+def accuracy_by_difficulty(samples: pd.DataFrame) -> dict:
+    """acc_<category> (%) from per-sample records (difficulty, correct); NaN for a category with no rows.
+
+    >>> accuracy_by_difficulty(pd.DataFrame({"difficulty": ["phd", "phd", "primary"], "correct": [1, 0, 1]}))["acc_phd"]
+    50.0
+    """
+    out = {}
+    for d in DIFFICULTIES:
+        part = samples.loc[samples["difficulty"] == d, "correct"].astype(float)
+        out[f"acc_{d}"] = 100 * float(part.mean()) if len(part) else math.nan
+    return out
+
+
+def table3(run_dirs: list[str], init_eval_dirs: list[str], out: Path) -> pd.DataFrame:
+    """Table 3: Acc, H-Acc and accuracy per difficulty on the noisy-value dataset's test split."""
+    rows = []
+    for d in run_dirs:
+        samples = pd.read_parquet(Path(d) / "eval" / "samples.parquet", columns=["difficulty", "correct"])
+        rows.append({**load_run(d), **accuracy_by_difficulty(samples)})
+    scale = rows[0]["scale"] if rows else ""
+    for d in init_eval_dirs:  # the starting policy of every run (the paper's "base" row)
+        metrics = json.loads((Path(d) / "metrics.json").read_text())
+        samples = pd.read_parquet(Path(d) / "samples.parquet", columns=["difficulty", "correct"])
+        rows.insert(0, _base_row(str(d), scale, **metrics, **accuracy_by_difficulty(samples)))
+    keys = ["estimator", "scale", "reward"]
+    table = aggregate(pd.DataFrame(rows), keys, TABLE3_METRICS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    counts = pd.read_parquet(Path(run_dirs[0]) / "eval" / "samples.parquet", columns=["difficulty"])
+    md = ["# Table 3: noisy values (Acc, H-Acc and Acc per difficulty, in %)", "",
+          to_markdown(table, keys, TABLE3_METRICS, {m: 1 for m in TABLE3_METRICS}),
+          "Values: weak = the difficulty category's points / 100; predicted = the score predictor's score / 100 "
+          "(results/predictor/.../labels/*/label_stats.json says how far it is from the category points). "
+          "H-Acc weighs test prompts by their category value, the only value this dataset has. "
+          f"Test prompts per difficulty: {counts['difficulty'].value_counts().reindex(DIFFICULTIES).fillna(0).astype(int).to_dict()}.\n",
+          f"Runs: {len(run_dirs)}; cells are means over seeds, with a 95% t-interval in brackets when there are "
+          f"several. Run directories are in the `runs` column of {out.with_suffix('.csv').name}.\n"]
+    out.with_suffix(".md").write_text("\n".join(md))
+    return table

@@ -126,8 +126,60 @@ def get_value_output():
     return figures + [f"results/tables/value_stats.{ext}" for ext in ("csv", "md")]
 
 
+def get_predictor_spec(wildcards):
+    """The score predictor's settings at the job's scale (rlev.predictor.predictor_spec)."""
+    from rlev.predictor import predictor_spec
+
+    return predictor_spec(config, wildcards.scale)
+
+
+def get_predictor_gpus(wildcards, stage):
+    """GPUs of a predictor job: none locally; at verl scales the SFT job's GPUs, one to generate."""
+    if get_scale(wildcards)["backend"] == "local":
+        return 0
+    return config["predictor"]["verl"]["gpus_per_node"] if stage == "train" else 1
+
+
+def get_run_train_data(wildcards):
+    """The training split a run reads: the predictor's labelled copy for `predicted` runs."""
+    return run_config(config, get_run(wildcards))["dataset"]["train"]
+
+
+def get_noisy_init_evaluations(wildcards=None):
+    """The starting policy's evaluation on the noisy-value dataset (Table 3's base row), when built here."""
+    dataset = config["experiments"]["noisy"].get("dataset") or config["dataset"]
+    path = policy_init_path(config, dataset, config["scale"])
+    return [f"{path}_eval/metrics.json"] if path.startswith("results/") else []
+
+
+def get_ood_benchmarks():
+    return config["experiments"].get("ood", {}).get("benchmarks", [])
+
+
+def get_ood_base():
+    """Where the starting policy's OOD evaluations go (Table 2's base row)."""
+    return f"results/ood/base/{config['dataset']}/{config['scale']}"
+
+
+def get_noisy_output():
+    """Table 3 and the score predictor's metrics, when the config plans them."""
+    from rlev.config import parse_reward_tag, predictor_dir
+
+    outputs = [f"results/tables/table3.{ext}" for ext in ("csv", "md")] if "noisy" in config["experiments"] else []
+    if any(parse_reward_tag(run.reward)["variant"] == "predicted" for run in plan_runs(config)):
+        outputs.append(f"{predictor_dir(config, config['scale'])}/metrics.json")
+    return outputs
+
+
+def get_ood_output():
+    """Table 2, when the config declares the OOD experiment."""
+    return [f"results/tables/table2.{ext}" for ext in ("csv", "md")] if "ood" in config["experiments"] else []
+
+
 def get_final_output():
     outputs = ["results/tables/table1.csv", "results/tables/table1.md"]
+    outputs += get_ood_output()
+    outputs += get_noisy_output()
     outputs += get_value_output()
     outputs += get_analysis_output()
     outputs += get_ablation_output()

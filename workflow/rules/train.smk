@@ -8,7 +8,8 @@
 # with them in extra_info (what compute_score reads on the verl back end).
 rule values:
     input:
-        train="results/data/{dataset}/train.parquet",
+        # the dataset's training split; a `predicted` run's carries the predictor's labels
+        train=get_run_train_data,
         verl_train="results/data/{dataset}/verl/train.parquet",
     output:
         values="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/values.parquet",
@@ -29,7 +30,7 @@ rule values:
 
 rule train_local:
     input:
-        train="results/data/{dataset}/train.parquet",
+        train=get_run_train_data,
         values="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/values.parquet",
         init=get_policy_init,
     output:

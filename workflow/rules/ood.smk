@@ -1,0 +1,95 @@
+# Table 2: the starting policy and the main-table models on out-of-distribution multiple-choice
+# benchmarks (rlev.data.ood): one prompt, one answer-extraction ladder, greedy decoding.
+
+
+wildcard_constraints:
+    benchmark=r"[A-Za-z0-9_.-]+",
+
+
+rule ood_data:
+    output:
+        "results/ood/data/{benchmark}.parquet",
+    log:
+        "results/logs/ood/data/{benchmark}.log",
+    params:
+        spec=lambda wc: spec(config["benchmarks"][wc.benchmark]),
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "rlev ood data --spec {params.spec} --out {output} 2> {log}"
+
+
+rule ood_run:
+    input:
+        model="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model",
+        rows="results/ood/data/{benchmark}.parquet",
+    output:
+        samples="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/ood/{benchmark}/samples.parquet",
+        metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/ood/{benchmark}/metrics.json",
+    log:
+        "results/logs/ood/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/{benchmark}.log",
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
+        out=lambda wc, output: os.path.dirname(output.metrics),
+    threads: lambda wc: get_scale(wc)["threads"]
+    resources:
+        mem_mb=4000,
+        gpu=get_eval_gpus,
+    conda:
+        get_policy_env
+    shell:
+        "rlev ood evaluate --spec {params.spec} --model {input.model} --data {input.rows} --out {params.out} 2> {log}"
+
+
+# The starting policy of the runs ("base" in the paper): the warm-started tiny model, or the
+# scale's base model by id.
+rule ood_base:
+    input:
+        model=get_policy_init,
+        rows="results/ood/data/{benchmark}.parquet",
+    output:
+        samples="results/ood/base/{dataset}/{scale}/{benchmark}/samples.parquet",
+        metrics="results/ood/base/{dataset}/{scale}/{benchmark}/metrics.json",
+    log:
+        "results/logs/ood/base/{dataset}/{scale}/{benchmark}.log",
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
+        model=lambda wc: policy_init_path(config, wc.dataset, wc.scale),
+        out=lambda wc, output: os.path.dirname(output.metrics),
+    threads: lambda wc: get_scale(wc)["threads"]
+    resources:
+        mem_mb=4000,
+        gpu=get_eval_gpus,
+    conda:
+        get_policy_env
+    shell:
+        "rlev ood evaluate --spec {params.spec} --model {params.model} --data {input.rows} --out {params.out} 2> {log}"
+
+
+rule table2:
+    input:
+        runs=lambda wc: expand("{run}/eval/metrics.json", run=get_table_runs("ood")),
+        ood=lambda wc: expand(
+            "{run}/ood/{benchmark}/metrics.json", run=get_table_runs("ood"), benchmark=get_ood_benchmarks()
+        ),
+        base=lambda wc: expand("{base}/{benchmark}/metrics.json", base=get_ood_base(), benchmark=get_ood_benchmarks()),
+    output:
+        csv="results/tables/table2.csv",
+        md="results/tables/table2.md",
+    log:
+        "results/logs/report/table2.log",
+    params:
+        runs=lambda wc: get_table_runs("ood"),
+        base=get_ood_base(),
+        benchmarks=get_ood_benchmarks(),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "rlev report table2 --runs {params.runs} --base {params.base} --benchmarks {params.benchmarks} "
+        "--out results/tables/table2 2> {log}"

@@ -1,0 +1,93 @@
+# The score predictor behind Table 3's `predicted` values (rlev.predictor): SFT of an LM to emit a
+# question's points from the exam training split, exact match and Pearson r on its test split,
+# then a labelled copy of the noisy-value dataset's training split (total 100 per prompt).
+
+
+rule predictor_train:
+    input:
+        train="results/data/{dataset}/train.parquet",
+    output:
+        model=directory("results/predictor/{dataset}/{scale}/model"),
+    log:
+        "results/logs/predictor/train/{dataset}/{scale}.log",
+    params:
+        spec=lambda wc: spec(get_predictor_spec(wc)),
+        out=lambda wc, output: os.path.dirname(output.model),
+    threads: lambda wc: get_predictor_spec(wc)["threads"]
+    resources:
+        mem_mb=4000,
+        gpu=lambda wc: get_predictor_gpus(wc, "train"),
+    conda:
+        get_policy_env
+    shell:
+        "rlev predictor train --spec {params.spec} --data {input.train} "
+        "--name predictor-{wildcards.dataset}-{wildcards.scale} --out {params.out} 2> {log}"
+
+
+rule predictor_evaluate:
+    input:
+        model="results/predictor/{dataset}/{scale}/model",
+        test="results/data/{dataset}/test.parquet",
+    output:
+        metrics="results/predictor/{dataset}/{scale}/metrics.json",
+        predictions="results/predictor/{dataset}/{scale}/predictions.parquet",
+    log:
+        "results/logs/predictor/evaluate/{dataset}/{scale}.log",
+    params:
+        spec=lambda wc: spec(get_predictor_spec(wc)),
+        out=lambda wc, output: os.path.dirname(output.metrics),
+    threads: lambda wc: get_predictor_spec(wc)["threads"]
+    resources:
+        mem_mb=4000,
+        gpu=lambda wc: get_predictor_gpus(wc, "evaluate"),
+    conda:
+        get_policy_env
+    shell:
+        "rlev predictor evaluate --spec {params.spec} --model {input.model} --data {input.test} "
+        "--out {params.out} 2> {log}"
+
+
+rule predictor_label:
+    input:
+        model="results/predictor/{exams}/{scale}/model",
+        train="results/data/{dataset}/train.parquet",
+    output:
+        labelled="results/predictor/{exams}/{scale}/labels/{dataset}/train.parquet",
+        stats="results/predictor/{exams}/{scale}/labels/{dataset}/label_stats.json",
+    wildcard_constraints:
+        exams=r"[A-Za-z0-9_.-]+",
+    log:
+        "results/logs/predictor/label/{exams}/{scale}/{dataset}.log",
+    params:
+        spec=lambda wc: spec(get_predictor_spec(wc)),
+    threads: lambda wc: get_predictor_spec(wc)["threads"]
+    resources:
+        mem_mb=4000,
+        gpu=lambda wc: get_predictor_gpus(wc, "label"),
+    conda:
+        get_policy_env
+    shell:
+        "rlev predictor label --spec {params.spec} --model {input.model} --data {input.train} "
+        "--out {output.labelled} 2> {log}"
+
+
+rule table3:
+    input:
+        samples=lambda wc: expand("{run}/eval/samples.parquet", run=get_table_runs("noisy")),
+        metrics=lambda wc: expand("{run}/eval/metrics.json", run=get_table_runs("noisy")),
+        init=get_noisy_init_evaluations,
+    output:
+        csv="results/tables/table3.csv",
+        md="results/tables/table3.md",
+    log:
+        "results/logs/report/table3.log",
+    params:
+        runs=lambda wc: get_table_runs("noisy"),
+        init=lambda wc, input: f"--init {input.init}" if input.init else "",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "rlev report table3 --runs {params.runs} {params.init} --out results/tables/table3 2> {log}"
