@@ -1,0 +1,310 @@
+"""The local back end: every estimator and KL mode, overfitting a fixed batch, seeds, kill and
+resume, another model architecture, wandb offline.
+
+The policy is a tiny Qwen2 (hidden 32, one layer) warm-started for a few seconds on exams
+whose questions are a+b with a, b in {0, 1, 2}: after that about two thirds of its
+sampled answers are right, so rewards and advantages are not all zero.
+"""
+
+import copy
+import doctest
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+import rlev.train.local as local
+from rlev.config import Run, reward_tag, run_config, validate
+from rlev.data.prepare import prepare
+from rlev.model import build_tiny, load_policy, render_prompt
+from rlev.rollout import generate
+from rlev.sft import sft_examples, train_sft
+
+from conftest import REPO
+
+ESTIMATORS = {
+    "rloo": {"adv_estimator": "rloo"},
+    "reinforce_plus_plus": {"adv_estimator": "reinforce_plus_plus"},
+    "reinforce_plus_plus_baseline": {"adv_estimator": "reinforce_plus_plus_baseline"},
+    "grpo_mean_centred": {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False},
+    "grpo_std": {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": True},
+    "rloo_kl_loss": {"adv_estimator": "rloo", "use_kl_loss": True, "kl_loss_coef": 0.1, "kl_loss_type": "low_var_kl"},
+    "grpo_kl_loss_k3plus": {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False, "use_kl_loss": True,
+                            "kl_loss_coef": 0.1, "kl_loss_type": "k3+"},
+    "reinforce_plus_plus_kl_in_reward": {"adv_estimator": "reinforce_plus_plus", "use_kl_in_reward": True,
+                                         "kl_coef": 0.1},
+    "rloo_kl_in_reward_k3": {"adv_estimator": "rloo", "use_kl_in_reward": True, "kl_coef": 0.1,
+                             "kl_penalty": "low_var_kl"},
+    "grpo_entropy_seq_norm": {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False, "entropy_coeff": 0.01,
+                              "loss_agg_mode": "seq-mean-token-sum-norm"},
+}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """(train parquet, warm-started model dir) of the a+b task."""
+    root = tmp_path_factory.mktemp("toy")
+    rng = random.Random(0)
+    records, demos = [], []
+    for e in range(9):
+        points = [rng.randint(1, 4) for _ in range(4)]
+        for q in range(4):
+            a, b = rng.randint(0, 2), rng.randint(0, 2)
+            qid = f"toy-{e}-{q}"
+            records.append(dict(id=qid, exam_id=f"toy-{e}", question=f"{a}+{b}=?", answer=str(a + b),
+                                score=points[q], total=sum(points), difficulty="primary",
+                                split="train" if e < 8 else "test"))
+            demos.append(dict(id=qid, worked=f"{a}+{b}={a + b} #### {a + b}", direct=f"#### {a + b}"))
+    (root / "exams.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (root / "demos.jsonl").write_text("".join(json.dumps(d) + "\n" for d in demos))
+    prepare({"source": "table", "path": str(root / "exams.jsonl")}, root / "data", "toy", test_share=0.0,
+            split_seed=0, max_reject_share=0.0)
+    train = pd.read_parquet(root / "data" / "train.parquet")
+    texts = [t for q, _, responses in sft_examples(train, root / "demos.jsonl") for t in [q, *responses]]
+    build_tiny(texts, dict(vocab_size=280, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                           intermediate_size=64, max_position=64), root / "init")
+    train_sft(root / "init", root / "sft", train, root / "demos.jsonl", 150, 32, 1e-2, 1, seed=0, device="cpu")
+    return {"train": root / "data" / "train.parquet", "sft": root / "sft", "root": root}
+
+
+def make_run(toy, out_dir, estimator, variant="human", seed=0, model=None, **scale):
+    """A run config as the workflow resolves it (schema defaults filled), pointed at the toy task."""
+    config = yaml.safe_load((REPO / "tests" / "config_smoke" / "config.yaml").read_text())
+    config["estimators"] = {"est": estimator}
+    config["experiments"] = {"main": {"estimators": ["est"], "rewards": [variant]}}
+    config["scales"]["tiny"].update(rl_steps=2, prompts_per_step=4, n=4, max_new_tokens=12, lr=1e-3, threads=1,
+                                    device="cpu", checkpoint_every=0)
+    config["scales"]["tiny"].update(scale)
+    validate(config)
+    tag = reward_tag(variant, config["reward"]["alpha"], config["reward"]["form"])
+    run = run_config(config, Run("synthetic", "tiny", "est", tag, seed))
+    run["dataset"]["train"] = str(toy["train"])
+    run["scale"]["init_model"] = str(model or toy["sft"])
+    run["out_dir"] = str(out_dir)
+    return run
+
+
+def read_metrics(out_dir):
+    return [json.loads(line) for line in (out_dir / "train" / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in local.TIMING_METRICS} for r in records]
+
+
+def weights(model_dir):
+    model, _ = load_policy(model_dir, "cpu")
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_doctests():
+    assert doctest.testmod(local).failed == 0
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_every_estimator_and_kl_mode_trains(name, toy, tmp_path):
+    estimator = ESTIMATORS[name]
+    # std-normalised GRPO cancels the value scale (the config refuses it with human rewards)
+    variant = "correctness" if name == "grpo_std" else "human"
+    run = make_run(toy, tmp_path, estimator, variant)
+    local.train(run)
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records] == [0, 1]
+    for r in records:
+        assert set(r) == set(local.STEP_METRICS)  # every logged name is documented, every documented one logged
+        assert 0 < r["acc"] < 1 and r["reward"] > 0 and np.isfinite(r["loss"]) and r["grad_norm"] > 0
+        assert (r["kl_ref"] is not None) == (estimator.get("use_kl_loss", False) or
+                                             estimator.get("use_kl_in_reward", False))
+        assert (r["kl_loss"] is not None) == estimator.get("use_kl_loss", False)
+        assert (r["reward_kl_penalty"] is not None) == estimator.get("use_kl_in_reward", False)
+    # the policy moved away from the reference after the first update
+    if records[1]["kl_ref"] is not None:
+        assert records[0]["kl_ref"] == pytest.approx(0, abs=1e-6) and records[1]["kl_ref"] > 0
+    assert (tmp_path / "model" / "config.json").exists()
+    assert weights(tmp_path / "model").keys() == weights(toy["sft"]).keys()
+
+
+def fixed_batch(toy, run, model, tokenizer):
+    """One rollout of the toy task and its advantages, computed once (as update_policy sees them)."""
+    s, est = run["scale"], run["estimator"]
+    train = pd.read_parquet(toy["train"])
+    prompts = [render_prompt(tokenizer, q, sys_) for q, sys_ in zip(train["question"][:4], train["system"][:4])]
+    torch.manual_seed(0)
+    ro = generate(model, tokenizer, prompts, n=s["n"], max_new_tokens=s["max_new_tokens"])
+    # fixed outcomes with right and wrong answers in every group, scaled like RLEV rewards
+    correct = torch.tensor([1.0, 0.0, 1.0, 0.0] * 4)
+    scores = correct * torch.tensor([1.2, 1.2, 1.2, 1.2, 2.0, 2.0, 2.0, 2.0, 1.5, 1.5, 1.5, 1.5, 1.0, 1.0, 1.0, 1.0])
+    reference = copy.deepcopy(model).requires_grad_(False)
+    old_logp = local.batch_logprobs(model, ro, s["temperature"], 0)
+    ref_logp = local.batch_logprobs(reference, ro, s["temperature"], 0)
+    token_rewards = local.outcome_token_rewards(scores, ro.response_mask)
+    if est["use_kl_in_reward"]:
+        token_rewards, _ = local.kl_in_reward(token_rewards, old_logp, ref_logp, ro.response_mask, est)
+    advantages = local.estimator_advantages(est, token_rewards, ro.response_mask, np.repeat(np.arange(4), 4))
+    assert advantages.abs().max() > 0
+    use_ref = est["use_kl_loss"] or est["use_kl_in_reward"]
+    return local.Batch(ro, advantages, old_logp, ref_logp if use_ref else None)
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_the_loss_decreases_on_a_fixed_batch(name, toy, tmp_path):
+    run = make_run(toy, tmp_path, ESTIMATORS[name], "correctness" if name == "grpo_std" else "human", lr=1e-4)
+    s, est = run["scale"], run["estimator"]
+    model, tokenizer = load_policy(toy["sft"], "cpu")
+    model.eval()
+    batch = fixed_batch(toy, run, model, tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s["lr"])
+    actor = local.actor_config(est, s)
+    losses = [local.update_policy(model, optimizer, batch, est, s, actor)["loss"] for _ in range(8)]
+    assert losses[-1] < losses[0] - 1e-3, losses
+
+
+def test_several_updates_per_batch_make_the_clip_act(toy, tmp_path):
+    run = make_run(toy, tmp_path, ESTIMATORS["rloo"], ppo_epochs=4, ppo_mini_batch=2, lr=1e-2)
+    s, est = run["scale"], run["estimator"]
+    assert local.needs_old_logprobs(est, s)
+    model, tokenizer = load_policy(toy["sft"], "cpu")
+    model.eval()
+    batch = fixed_batch(toy, run, model, tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s["lr"])
+    out = local.update_policy(model, optimizer, batch, est, s, local.actor_config(est, s))
+    assert out["pg_clipfrac"] > 0 and out["ppo_kl"] != 0
+
+
+def test_micro_batches_give_the_same_update(toy, tmp_path):
+    """Cutting the batch into length buckets changes memory and speed, not the gradient."""
+    run = make_run(toy, tmp_path, ESTIMATORS["rloo_kl_loss"])
+    s, est = run["scale"], run["estimator"]
+    grads = []
+    for budget in (0, 40):
+        model, tokenizer = load_policy(toy["sft"], "cpu")
+        model.eval()
+        batch = fixed_batch(toy, run, model, tokenizer)
+        captured = {}
+
+        class Capture(torch.optim.SGD):
+            def step(self, closure=None):
+                captured.update({n: p.grad.clone() for n, p in model.named_parameters()})
+
+        settings = {**s, "micro_batch_tokens": budget}
+        local.update_policy(model, Capture(model.parameters(), lr=0.0), batch, est, settings,
+                            local.actor_config(est, settings))
+        grads.append(captured)
+    assert len(local.length_buckets(batch.rollout, 40)) > 2
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
+
+
+def test_same_seed_same_metrics(toy, tmp_path):
+    runs = {}
+    for label, seed in (("a", 0), ("b", 0), ("c", 1)):
+        run = make_run(toy, tmp_path / label, ESTIMATORS["rloo"], seed=seed)
+        local.train(run)
+        runs[label] = without_timing(read_metrics(tmp_path / label))
+    assert runs["a"] == runs["b"]
+    assert runs["a"] != runs["c"]
+    wa, wb = weights(tmp_path / "a" / "model"), weights(tmp_path / "b" / "model")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_batches_follow_a_seeded_permutation_per_epoch():
+    epoch0 = np.concatenate([local.batch_rows(7, 12, step, 4) for step in range(3)])
+    epoch1 = np.concatenate([local.batch_rows(7, 12, step, 4) for step in range(3, 6)])
+    assert sorted(epoch0) == sorted(epoch1) == list(range(12))
+    assert list(epoch0) != list(epoch1)
+    assert list(local.batch_rows(7, 12, 4, 4)) == list(epoch1[4:8])
+    assert list(local.batch_rows(8, 12, 0, 4)) != list(epoch0[:4])
+
+
+KILLING_TRAINER = """
+import json, os, signal, sys
+import rlev.train.local as local
+real_generate = local.generate
+calls = 0
+def generate_then_die(*args, **kwargs):
+    global calls
+    calls += 1
+    if calls == int(sys.argv[2]):  # SIGKILL mid-run: no cleanup, no final save
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_generate(*args, **kwargs)
+local.generate = generate_then_die
+local.train(json.load(open(sys.argv[1])))
+"""
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(toy, tmp_path):
+    estimator = ESTIMATORS["rloo_kl_loss"]
+    straight = make_run(toy, tmp_path / "straight", estimator, rl_steps=5, checkpoint_every=2)
+    local.train(straight)
+
+    killed = make_run(toy, tmp_path / "killed", estimator, rl_steps=5, checkpoint_every=2)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(killed))
+    # killed while generating step 3: checkpoint step_000002 is on disk, step 2 is logged after it
+    proc = subprocess.run([sys.executable, "-c", KILLING_TRAINER, str(spec), "4"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    out = tmp_path / "killed"
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000002.pt"]
+    assert len(read_metrics(out)) == 3 and not (out / "model").exists()
+
+    local.train(killed)  # started again: resumes from step 2
+    assert without_timing(read_metrics(out)) == without_timing(read_metrics(tmp_path / "straight"))
+    a, b = weights(out / "model"), weights(tmp_path / "straight" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (out / "checkpoints").exists()  # a finished run keeps its outputs only
+
+
+def test_a_checkpoint_of_another_configuration_is_not_resumed(toy, tmp_path):
+    run = make_run(toy, tmp_path, ESTIMATORS["rloo"])
+    model, _ = load_policy(toy["sft"], "cpu")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    local.save_checkpoint(tmp_path / "checkpoints", 1, model, optimizer, [{"step": 0}], run, 4)
+    assert local.load_checkpoint(tmp_path / "checkpoints", run, model, optimizer) == (1, [{"step": 0}])
+    assert local.load_checkpoint(tmp_path / "checkpoints", {**run, "scale": {**run["scale"], "threads": 2}}, model,
+                                 optimizer)[0] == 1  # how a run executes does not matter
+    changed = {**run, "scale": {**run["scale"], "lr": 5e-4}}
+    assert local.load_checkpoint(tmp_path / "checkpoints", changed, model, optimizer) == (0, [])
+
+
+def test_a_gpt2_model_directory_trains(toy, tmp_path):
+    """Any Hugging Face causal LM directory, here GPT-2 blocks of another shape and the toy tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(toy["sft"])
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=24, n_layer=2, n_head=2, n_positions=64,
+                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        pad_token_id=tokenizer.pad_token_id)
+    model_dir = tmp_path / "gpt2"
+    GPT2LMHeadModel(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    # an entropy bonus gives a gradient even though the untrained model is never right
+    run = make_run(toy, tmp_path / "run", {"adv_estimator": "rloo", "entropy_coeff": 0.01}, model=model_dir)
+    local.train(run)
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [0, 1]
+    trained, _ = load_policy(tmp_path / "run" / "model", "cpu")
+    assert isinstance(trained, GPT2LMHeadModel)
+    before, after = weights(model_dir), weights(tmp_path / "run" / "model")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.slow
+def test_wandb_offline_mirror(toy, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # a key in the environment never reaches a file
+    run = make_run(toy, tmp_path, ESTIMATORS["rloo"], rl_steps=1, wandb={"enabled": True, "mode": "offline"})
+    local.train(run)
+    runs = list((tmp_path / "train" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    for path in (tmp_path / "train" / "wandb").rglob("*"):
+        if path.is_file():
+            assert b"x" * 40 not in path.read_bytes(), path
