@@ -28,11 +28,13 @@ rule table4:
         md="results/tables/table4.md",
     log:
         "results/logs/report/table4.log",
-    params:
-        runs=lambda wc: get_table_runs("ablation"),
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        runs=lambda wc: get_table_runs("ablation"),
     shell:
         "rlev report table4 --runs {params.runs} --out results/tables/table4 2> {log}"
 
@@ -45,11 +47,13 @@ rule table5:
         md="results/tables/table5.md",
     log:
         "results/logs/report/table5.log",
-    params:
-        runs=lambda wc: get_table_runs("alpha"),
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        runs=lambda wc: get_table_runs("alpha"),
     shell:
         "rlev report table5 --runs {params.runs} --out results/tables/table5 2> {log}"
 
@@ -62,10 +66,12 @@ rule table6:
         md="results/tables/table6.md",
     log:
         "results/logs/report/table6.log",
-    params:
-        runs=lambda wc: get_table_runs("form"),
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        runs=lambda wc: get_table_runs("form"),
     shell:
         "rlev report table6 --runs {params.runs} --out results/tables/table6 2> {log}"
