@@ -156,13 +156,13 @@ def _check_verifier(config: dict) -> None:
     verifier = config["reward"]["verifier"]
     if verifier["kind"] != "judge":
         return
-    if config["scales"][config["scale"]]["backend"] == "local":
-        raise ConfigError(
-            f"reward.verifier.kind: judge runs on the verl back end only; scale {config['scale']!r} uses the "
-            "local back end, which verifies by rule (set reward.verifier.kind: rule)"
-        )
     if not verifier.get("model"):
         raise ConfigError("reward.verifier.model: a judge needs the model name its endpoint serves")
+    if config["scales"][config["scale"]]["backend"] == "local" and not verifier.get("url"):
+        raise ConfigError(
+            f"reward.verifier.url: scale {config['scale']!r} trains with the local back end, which asks a judge "
+            "at a URL you serve (e.g. `vllm serve ...`: http://host:8000/v1); only verl serves a judge itself"
+        )
 
 
 def load_config(path: str | Path = REPO_ROOT / "config.yaml", overrides: dict | None = None) -> dict:

@@ -188,3 +188,25 @@ def test_one_module_level_judge_per_endpoint(fresh):
     assert len(R._JUDGES) == 1
     (judge,) = R._JUDGES.values()
     assert judge.stats.verified == 6 and judge.stats.unverified == 0
+
+
+def test_config_checks_the_judge_settings():
+    import yaml
+
+    from conftest import REPO
+    from rlev.config import ConfigError, Run, run_config, validate
+
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["reward"]["verifier"] = {"kind": "judge"}
+    with pytest.raises(ConfigError, match="reward.verifier.model"):
+        validate(dict(raw))
+    raw["reward"]["verifier"] = {"kind": "judge", "model": "judge-model"}
+    with pytest.raises(ConfigError, match="reward.verifier.url: scale 'tiny' trains with the local back end"):
+        validate(dict(raw))
+    raw["reward"]["verifier"] = {"kind": "judge", "model": "judge-model", "url": "http://127.0.0.1:9/v1",
+                                 "on_failure": "stop", "timeout_s": 5}  # fmt: skip
+    config = validate(raw)
+    reward = run_config(config, Run("synthetic", "tiny", "rloo", "human-a10-additive_clipped", 0))["reward"]
+    # scalar judge_* keys reach verl's compute_score as reward kwargs (rlev.train.verl passes scalars)
+    assert reward["verifier"]["kind"] == "judge" and reward["judge_on_failure"] == "stop"
+    assert reward["judge_timeout_s"] == 5
