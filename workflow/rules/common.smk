@@ -91,7 +91,10 @@ def get_policy_env(wildcards):
 
 def get_table_caption(wildcards):
     """A table's report caption, workflow/report/<table>.rst (rendered through report/table.rst)."""
-    return (Path(workflow.basedir) / "workflow" / "report" / f"{wildcards.table}.rst").read_text().strip()
+    path = Path(workflow.basedir) / "workflow" / "report" / f"{wildcards.table}.rst"
+    if not path.is_file():
+        raise WorkflowError(f"results/tables/{wildcards.table}.md goes into the report but has no caption: write {path}")
+    return path.read_text().strip()
 
 
 def get_analysis_output():
