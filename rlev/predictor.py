@@ -294,6 +294,16 @@ def train_verl(spec: dict, train_rows: pd.DataFrame, out_dir: Path, name: str) -
 # --- prediction, evaluation, labelling ---------------------------------------------------------
 
 
+def _json(obj) -> str:
+    """JSON with NaN written as null (an undefined Pearson r), which strict readers accept."""
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        return None if isinstance(x, float) and math.isnan(x) else x
+
+    return json.dumps(clean(obj), indent=2) + "\n"
+
+
 def predict_scores(model_dir, questions: list[str], totals: list[float], max_new_tokens: int, batch_size: int,
                    threads: int, device: str = "auto", dtype: str = "float32") -> list[str]:
     """Greedy replies of the predictor for each (question, total)."""
@@ -329,7 +339,7 @@ def evaluate_predictor(model_dir, test_path, out_dir: Path, spec: dict) -> dict:
     table["reply"] = replies
     table[PREDICTED_SCORE] = predicted
     table.to_parquet(out_dir / "predictions.parquet", index=False)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out_dir / "metrics.json").write_text(_json(metrics))
     log.info("score predictor on %s: exact match %.1f%%, Pearson r %.3f, %d of %d replies parsed", test_path,
              metrics["exact_match"], metrics["pearson_r"], metrics["parsed"], metrics["n"])
     return metrics
@@ -379,7 +389,7 @@ def label_dataset(model_dir, train_path, out_path: Path, spec: dict, total: floa
             str(k): float(v) for k, v in labelled.groupby("difficulty")[PREDICTED_VALUE].mean().items()
         },
     }
-    out_path.with_name("label_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    out_path.with_name("label_stats.json").write_text(_json(stats))
     log.info("labelled %d rows of %s (%d imputed); mean predicted value %.4f", len(rows), train_path,
              stats["imputed"], stats["mean_predicted_value"])
     return stats
