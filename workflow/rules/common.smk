@@ -12,6 +12,7 @@ validate(config)
 # envs/*.yaml install this checkout into their conda env from ${RLEV_ROOT}.
 os.environ.setdefault("RLEV_ROOT", workflow.basedir)
 
+
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
     scale=r"[A-Za-z0-9_.-]+",
@@ -93,7 +94,9 @@ def get_table_caption(wildcards):
     """A table's report caption, workflow/report/<table>.rst (rendered through report/table.rst)."""
     path = Path(workflow.basedir) / "workflow" / "report" / f"{wildcards.table}.rst"
     if not path.is_file():
-        raise WorkflowError(f"results/tables/{wildcards.table}.md goes into the report but has no caption: write {path}")
+        raise WorkflowError(
+            f"results/tables/{wildcards.table}.md goes into the report but has no caption: write {path}"
+        )
     return path.read_text().strip()
 
 

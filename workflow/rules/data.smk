@@ -7,11 +7,13 @@ rule synthetic_data:
         demonstrations="data/{dataset}/demonstrations.jsonl",
     log:
         "results/logs/synthetic_data/{dataset}.log",
-    params:
-        spec=lambda wc: spec(config["datasets"][wc.dataset]),
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        spec=lambda wc: spec(config["datasets"][wc.dataset]),
     shell:
         "rlev synth --spec {params.spec} --out {output.exams} --demos {output.demonstrations} 2> {log}"
 
@@ -28,11 +30,13 @@ rule prepare:
         stats="results/data/{dataset}/stats.json",
     log:
         "results/logs/prepare/{dataset}.log",
-    params:
-        spec=lambda wc: spec({"source": get_dataset_source(wc), "data": config["data"]}),
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        spec=lambda wc: spec({"source": get_dataset_source(wc), "data": config["data"]}),
     shell:
         "rlev prepare --spec {params.spec} --dataset {wildcards.dataset} "
         "--out results/data/{wildcards.dataset} 2> {log}"
@@ -51,11 +55,13 @@ rule value_report:
         md="results/tables/value_stats.md",
     log:
         "results/logs/report/value_report.log",
-    params:
-        dirs=lambda wc, input: [os.path.dirname(p) for p in [input.main, *input.others]],
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        dirs=lambda wc, input: [os.path.dirname(p) for p in [input.main, *input.others]],
     shell:
         "rlev values-report --datasets {params.dirs} --figures results/figures "
         "--table results/tables/value_stats 2> {log}"

@@ -8,21 +8,20 @@ rule evaluate_run:
     output:
         samples="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/samples.parquet",
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/metrics.json",
-    wildcard_constraints:
-        scale=scales_of_backend("local"),
     log:
         "results/logs/evaluate/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
-    params:
-        spec=lambda wc: spec(get_scale(wc)),
-        out=lambda wc, output: os.path.dirname(output.metrics),
+    wildcard_constraints:
+        scale=scales_of_backend("local"),
+    conda:
+        "../../envs/cpu.yaml"
     threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
-    conda:
-        "../../envs/cpu.yaml"
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
+        out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
-        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} "
-        "--out {params.out} 2> {log}"
+        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} " "--out {params.out} 2> {log}"
 
 
 # The same evaluation at the verl scales: greedy generation with vLLM on GPUs.
@@ -33,24 +32,23 @@ rule evaluate_verl:
     output:
         samples="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/samples.parquet",
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/metrics.json",
-    wildcard_constraints:
-        scale=scales_of_backend("verl"),
     log:
         "results/logs/evaluate/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
-    params:
-        spec=lambda wc: spec(get_scale(wc)),
-        out=lambda wc, output: os.path.dirname(output.metrics),
+    wildcard_constraints:
+        scale=scales_of_backend("verl"),
+    conda:
+        "../../envs/verl.yaml"
     threads: 8
     resources:
         mem_mb=128000,
         runtime=240,
         # vLLM shards the policy over tensor_parallel GPUs.
         gpu=lambda wc: get_scale(wc)["tensor_parallel"],
-    conda:
-        "../../envs/verl.yaml"
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
+        out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
-        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} "
-        "--out {params.out} 2> {log}"
+        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} " "--out {params.out} 2> {log}"
 
 
 rule evaluate_init:
@@ -62,12 +60,13 @@ rule evaluate_init:
         metrics="results/models/{dataset}/{scale}/sft_eval/metrics.json",
     log:
         "results/logs/evaluate/{dataset}/{scale}/sft.log",
-    params:
-        spec=lambda wc: spec(get_scale(wc)),
-        out=lambda wc, output: os.path.dirname(output.metrics),
+    conda:
+        "../../envs/cpu.yaml"
     threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
+        out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
-        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} "
-        "--out {params.out} 2> {log}"
+        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} " "--out {params.out} 2> {log}"

@@ -10,12 +10,14 @@ rule init_model:
         directory("results/models/{dataset}/{scale}/init"),
     log:
         "results/logs/init_model/{dataset}/{scale}.log",
-    params:
-        spec=lambda wc: spec(get_scale(wc)),
-        demos=lambda wc, input: f"--demos {input.demonstrations}" if input.demonstrations else "",
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
+        demos=lambda wc, input: f"--demos {input.demonstrations}" if input.demonstrations else "",
     shell:
         "rlev init-model --spec {params.spec} --train {input.train} {params.demos} --out {output} 2> {log}"
 
@@ -30,12 +32,14 @@ rule sft:
         metrics="results/models/{dataset}/{scale}/sft_metrics.jsonl",
     log:
         "results/logs/sft/{dataset}/{scale}.log",
-    params:
-        spec=lambda wc: spec(get_scale(wc)),
-        demos=lambda wc, input: f"--demos {input.demonstrations}" if input.demonstrations else "",
+    conda:
+        "../../envs/cpu.yaml"
     threads: lambda wc: get_scale(wc)["sft_threads"]
     resources:
         mem_mb=4000,
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
+        demos=lambda wc, input: f"--demos {input.demonstrations}" if input.demonstrations else "",
     shell:
         "rlev sft --spec {params.spec} --init {input.init} --train {input.train} {params.demos} "
         "--out {output.model} --metrics {output.metrics} 2> {log}"

@@ -11,13 +11,13 @@ rule ood_data:
         "results/ood/data/{benchmark}.parquet",
     log:
         "results/logs/ood/data/{benchmark}.log",
-    params:
-        spec=lambda wc: spec(config["benchmarks"][wc.benchmark]),
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-    conda:
-        "../../envs/cpu.yaml"
+    params:
+        spec=lambda wc: spec(config["benchmarks"][wc.benchmark]),
     shell:
         "rlev ood data --spec {params.spec} --out {output} 2> {log}"
 
@@ -31,15 +31,15 @@ rule ood_run:
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/ood/{benchmark}/metrics.json",
     log:
         "results/logs/ood/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/{benchmark}.log",
-    params:
-        spec=lambda wc: spec(get_scale(wc)),
-        out=lambda wc, output: os.path.dirname(output.metrics),
+    conda:
+        get_policy_env
     threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
         gpu=get_eval_gpus,
-    conda:
-        get_policy_env
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
+        out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
         "rlev ood evaluate --spec {params.spec} --model {input.model} --data {input.rows} --out {params.out} 2> {log}"
 
@@ -55,16 +55,16 @@ rule ood_base:
         metrics="results/ood/base/{dataset}/{scale}/{benchmark}/metrics.json",
     log:
         "results/logs/ood/base/{dataset}/{scale}/{benchmark}.log",
-    params:
-        spec=lambda wc: spec(get_scale(wc)),
-        model=lambda wc: policy_init_path(config, wc.dataset, wc.scale),
-        out=lambda wc, output: os.path.dirname(output.metrics),
+    conda:
+        get_policy_env
     threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
         gpu=get_eval_gpus,
-    conda:
-        get_policy_env
+    params:
+        spec=lambda wc: spec(get_scale(wc)),
+        model=lambda wc: policy_init_path(config, wc.dataset, wc.scale),
+        out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
         "rlev ood evaluate --spec {params.spec} --model {params.model} --data {input.rows} --out {params.out} 2> {log}"
 
@@ -81,15 +81,15 @@ rule table2:
         md="results/tables/table2.md",
     log:
         "results/logs/report/table2.log",
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         runs=lambda wc: get_table_runs("ood"),
         base=get_ood_base(),
         benchmarks=get_ood_benchmarks(),
-    threads: 1
-    resources:
-        mem_mb=1000,
-    conda:
-        "../../envs/cpu.yaml"
     shell:
         "rlev report table2 --runs {params.runs} --base {params.base} --benchmarks {params.benchmarks} "
         "--out results/tables/table2 2> {log}"

@@ -10,15 +10,15 @@ rule predictor_train:
         model=directory("results/predictor/{dataset}/{scale}/model"),
     log:
         "results/logs/predictor/train/{dataset}/{scale}.log",
-    params:
-        spec=lambda wc: spec(get_predictor_spec(wc)),
-        out=lambda wc, output: os.path.dirname(output.model),
+    conda:
+        get_policy_env
     threads: lambda wc: get_predictor_spec(wc)["threads"]
     resources:
         mem_mb=4000,
         gpu=lambda wc: get_predictor_gpus(wc, "train"),
-    conda:
-        get_policy_env
+    params:
+        spec=lambda wc: spec(get_predictor_spec(wc)),
+        out=lambda wc, output: os.path.dirname(output.model),
     shell:
         "rlev predictor train --spec {params.spec} --data {input.train} "
         "--name predictor-{wildcards.dataset}-{wildcards.scale} --out {params.out} 2> {log}"
@@ -33,15 +33,15 @@ rule predictor_evaluate:
         predictions="results/predictor/{dataset}/{scale}/predictions.parquet",
     log:
         "results/logs/predictor/evaluate/{dataset}/{scale}.log",
-    params:
-        spec=lambda wc: spec(get_predictor_spec(wc)),
-        out=lambda wc, output: os.path.dirname(output.metrics),
+    conda:
+        get_policy_env
     threads: lambda wc: get_predictor_spec(wc)["threads"]
     resources:
         mem_mb=4000,
         gpu=lambda wc: get_predictor_gpus(wc, "evaluate"),
-    conda:
-        get_policy_env
+    params:
+        spec=lambda wc: spec(get_predictor_spec(wc)),
+        out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
         "rlev predictor evaluate --spec {params.spec} --model {input.model} --data {input.test} "
         "--out {params.out} 2> {log}"
@@ -54,18 +54,18 @@ rule predictor_label:
     output:
         labelled="results/predictor/{exams}/{scale}/labels/{dataset}/train.parquet",
         stats="results/predictor/{exams}/{scale}/labels/{dataset}/label_stats.json",
-    wildcard_constraints:
-        exams=r"[A-Za-z0-9_.-]+",
     log:
         "results/logs/predictor/label/{exams}/{scale}/{dataset}.log",
-    params:
-        spec=lambda wc: spec(get_predictor_spec(wc)),
+    wildcard_constraints:
+        exams=r"[A-Za-z0-9_.-]+",
+    conda:
+        get_policy_env
     threads: lambda wc: get_predictor_spec(wc)["threads"]
     resources:
         mem_mb=4000,
         gpu=lambda wc: get_predictor_gpus(wc, "label"),
-    conda:
-        get_policy_env
+    params:
+        spec=lambda wc: spec(get_predictor_spec(wc)),
     shell:
         "rlev predictor label --spec {params.spec} --model {input.model} --data {input.train} "
         "--out {output.labelled} 2> {log}"
@@ -81,13 +81,13 @@ rule table3:
         md="results/tables/table3.md",
     log:
         "results/logs/report/table3.log",
-    params:
-        runs=lambda wc: get_table_runs("noisy"),
-        init=lambda wc, input: f"--init {input.init}" if input.init else "",
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../../envs/cpu.yaml"
+    params:
+        runs=lambda wc: get_table_runs("noisy"),
+        init=lambda wc, input: f"--init {input.init}" if input.init else "",
     shell:
         "rlev report table3 --runs {params.runs} {params.init} --out results/tables/table3 2> {log}"

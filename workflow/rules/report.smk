@@ -10,11 +10,13 @@ rule table1:
         md="results/tables/table1.md",
     log:
         "results/logs/report/table1.log",
-    params:
-        runs=lambda wc: get_table_runs("main"),
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        runs=lambda wc: get_table_runs("main"),
     shell:
         "rlev report table1 --runs {params.runs} --init {input.init} --out results/tables/table1 2> {log}"
 

@@ -16,13 +16,13 @@ rule values:
         verl_train="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/verl_train.parquet",
     log:
         "results/logs/values/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
-    params:
-        run=get_run_spec,
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/cpu.yaml"
+    params:
+        run=get_run_spec,
     shell:
         "python -m rlev.values --spec {params.run} --train {input.train} --verl-train {input.verl_train} "
         "--out $(dirname {output.values}) 2> {log}"
@@ -37,17 +37,17 @@ rule train_local:
         config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/train/metrics.jsonl",
         model=directory("results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model"),
-    wildcard_constraints:
-        scale=scales_of_backend("local"),
     log:
         "results/logs/train/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
-    params:
-        run=get_run_spec,
+    wildcard_constraints:
+        scale=scales_of_backend("local"),
+    conda:
+        "../../envs/cpu.yaml"
     threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
-    conda:
-        "../../envs/cpu.yaml"
+    params:
+        run=get_run_spec,
     shell:
         "rlev train --spec {params.run} 2> {log}"
 
@@ -61,12 +61,12 @@ rule train_verl:
         config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/train/metrics.jsonl",
         model=directory("results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model"),
-    wildcard_constraints:
-        scale=scales_of_backend("verl"),
     log:
         "results/logs/train/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
-    params:
-        run=get_run_spec,
+    wildcard_constraints:
+        scale=scales_of_backend("verl"),
+    conda:
+        "../../envs/verl.yaml"
     threads: 8
     resources:
         # verl's checkpoints (<run>/checkpoints) are not an output: a job that hits its
@@ -74,7 +74,7 @@ rule train_verl:
         gpu=lambda wc: get_scale(wc)["gpus_per_node"],
         mem_mb=480000,
         runtime=2880,
-    conda:
-        "../../envs/verl.yaml"
+    params:
+        run=get_run_spec,
     shell:
         "rlev train --spec {params.run} 2> {log}"
