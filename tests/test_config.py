@@ -54,7 +54,11 @@ def test_undefined_reference_is_named(raw):
 def test_override_selects_scale():
     config = load_config(REPO / "config.yaml", {"scale": "7B", "dataset": "rlev"})
     runs = plan_runs(config)
-    assert {r.scale for r in runs} == {"7B"} and {r.dataset for r in runs} == {"rlev"}
+    assert {r.scale for r in runs} == {"7B"}
+    # every experiment trains on `dataset` except the noisy-value one (Table 3), which names its own
+    noisy = config["experiments"]["noisy"]["dataset"]
+    assert {r.dataset for r in runs} == {"rlev", noisy}
+    assert {r.dataset for r in experiment_runs(config, "noisy")} == {noisy}
 
 
 def _properties(schema, path=""):

@@ -30,8 +30,15 @@ def test_default_config_plans_the_main_table(snakemake_cmd, tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     proc = snakemake_cmd("-n", "--cores", "2", cwd=tmp_path)
     jobs = planned_jobs(proc.stdout)
-    assert jobs["train_local"] == 6 and jobs["evaluate_run"] == 6
-    assert jobs["sft"] == 1 and jobs["prepare"] == 1 and jobs["table1"] == 1
+    from rlev.config import experiment_runs, load_config, plan_runs
+
+    config = load_config(tmp_path / "config.yaml")
+    runs = plan_runs(config)  # every experiment's runs, each once
+    assert jobs["train_local"] == len(runs) and jobs["evaluate_run"] == len(runs)
+    datasets = {r.dataset for r in runs}  # the exam data and the noisy-value data (Table 3)
+    assert jobs["sft"] == len(datasets) and jobs["prepare"] == len(datasets) and jobs["table1"] == 1
+    assert jobs["table2"] == 1 and jobs["ood_run"] == len(experiment_runs(config, "ood"))
+    assert jobs["table3"] == 1 and jobs["predictor_train"] == jobs["predictor_label"] == 1
 
 
 def test_a_bad_config_stops_the_workflow_naming_the_key(snakemake_cmd, tmp_path):
