@@ -187,6 +187,7 @@ def _overrides(pairs: list[str] | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from rlev.analysis.eos import BINS, PROMPTS_PER_EXTREME
     from rlev.stats import RESAMPLES, SEED
 
     parser = argparse.ArgumentParser(prog="rlev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -239,10 +240,11 @@ def main(argv: list[str] | None = None) -> None:
     add("eos", cmd_eos, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
         ("--samples", dict(required=True, help="the run's eval/samples.parquet")),
         ("--out", dict(required=True, help="eos.parquet")),
-        ("--prompts", dict(type=int, default=200, help="highest- and lowest-valued prompts each (capped at n/2)")))
+        ("--prompts", dict(type=int, default=PROMPTS_PER_EXTREME,
+                           help="highest- and lowest-valued prompts each (capped at n/2)")))
     add("figure2", cmd_figure2, ("--eos", dict(nargs="+", required=True, help="<run>/eval/eos.parquet files")),
         ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")),
-        ("--bins", dict(type=int, default=20, help="relative-position bins")))
+        ("--bins", dict(type=int, default=BINS, help="relative-position bins")))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -84,7 +84,7 @@ def test_the_same_seed_gives_the_same_interval():
 
 def test_unpaired_or_inconsistent_samples_are_refused_by_name():
     a = samples(["x", "y"], [1, 2], [1, 0])
-    with pytest.raises(ValueError, match="2 prompt\(s\) answered by one model only, e.g. id 'y' only in the treatment"):
+    with pytest.raises(ValueError, match=r"2 prompt\(s\) answered by one model only, e.g. id 'y' only in the treatment"):
         paired_samples(a, samples(["x", "z"], [1, 2], [1, 0]), what="runA vs runB")
     with pytest.raises(ValueError, match="'y' has different values"):
         paired_samples(a, samples(["x", "y"], [1, 3], [1, 0]))

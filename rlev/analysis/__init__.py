@@ -2,4 +2,5 @@
 
     eos    Figure 2: probability of the end-of-sequence token along each model's own
            greedy response, for the highest- and lowest-valued test prompts.
+    value_stats  Figures 3 and 4: how question values are distributed, per dataset and split.
 """

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from rlev.metrics import value_extremes
 
@@ -52,7 +51,6 @@ def extreme_prompts(samples: pd.DataFrame, k: int = PROMPTS_PER_EXTREME) -> pd.D
                      ignore_index=True)
 
 
-@torch.no_grad()
 def eos_trajectories(model, tokenizer, prompts: list[str], responses: list[str], stopped: list[bool],
                      batch_size: int = 64) -> list[np.ndarray]:
     """P(eos) at each response position, teacher-forced (see the module docstring).
@@ -61,6 +59,8 @@ def eos_trajectories(model, tokenizer, prompts: list[str], responses: list[str],
     encoded alone, the response is the decoded generated tokens re-encoded). Sequences are
     right-padded, so positions need no correction.
     """
+    import torch  # here, not at the top: the CLI imports this module's constants without torch
+
     eos = tokenizer.eos_token_id
     out: list[np.ndarray] = []
     for start in range(0, len(prompts), batch_size):
@@ -73,7 +73,8 @@ def eos_trajectories(model, tokenizer, prompts: list[str], responses: list[str],
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s)
             mask[i, : len(s)] = 1
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
         p_eos = (logits[..., eos] - torch.logsumexp(logits, dim=-1)).exp().cpu().numpy()  # (B, width)
         for i, (p, r) in enumerate(zip(batch_p, batch_r)):
             # logits at index j predict token j + 1: response token t is predicted at len(p) - 1 + t.
@@ -116,6 +117,8 @@ def binned_profile(trajectories: list[np.ndarray], bins: int = BINS) -> tuple[np
 def run_eos(model_path: str, test_path: str, samples_path: str, out: Path, k: int = PROMPTS_PER_EXTREME,
             batch_size: int = 64, threads: int = 1, device: str = "auto", dtype: str = "float32") -> pd.DataFrame:
     """eval/eos.parquet for one run: id, value, extreme, position, positions, p_eos."""
+    import torch
+
     from rlev.model import load_policy, render_prompt
 
     torch.set_num_threads(threads)
