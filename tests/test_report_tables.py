@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
 from rlev.metrics import evaluation_metrics
 from rlev.report import bootstrap_table, markdown_to_html, table8, table_html
 
@@ -84,31 +83,3 @@ def test_markdown_tables_render_to_html_with_their_runs(tmp_path):
     assert "<p>Note <code>x</code> &lt; y.</p>" in html
     assert "Run directories: <code>results/runs/a</code>, <code>results/runs/b</code>" in html
     assert "---" not in markdown_to_html(md.read_text())
-
-
-@pytest.mark.slow
-def test_html_report_after_a_smoke_run(snakemake_cmd, tmp_path):
-    """The smoke config up to Tables 1 and 8, the bootstrap and Figure 2, then `snakemake --report`.
-
-    One estimator and only the main experiment's outputs (the smoke run of every rule is
-    test_workflow's), which keeps this to a couple of minutes on 2 cores.
-    """
-    config = yaml.safe_load((REPO / "tests" / "config_smoke" / "config.yaml").read_text())
-    config["experiments"] = {"main": {"estimators": ["rloo"], "rewards": ["correctness", "human"]}}  # 2 runs
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    tables = ["table1", "table8", "bootstrap"]
-    targets = [f"results/tables/{t}.html" for t in tables] + ["results/figures/figure2.png"]
-    snakemake_cmd("--cores", "2", *targets, cwd=tmp_path)
-    for name in tables:
-        html = (tmp_path / "results" / "tables" / f"{name}.html").read_text()
-        assert "<table>" in html and "Run directories: <code>results/runs/" in html
-    eos = pd.read_parquet(next((tmp_path / "results" / "runs").rglob("eos.parquet")))
-    assert set(eos["extreme"]) == {"top", "bottom"} and eos["p_eos"].between(0, 1).all()
-    figure = pd.read_csv(tmp_path / "results" / "figures" / "figure2.csv")
-    assert set(figure["reward"]) == {"correctness", "human-aligned"}
-
-    snakemake_cmd("--report", "results/report.html", *targets, cwd=tmp_path)
-    report = (tmp_path / "results" / "report.html").read_text()
-    for name in tables:
-        assert f"{name}.html" in report, f"{name}.html is not in the report"
-    assert "figure2.png" in report and "Table 8 of the paper" in report  # a caption, rendered
