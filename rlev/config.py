@@ -67,10 +67,34 @@ def validate(config: dict) -> dict:
             where = ".".join(str(p) for p in e.absolute_path) or "<top level>"
             lines.append(f"  {where}: {e.message}")
         raise ConfigError("config does not fit workflow/schemas/config.schema.yaml:\n" + "\n".join(lines))
+    _resolve_companions(config)
     _check_references(config)
     _check_scale_invariance(config)
     _check_verifier(config)
     return config
+
+
+def _resolve_companions(config: dict) -> None:
+    """Fill what the noisy-value and OOD experiments leave open from the main dataset's entry.
+
+    The main dataset names its companions (`noisy`: the difficulty-only dataset of Table 3,
+    `benchmarks`: the OOD set of Table 2), so switching `dataset` switches them too: the
+    synthetic default pairs with synthetic stand-ins, `rlev` with WebInstruct and the four
+    real benchmarks.
+    """
+    if config["dataset"] not in config["datasets"]:
+        return  # _check_references names the missing dataset
+    main = config["datasets"][config["dataset"]]
+    for name, key, companion in (("noisy", "dataset", "noisy"), ("ood", "benchmarks", "benchmarks")):
+        exp = config["experiments"].get(name)
+        if exp is None or exp.get(key):
+            continue
+        if not main.get(companion):
+            raise ConfigError(
+                f"experiments.{name}.{key} is not set and datasets.{config['dataset']}.{companion} names none: "
+                f"set one of them"
+            )
+        exp[key] = copy.deepcopy(main[companion])
 
 
 def _check_references(config: dict) -> None:

@@ -42,6 +42,16 @@ def test_profile_plans_the_paper_matrix_on_gpus(snakemake_cmd, tmp_path, scale):
     assert len(evaluate) == expected_runs
     assert all(res["gpu"] == str(config["scales"][scale]["tensor_parallel"]) for res in evaluate)
 
+    # Every job that asks for a GPU lands on the GPU partition, never with cpus_per_task.
+    gpu_jobs = [(rule, res) for rule, res in jobs if int(res.get("gpu", 0)) > 0]
+    assert {rule for rule, _ in gpu_jobs} >= {"train_verl", "evaluate_verl", "eos_run", "ood_run", "predictor_train"}
+    for rule, res in gpu_jobs:
+        assert res["slurm_partition"] == "CHANGE_ME_GPU_PARTITION", rule
+        assert "cpus_per_task" not in res and res["cpus_per_gpu"] == "8", rule
+    # `dataset=rlev` switches the companions too: WebInstruct for Table 3, the paper's benchmarks for Table 2.
+    assert any("results/data/webinstruct/" in line for line in proc.stdout.splitlines())
+    assert any("results/ood/data/gpqa_diamond.parquet" in line for line in proc.stdout.splitlines())
+
     # CPU rules ask for no GPU and land on the CPU partition.
     prepare = [res for rule, res in jobs if rule == "prepare"]
     assert prepare and all("gpu" not in res and res["slurm_partition"] == "CHANGE_ME_CPU_PARTITION" for res in prepare)
