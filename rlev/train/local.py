@@ -111,7 +111,8 @@ TIMING_METRICS = ("completions_per_s", "tokens_per_s", "time_generate", "time_re
 
 
 def outcome_token_rewards(scores: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """(B, R) token-level scores: each response's scalar score on its last response token."""
+    """(B, R) token-level scores on the CPU: each response's scalar score on its last response token."""
+    response_mask = response_mask.cpu()
     last = response_mask.sum(dim=1).long().clamp(min=1) - 1
     token_level = torch.zeros(response_mask.shape, dtype=torch.float32)
     token_level[torch.arange(len(scores)), last] = scores.float().cpu()
