@@ -293,3 +293,14 @@ def test_missing_scale_key_is_named(tmp_path):
     scale = {k: v for k, v in PAPER_7B.items() if k != "rollout_batch"}
     with pytest.raises(V.VerlConfigError, match="rollout_batch"):
         V.verl_overrides(make_run(tmp_path, scale=scale))
+
+
+def test_clip_and_kl_estimator_reach_the_keys_verl_reads(tmp_path):
+    """verl 0.9.1's vanilla loss reads clip_ratio_low/high, not clip_ratio; the in-reward KL
+    estimator is algorithm.kl_penalty."""
+    run = make_run(tmp_path, "rloo")
+    run["estimator"].update(clip_ratio=0.28, use_kl_in_reward=True, kl_penalty="low_var_kl")
+    cfg = V.compose_verl_config(V.verl_overrides(run))
+    actor = cfg.actor_rollout_ref.actor
+    assert actor.clip_ratio_low == actor.clip_ratio_high == actor.clip_ratio == 0.28
+    assert cfg.algorithm.kl_penalty == "low_var_kl" and cfg.algorithm.use_kl_in_reward is True

@@ -102,6 +102,7 @@ ESTIMATOR_DEFAULTS: dict = {
     "gamma": 1.0,
     "use_kl_in_reward": False,
     "kl_coef": 0.001,  # algorithm.kl_ctrl.kl_coef, used only with use_kl_in_reward
+    "kl_penalty": "kl",  # algorithm.kl_penalty: the KL estimator of the in-reward penalty
     "use_kl_loss": False,
     "kl_loss_coef": 0.001,
     "kl_loss_type": "low_var_kl",
@@ -267,6 +268,7 @@ def verl_overrides(run: dict) -> list[str]:
         ("algorithm.gamma", float(est["gamma"])),
         ("algorithm.use_kl_in_reward", bool(est["use_kl_in_reward"])),
         ("algorithm.kl_ctrl.kl_coef", float(est["kl_coef"])),
+        ("algorithm.kl_penalty", est["kl_penalty"]),
         # no value model: every estimator here is critic-free (gae would need one)
         ("critic.enable", est["adv_estimator"] == "gae"),
         # policy model
@@ -283,7 +285,11 @@ def verl_overrides(run: dict) -> list[str]:
         ("actor_rollout_ref.actor.use_kl_loss", bool(est["use_kl_loss"])),
         ("actor_rollout_ref.actor.kl_loss_coef", float(est["kl_loss_coef"])),
         ("actor_rollout_ref.actor.kl_loss_type", est["kl_loss_type"]),
+        # verl 0.9.1's vanilla loss reads clip_ratio_low/high (each 0.2 by default), not
+        # clip_ratio: set all three so the configured clip is the one applied.
         ("actor_rollout_ref.actor.clip_ratio", float(est["clip_ratio"])),
+        ("actor_rollout_ref.actor.clip_ratio_low", float(est["clip_ratio"])),
+        ("actor_rollout_ref.actor.clip_ratio_high", float(est["clip_ratio"])),
         ("actor_rollout_ref.actor.loss_agg_mode", est["loss_agg_mode"]),
         ("actor_rollout_ref.actor.grad_clip", float(est["grad_clip"])),
         ("actor_rollout_ref.actor.entropy_coeff", float(est["entropy_coeff"])),
