@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlev.data.synthetic import LEVELS, direct_solution, worked_solution
+from rlev.data.synthetic import LEVELS, sum_question
 
 TOTAL = 100  # the paper gives every WebInstruct prompt a 100-point total
 
@@ -49,21 +49,9 @@ def generate_categories(rows_per_category: int, test_rows: int, seed: int) -> tu
     plan += [("test", names[i]) for i in rng.integers(0, len(names), size=test_rows)]
     records, demos = [], []
     for k, (split, name) in enumerate(plan):
-        n_terms, points = LEVELS[name]
-        terms = [int(t) for t in rng.integers(1, 10, size=n_terms)]
         qid = f"cat-{split}-{k:06d}"
-        records.append(
-            {
-                "id": qid,
-                "exam_id": qid,
-                "question": "+".join(map(str, terms)) + "=?",
-                "system": "",
-                "answer": str(sum(terms)),
-                "score": points,
-                "total": TOTAL,
-                "difficulty": name,
-                "split": split,
-            }
-        )
-        demos.append({"id": qid, "worked": worked_solution(terms), "direct": direct_solution(terms)})
+        # each prompt is its own "exam" of total 100, as WebInstruct's prompts are
+        record, demo = sum_question(rng, qid, qid, name, LEVELS[name][1], TOTAL, split)
+        records.append(record)
+        demos.append(demo)
     return records, demos

@@ -65,24 +65,29 @@ def generate(train_exams: int, test_exams: int, questions_per_exam: int, seed: i
         points = [max(1, LEVELS[names[lv]][1] + int(rng.choice([-1, 0, 0, 0, 1]))) for lv in levels]
         total = sum(points)
         for q, (lv, pts) in enumerate(zip(levels, points)):
-            n_terms = LEVELS[names[lv]][0]
-            terms = [int(t) for t in rng.integers(1, 10, size=n_terms)]
-            qid = f"{exam_id}-q{q:02d}"
-            records.append(
-                {
-                    "id": qid,
-                    "exam_id": exam_id,
-                    "question": "+".join(map(str, terms)) + "=?",
-                    "system": "",
-                    "answer": str(sum(terms)),
-                    "score": pts,
-                    "total": total,
-                    "difficulty": names[lv],
-                    "split": split,
-                }
-            )
-            demos.append({"id": qid, "worked": worked_solution(terms), "direct": direct_solution(terms)})
+            record, demo = sum_question(rng, f"{exam_id}-q{q:02d}", exam_id, names[lv], pts, total, split)
+            records.append(record)
+            demos.append(demo)
     return records, demos
+
+
+def sum_question(rng, qid: str, exam_id: str, difficulty: str, score: float, total: float,
+                 split: str) -> tuple[dict, dict]:
+    """One question of `difficulty` (its number of one-digit terms drawn from `rng`) as a
+    canonical record, and its worked and direct demonstrations."""
+    terms = [int(t) for t in rng.integers(1, 10, size=LEVELS[difficulty][0])]
+    record = {
+        "id": qid,
+        "exam_id": exam_id,
+        "question": "+".join(map(str, terms)) + "=?",
+        "system": "",
+        "answer": str(sum(terms)),
+        "score": score,
+        "total": total,
+        "difficulty": difficulty,
+        "split": split,
+    }
+    return record, {"id": qid, "worked": worked_solution(terms), "direct": direct_solution(terms)}
 
 
 def write(cfg: dict, exams_path: Path, demos_path: Path) -> None:
