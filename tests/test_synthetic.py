@@ -30,3 +30,11 @@ def test_both_demonstrations_are_correct():
         d = by_id[r["id"]]
         assert verify(r["answer"], d["worked"]) and verify(r["answer"], d["direct"])
         assert len(d["worked"]) >= len(d["direct"])
+
+
+def test_exam_sizes_drawn_from_a_range_give_a_right_skewed_value_tail():
+    df = pd.DataFrame(generate(60, 0, [6, 80], seed=1)[0])
+    sizes = df.groupby("exam_id").size()
+    assert sizes.between(6, 80).all() and sizes.nunique() > 10
+    v = df["score"] / df["total"]
+    assert 0.01 < v.mean() < 0.05 and 0 < (v > 0.1).mean() < 0.1  # the paper: 0.02 and 1.18%
