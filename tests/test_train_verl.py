@@ -304,3 +304,77 @@ def test_clip_and_kl_estimator_reach_the_keys_verl_reads(tmp_path):
     actor = cfg.actor_rollout_ref.actor
     assert actor.clip_ratio_low == actor.clip_ratio_high == actor.clip_ratio == 0.28
     assert cfg.algorithm.kl_penalty == "low_var_kl" and cfg.algorithm.use_kl_in_reward is True
+
+
+def _tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = __import__("tokenizers").decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(["3+4=7 #### 7", "#### 8"], trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
+
+
+def test_verl_reward_manager_scores_responses_with_the_rlev_reward(tmp_path):
+    """verl's own reward manager (loaded from the composed config, as the trainer does)
+    calls rlev's compute_score on a hand-built DataProto: score = s(x) * correct."""
+    import numpy as np
+    import torch
+    from verl import DataProto
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    run = make_run(tmp_path, "rloo", variant="human", alpha=10.0)
+    cfg = composed(run)
+    tokenizer = _tiny_tokenizer()
+    manager = load_reward_manager(cfg, tokenizer)
+
+    responses = ["3+4=7 #### 7", "#### 8", "#### 7"]
+    values = [0.05, 0.05, 0.2]  # s = 1.5, 1.5, 2.0 (clipped)
+    prompt_ids = torch.tensor([[tokenizer.pad_token_id, 5, 6]] * 3)
+    encoded = [tokenizer(r)["input_ids"] for r in responses]
+    width = max(map(len, encoded))
+    response_ids = torch.full((3, width), tokenizer.pad_token_id)
+    attention = torch.zeros((3, 3 + width), dtype=torch.long)
+    for i, ids in enumerate(encoded):
+        response_ids[i, : len(ids)] = torch.tensor(ids)
+        attention[i, 1:3] = 1
+        attention[i, 3 : 3 + len(ids)] = 1
+    data = DataProto.from_dict(
+        tensors={"prompts": prompt_ids, "responses": response_ids, "attention_mask": attention},
+        non_tensors={
+            "data_source": np.array(["synthetic"] * 3, dtype=object),
+            "reward_model": np.array([{"ground_truth": "7"}] * 3, dtype=object),
+            "extra_info": np.array([{"value": v, "index": i} for i, v in enumerate(values)], dtype=object),
+        },
+    )
+
+    async def score_all():
+        return [await manager.run_single(data[i : i + 1]) for i in range(3)]
+
+    results = manager.loop.run_until_complete(score_all())  # the loop verl's manager runs on
+    assert [r["reward_score"] for r in results] == pytest.approx([1.5, 0.0, 2.0])
+    assert [r["reward_extra_info"]["correct"] for r in results] == [1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("scale", ["7B", "32B"])
+def test_every_planned_paper_run_composes_and_validates(tmp_path, scale):
+    """Every run that `--config scale=<scale> dataset=rlev` plans: verl's real config, verl's
+    validation, and the keys verl reads."""
+    from rlev.config import REPO_ROOT, load_config, plan_runs, run_config
+
+    config = load_config(REPO_ROOT / "config.yaml", {"scale": scale, "dataset": "rlev"})
+    runs = plan_runs(config)
+    assert len(runs) == 22  # main 6, ablation 2, alpha 4, form 1, noisy 9
+    for run in runs:
+        rc = run_config(config, run)
+        cfg = composed(rc)
+        V.validate_verl_config(cfg)
+        assert cfg.algorithm.adv_estimator == rc["estimator"]["adv_estimator"]
+        assert cfg.reward.custom_reward_function.reward_kwargs.variant == rc["reward"]["variant"]
+        assert cfg.actor_rollout_ref.rollout.n == rc["scale"]["n"] == 8
+        assert cfg.data.max_response_length == 1024 and cfg.data.train_batch_size == 128
+        assert cfg.actor_rollout_ref.model.path == f"Qwen/Qwen2.5-{scale}"
