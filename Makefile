@@ -1,14 +1,13 @@
 # Set up a virtual environment and run the pipeline or the tests.
-#   make run    # the default sweep: snakemake --cores all
+#   make run    # the default sweep (snakemake --cores all), then results/report.html
 #   make test   # the test suite
 #   make lint   # snakemake --lint and snakefmt --check (CI runs it after the tests)
-#   make report # the sweep, then results/report.html
 # On a CPU machine torch comes from the CPU wheel; on a GPU machine, use envs/ (conda) instead.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test lint report bench clean
+.PHONY: setup run test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,8 +18,10 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The sweep, then the HTML report of every table and figure, with captions.
 run: setup
 	snakemake --cores all
+	snakemake --report results/report.html
 
 test: setup
 	$(PY) -m pytest -q
@@ -28,11 +29,6 @@ test: setup
 lint: setup
 	snakemake --lint
 	snakefmt --check Snakefile workflow/
-
-# The HTML report of the finished sweep: every table (HTML) and figure, with captions.
-report: setup
-	snakemake --cores all
-	snakemake --report results/report.html
 
 clean:
 	rm -rf results data/synthetic .snakemake
