@@ -8,6 +8,7 @@ Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.y
     rlev prepare --spec '{"source": "table", ...}' --dataset synthetic --out results/data/synthetic
     rlev init-model --spec SCALE --train results/data/synthetic/train.parquet --demos ... --out DIR
     rlev sft     --spec SCALE --init DIR --train ... --demos ... --out DIR
+    rlev values  --spec RUN --train TRAIN.parquet --verl-train VERL_TRAIN.parquet --out RUN_DIR
     rlev train   --spec results/runs/<...>/config.yaml
     rlev evaluate --spec SCALE --model DIR --test results/data/synthetic/test.parquet --out DIR
     rlev report table1 --runs RUN_DIR... --init SFT_EVAL/metrics.json --out results/tables/table1
@@ -89,6 +90,12 @@ def cmd_sft(args) -> None:
     train_sft(Path(args.init), Path(args.out), pd.read_parquet(args.train), args.demos, s["sft_steps"],
               s["sft_batch"], s["sft_lr"], s["sft_threads"], seed=0, device=s["device"], dtype=s["dtype"],
               metrics_path=Path(args.metrics) if args.metrics else None)
+
+
+def cmd_values(args) -> None:
+    from rlev.values import write_values
+
+    write_values(read_spec(args.spec), Path(args.train), Path(args.verl_train), Path(args.out))
 
 
 def cmd_train(args) -> None:
@@ -212,6 +219,9 @@ def main(argv: list[str] | None = None) -> None:
         ("--out", dict(required=True)))
     add("sft", cmd_sft, spec, ("--init", dict(required=True)), ("--train", dict(required=True)),
         ("--demos", dict(default=None)), ("--out", dict(required=True)), ("--metrics", dict(default=None)))
+    add("values", cmd_values, spec, ("--train", dict(required=True, help="canonical training parquet")),
+        ("--verl-train", dict(required=True, help="the dataset's verl training parquet")),
+        ("--out", dict(required=True, help="the run directory")))
     add("train", cmd_train, spec)
     add("evaluate", cmd_evaluate, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
         ("--out", dict(required=True)))

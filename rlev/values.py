@@ -19,7 +19,7 @@ One variant per run (`run["reward"]["variant"]`), with the run's alpha and rewar
 
 `reward_scales(run, train_rows)` is the one function that gives every training row its
 scale; the local trainer calls it in memory. For verl, `write_values` (the workflow's
-`values` rule, `python -m rlev.values --spec RUN`) writes beside the run
+`values` rule, `rlev values --spec RUN ...`) writes beside the run
 
     values.parquet        id, value (the variant's v), scale (s(x)) per training row
     verl_train.parquet    the dataset's verl training file with extra_info.value set to
@@ -31,8 +31,6 @@ each row's scale from extra_info: the same numbers the local trainer uses.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -175,18 +173,3 @@ def write_values(run: dict, train: Path, verl_train: Path, out_dir: Path) -> pd.
         table["scale"].mean(), table["scale"].min(), table["scale"].max(),
     )  # fmt: skip
     return table
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write a run's per-row values and scales (the values stage).")
-    parser.add_argument("--spec", required=True, help="the run config as JSON (what the workflow passes)")
-    parser.add_argument("--train", required=True, help="canonical training parquet (with `value`)")
-    parser.add_argument("--verl-train", required=True, help="the dataset's verl training parquet")
-    parser.add_argument("--out", required=True, help="output directory (the run directory)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    write_values(json.loads(args.spec), Path(args.train), Path(args.verl_train), Path(args.out))
-
-
-if __name__ == "__main__":
-    main()

@@ -367,25 +367,18 @@ def job_nodes(run: dict) -> int:
 
 
 def scale_invariance_warning(run: dict) -> str | None:
-    """Say so when the value scale s(x) cannot change this run's policy update.
+    """Say so when the value scale s(x) cannot change this run's policy update
+    (the rule is rlev.config.cancels_value_scale, which config validation enforces)."""
+    from rlev.config import cancels_value_scale
 
-    s(x) is constant within a prompt's group, and std-normalised GRPO divides it out
-    exactly (see DESIGN.md), so such a run equals its correctness baseline.
-    """
-    est = estimator_settings(run)
-    if (
-        est["adv_estimator"] == "grpo"
-        and est["norm_adv_by_std_in_grpo"]
-        and not est["use_kl_in_reward"]
-        and run["reward"]["variant"] != "correctness"
-    ):
-        return (
-            f"run {run['run_id']}: GRPO with norm_adv_by_std_in_grpo=True divides each group's "
-            "rewards by their std, which cancels the per-prompt value scale s(x); this run will "
-            "train exactly like its correctness baseline. Set norm_adv_by_std_in_grpo: false "
-            "(mean-centred GRPO) for an RLEV comparison."
-        )
-    return None
+    if not cancels_value_scale(estimator_settings(run), run["reward"]["variant"]):
+        return None
+    return (
+        f"run {run['run_id']}: the estimator divides the per-prompt value scale s(x) out of the "
+        "advantages (std-normalised GRPO, or a uniform scale under batch whitening), so this run "
+        "trains exactly like its correctness baseline. Use mean-centred GRPO "
+        "(norm_adv_by_std_in_grpo: false) or RLOO for an RLEV comparison."
+    )
 
 
 # --- compose and validate ---------------------------------------------------------------

@@ -23,9 +23,10 @@ rule values:
         mem_mb=2000,
     params:
         run=get_run_spec,
+        out=lambda wc, output: os.path.dirname(output.values),
     shell:
-        "python -m rlev.values --spec {params.run} --train {input.train} --verl-train {input.verl_train} "
-        "--out $(dirname {output.values}) 2> {log}"
+        "rlev values --spec {params.run} --train {input.train} --verl-train {input.verl_train} "
+        "--out {params.out} 2> {log}"
 
 
 rule train_local:
