@@ -370,7 +370,9 @@ def table3(run_dirs: list[str], init_eval_dirs: list[str], out: Path) -> pd.Data
           to_markdown(table, keys, TABLE3_METRICS, {m: 1 for m in TABLE3_METRICS}),
           "Values: weak = the difficulty category's points / 100; predicted = the score predictor's score / 100 "
           "(results/predictor/.../labels/*/label_stats.json says how far it is from the category points). "
-          "H-Acc weighs test prompts by their category value, the only value this dataset has. "
+          "H-Acc weighs test prompts by the dataset's `value` (WebInstruct: the category's points / 100, the only "
+          "value it has; the synthetic stand-in: the true difficulty's points / 100, of which the difficulty labels "
+          "and so the weak values are a noisy copy; the difficulty columns group by label). "
           f"Test prompts per difficulty: {counts['difficulty'].value_counts().reindex(DIFFICULTIES).fillna(0).astype(int).to_dict()}.\n",
           f"Runs: {len(run_dirs)}; cells are means over seeds, with a 95% t-interval in brackets when there are "
           f"several. Run directories are in the `runs` column of {out.with_suffix('.csv').name}.\n"]

@@ -38,3 +38,18 @@ def test_exam_sizes_drawn_from_a_range_give_a_right_skewed_value_tail():
     assert sizes.between(6, 80).all() and sizes.nunique() > 10
     v = df["score"] / df["total"]
     assert 0.01 < v.mean() < 0.05 and 0 < (v > 0.1).mean() < 0.1  # the paper: 0.02 and 1.18%
+
+
+def test_difficulty_labels_of_the_noisy_set_are_a_noisy_copy_of_the_true_difficulty():
+    from rlev.data.noisy import generate_categories
+
+    clean = pd.DataFrame(generate_categories(200, 0, seed=3)[0])
+    noisy = pd.DataFrame(generate_categories(200, 0, seed=3, label_noise=0.3)[0])
+    points = {name: p for name, (_, p) in LEVELS.items()}
+    # the score (the value H-Acc uses) follows the question's true difficulty in both
+    assert (clean["score"] == clean["difficulty"].map(points)).all()
+    off = noisy["score"] != noisy["difficulty"].map(points)
+    assert 0.2 < off.mean() < 0.4  # about label_noise of the labels are wrong
+    n_terms = noisy["question"].str.count(r"\+") + 1
+    true_terms = noisy["score"].map({p: t for t, p in LEVELS.values()})
+    assert (n_terms == true_terms).all()  # the question itself still tells the truth

@@ -9,17 +9,19 @@ laptop:
 - the question is a sum of one-digit numbers, with as many terms as the category has in
   `rlev.data.synthetic.LEVELS` (primary 2 ... phd 8), answered directly or worked step by
   step (demonstrations as for the synthetic exams);
-- `difficulty` is the category, `total` is 100, and `score` is the category's points
-  (`LEVELS`, the paper's 1 / 2 / 4 / 6 / 8). There is no other score: like WebInstruct, the
-  only value such a dataset has is the category's, so `value` = points / 100 equals the
-  `weak` variant's v by construction, and H-Acc on this set (Table 3) weighs prompts by it;
+- `total` is 100 and `score` is the points of the question's TRUE difficulty (`LEVELS`,
+  the paper's 1 / 2 / 4 / 6 / 8), so `value` = points / 100 is the value H-Acc weighs by;
+- `difficulty` is the category LABEL, as an annotator would give it: with probability
+  `label_noise` it is one level off the true one (up or down, at random). The `weak`
+  variant reads the label, so its values are right only as often as the labels are;
 - every prompt is its own 100-point "exam" (`exam_id` = `id`), and the split is given:
-  `rows_per_category` training rows per category, `test_rows` test rows with categories
-  drawn uniformly.
+  `rows_per_category` training rows per true category, `test_rows` test rows with
+  categories drawn uniformly.
 
 The `predicted` variant's values come from the score predictor (rlev.predictor), trained on
-the exams and asked for each of these questions with total 100: how far they are from the
-category points is the noise Table 3 is about.
+the exams and asked for each of these questions with total 100: it reads the question
+itself, not the label, so Table 3 compares noisy labels with a learnt predictor, the
+paper's question.
 
 Origin: generated here (seeded). Licence: same as the project. Row counts: 5 x
 rows_per_category training rows, test_rows test rows.
@@ -34,7 +36,8 @@ from rlev.data.synthetic import LEVELS, sum_question
 TOTAL = 100  # the paper gives every WebInstruct prompt a 100-point total
 
 
-def generate_categories(rows_per_category: int, test_rows: int, seed: int) -> tuple[list[dict], list[dict]]:
+def generate_categories(rows_per_category: int, test_rows: int, seed: int, label_noise: float = 0.0
+                        ) -> tuple[list[dict], list[dict]]:
     """(canonical records, demonstrations) of the difficulty-only dataset.
 
     >>> records, demos = generate_categories(2, 3, seed=0)
@@ -52,6 +55,9 @@ def generate_categories(rows_per_category: int, test_rows: int, seed: int) -> tu
         qid = f"cat-{split}-{k:06d}"
         # each prompt is its own "exam" of total 100, as WebInstruct's prompts are
         record, demo = sum_question(rng, qid, qid, name, LEVELS[name][1], TOTAL, split)
+        if rng.random() < label_noise:  # the annotator is one level off
+            level = names.index(name) + int(rng.choice([-1, 1]))
+            record["difficulty"] = names[min(max(level, 0), len(names) - 1)]
         records.append(record)
         demos.append(demo)
     return records, demos

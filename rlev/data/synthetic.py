@@ -107,7 +107,8 @@ def write(cfg: dict, exams_path: Path, demos_path: Path) -> None:
     if cfg.get("kind", "exams") == "categories":
         from rlev.data.noisy import generate_categories
 
-        records, demos = generate_categories(cfg["rows_per_category"], cfg["test_rows"], cfg["seed"])
+        records, demos = generate_categories(cfg["rows_per_category"], cfg["test_rows"], cfg["seed"],
+                                             cfg["label_noise"])
     else:
         records, demos = generate(cfg["train_exams"], cfg["test_exams"], cfg["questions_per_exam"], cfg["seed"])
     for path, rows in ((exams_path, records), (demos_path, demos)):
