@@ -24,3 +24,18 @@ def snakemake_cmd():
         return proc
 
     return run
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# A hand-made CSV in a user's own layout with one broken row per validation rule.
+BAD_CSV = FIXTURES / "bad_exams.csv"
+BAD_CSV_COLUMNS = {
+    "id": "qid",
+    "exam_id": "paper",
+    "question": "prompt",
+    "answer": "reference",
+    "score": "points",
+    "total": "paper_total",
+    "difficulty": "level",
+    "split": "fold",
+}

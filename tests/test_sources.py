@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import BAD_CSV, BAD_CSV_COLUMNS, FIXTURES
 from rlev.data.sources import CANONICAL_COLUMNS, SourceError, load_source
 from rlev.data.sources.gaokao import convert_gaokao_bench, normalise_paper_label
 from rlev.data.sources.rlev_hub import pick_files, split_query
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GAOKAO_RLEV = SHARED / "data" / "gaokao_rlev"
 
@@ -83,20 +83,7 @@ def test_table_identity_mapping_reads_canonical_jsonl(tmp_path):
 
 
 def test_table_csv_with_mapping_keeps_raw_cells_and_spreadsheet_rows():
-    cfg = {
-        "source": "table",
-        "path": str(FIXTURES / "bad_exams.csv"),
-        "columns": {
-            "id": "qid",
-            "exam_id": "paper",
-            "question": "prompt",
-            "answer": "reference",
-            "score": "points",
-            "total": "paper_total",
-            "difficulty": "level",
-            "split": "fold",
-        },
-    }
+    cfg = {"source": "table", "path": str(BAD_CSV), "columns": BAD_CSV_COLUMNS}
     frame = load_source(cfg)
     assert tuple(frame.columns) == CANONICAL_COLUMNS
     assert len(frame) == 11
@@ -112,7 +99,7 @@ def test_table_csv_with_mapping_keeps_raw_cells_and_spreadsheet_rows():
 def test_table_missing_mapped_column_names_file_and_column():
     cfg = {
         "source": "table",
-        "path": str(FIXTURES / "bad_exams.csv"),
+        "path": str(BAD_CSV),
         "columns": {
             "exam_id": "paper",
             "question": "prompt",

@@ -9,25 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import BAD_CSV, BAD_CSV_COLUMNS, FIXTURES
 from rlev.data.sources import CANONICAL_COLUMNS, canonical_frame, load_source
 from rlev.data.validate import REJECT_COLUMNS, DataValidationError, validate_records, write_rejects
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-BAD_CSV = FIXTURES / "bad_exams.csv"
-BAD_CFG = {
-    "source": "table",
-    "path": str(BAD_CSV),
-    "columns": {
-        "id": "qid",
-        "exam_id": "paper",
-        "question": "prompt",
-        "answer": "reference",
-        "score": "points",
-        "total": "paper_total",
-        "difficulty": "level",
-        "split": "fold",
-    },
-}
+BAD_CFG = {"source": "table", "path": str(BAD_CSV), "columns": BAD_CSV_COLUMNS}
 
 
 @pytest.fixture(scope="module")
