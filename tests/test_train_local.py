@@ -9,7 +9,6 @@ sampled answers are right, so rewards and advantages are not all zero.
 import copy
 import doctest
 import json
-import os
 import random
 import signal
 import subprocess
