@@ -73,3 +73,15 @@ def test_split_by_exam_is_seeded_and_keeps_given_splits():
     partial = df.assign(split=["train"] + [None] * 29)
     with pytest.raises(DataValidationError, match="give every row a split or none"):
         split_by_exam(partial, 0.3, seed=5)
+
+
+def test_exam_warnings_are_kept_in_stats(tmp_path):
+    """A warning (here: an exam whose points sum past its total) outlives the log, in stats.json."""
+    rows = [{"id": f"q{i}", "exam_id": f"e{i % 4}", "question": f"{i}+1?", "answer": str(i + 1), "score": 60,
+             "total": 100, "split": None} for i in range(12)]
+    path = tmp_path / "exams.jsonl"
+    write_jsonl(path, rows)
+    stats = run_prepare(path, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert saved["warnings"] == stats["warnings"] and len(saved["warnings"]) == 4
+    assert "exam 'e0': points of its 3 rows sum to 180" in saved["warnings"][0]

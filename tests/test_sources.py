@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,8 @@ import pytest
 
 from conftest import BAD_CSV, BAD_CSV_COLUMNS, FIXTURES
 from rlev.data.sources import CANONICAL_COLUMNS, SourceError, load_source
-from rlev.data.sources.gaokao import convert_gaokao_bench, normalise_paper_label
+from rlev.data.sources.gaokao import convert_gaokao_bench, normalise_paper_label, update_paper_label
+from rlev.data.validate import validate_records
 from rlev.data.sources.rlev_hub import pick_files, split_query
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -139,6 +141,74 @@ def test_table_bad_jsonl_line_is_named(tmp_path):
     path.write_text('{"a": 1}\n{"a": \n', encoding="utf-8")
     with pytest.raises(SourceError, match=r"broken\.jsonl: line 2"):
         load_source({"source": "table", "path": str(path)})
+
+
+MAPPING = {"id": "qid", "exam_id": "paper", "question": "text", "answer": "gold", "score": "points",
+           "total": "paper_total"}
+RECORDS = [
+    {"qid": "q1", "paper": "p1", "text": "1+1?", "gold": "2", "points": "5", "paper_total": "100"},
+    {"qid": "q2", "paper": "p1", "text": "2+3?", "gold": "5", "points": "10", "paper_total": "100"},
+]
+
+
+def _csv_text(records: list[dict]) -> str:
+    header = list(records[0])
+    return "\n".join([",".join(header)] + [",".join(r[h] for h in header) for r in records]) + "\n"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_table_reads_utf8_with_bom_and_crlf(tmp_path, suffix):
+    """What spreadsheet tools export: a byte-order mark and CRLF line ends, read like plain UTF-8."""
+    if suffix == ".csv":
+        text = _csv_text(RECORDS)
+    elif suffix == ".jsonl":
+        text = "".join(json.dumps(r) + "\n" for r in RECORDS)
+    else:
+        text = json.dumps(RECORDS, indent=1)
+    path = tmp_path / f"mine{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    frame = load_source({"source": "table", "path": str(path), "columns": MAPPING})
+    assert frame["id"].tolist() == ["q1", "q2"]  # the first column's name is "qid", not "\ufeffqid"
+    assert frame["total"].map(str).tolist() == ["100", "100"]  # no "\r" left on the last field
+    assert frame["source_row"].tolist() == {".csv": [2, 3], ".jsonl": [1, 2], ".json": [1, 2]}[suffix]
+
+
+def test_gaokao_upstream_file_with_bom_is_read(tmp_path):
+    src = FIXTURES / "gaokao_bench" / "Data" / "Objective_Questions" / "2010-2022_Math_I_MCQs.json"
+    dest = tmp_path / "Data" / "Objective_Questions" / src.name
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"\xef\xbb\xbf" + src.read_bytes().replace(b"\n", b"\r\n"))
+    rows = convert_gaokao_bench(tmp_path)
+    assert len(rows) == 3 and rows["score"].tolist() == [5, 5, 5]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json", ".parquet"])
+def test_table_empty_file_is_one_line_naming_the_file(tmp_path, suffix):
+    path = tmp_path / f"empty{suffix}"
+    path.write_bytes(b"")
+    with pytest.raises(SourceError) as err:
+        load_source({"source": "table", "path": str(path), "columns": MAPPING})
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "empty (0 bytes)" in message
+
+
+def test_table_csv_with_only_blank_lines_or_a_stray_comma_names_file_and_line(tmp_path):
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"blank\.csv: no header row"):
+        load_source({"source": "table", "path": str(blank), "columns": MAPPING})
+    stray = tmp_path / "stray.csv"
+    rows = [dict(RECORDS[0]), dict(RECORDS[1], text="2, then 3?")]  # an unquoted comma in row 3
+    stray.write_text(_csv_text(rows), encoding="utf-8")
+    with pytest.raises(SourceError, match=r"stray\.csv: line 3: 7 fields where the header has 6"):
+        load_source({"source": "table", "path": str(stray), "columns": MAPPING})
+
+
+def test_table_damaged_parquet_names_the_file(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(SourceError, match=r"broken\.parquet: not a readable parquet file"):
+        load_source({"source": "table", "path": str(path), "columns": MAPPING})
 
 
 # ---------------------------------------------------------------- RLEV
@@ -278,6 +348,81 @@ def test_gaokao_upstream_fixture_as_source():
     assert sorted(frame["split"].unique()) == ["test", "train"]
     unsplit = load_source({"source": "gaokao", "path": str(FIXTURES / "gaokao_bench"), "split": "none"})
     assert unsplit["split"].isna().all()
+
+
+@pytest.mark.parametrize(
+    "category, expected",
+    [
+        ("全国乙卷", ("全国乙", None)),
+        ("高考乙卷", ("全国乙", None)),
+        ("（新课标）", ("新课标", None)),
+        ("新课标卷", ("新课标", None)),
+        ("新课标全国Ⅱ卷", ("新课标II", None)),
+        ("全国新高考Ⅱ卷", ("新课标II", None)),
+        ("新课标 I ", ("新课标I", None)),
+        ("全国甲卷文科", ("全国甲", "文")),
+        ("方法二: ... 故选: C\n全国甲卷文科", ("全国甲", "文")),
+        ("所以双曲线的一条渐近线不妨取 $y=2 x$,", (None, None)),
+    ],
+)
+def test_update_paper_labels(category, expected):
+    assert update_paper_label(category) == expected
+
+
+def test_gaokao_bench_2023_layout(caplog):
+    """OpenLMLab/GAOKAO-Bench-2023: Data/2023_*.json, scores as text, the maths track in the category."""
+    frame = load_source({"source": "gaokao", "path": str(FIXTURES / "gaokao_bench_2023")})
+    assert_canonical(frame)
+    rows = frame.set_index("id")
+    assert rows["exam_id"].to_dict() == {
+        "gaokao-bench/2023_English_Reading_Comp/0": "gaokao-2023-新课标I-英语",
+        "gaokao-bench/2023_Math_MCQs/0": "gaokao-2023-全国乙-数学(理)",
+        "gaokao-bench/2023_Math_MCQs/1": "gaokao-2023-全国甲-数学(文)",
+        "gaokao-bench/2023_Math_MCQs/2": "gaokao-2023-新课标I-数学",
+        "gaokao-bench/2023_Math_MCQs/3": "gaokao-2023-新课标II-数学",
+    }
+    reading = rows.loc["gaokao-bench/2023_English_Reading_Comp/0"]
+    assert (reading.score, reading.total, reading.answer) == (5, 150, "C; B")  # "2.5" points x 2 questions
+    assert rows["total"].tolist() == [150] * 5
+    assert frame["split"].isna().all()  # no reference split after 2022: prepare splits by exam
+    assert not caplog.records  # every category named its paper
+
+
+def test_gaokao_bench_updates_layout(caplog):
+    """OpenLMLab/GAOKAO-Bench-Updates: Data/GAOKAO-Bench-<year>/<year>_*.json, 2023 and 2024."""
+    with caplog.at_level("WARNING"):
+        frame = load_source({"source": "gaokao", "path": str(FIXTURES / "gaokao_bench_updates")})
+    assert_canonical(frame)
+    rows = frame.set_index("id")
+    assert rows["exam_id"].to_dict() == {
+        "gaokao-bench/2023_History_MCQs/0": "gaokao-2023-全国甲-文科综合",
+        "gaokao-bench/2023_History_MCQs/1": "gaokao-2023-全国乙-文科综合",
+        "gaokao-bench/2023_History_MCQs/2": "gaokao-2023-unlabelled-文科综合",
+        "gaokao-bench/2024_Math_MCQs/0": "gaokao-2024-新课标I-数学",
+        "gaokao-bench/2024_Math_MCQs/1": "gaokao-2024-全国甲-数学(理)",
+        "gaokao-bench/2024_Physics_MCQs/0": "gaokao-2024-新课标-理科综合",
+    }
+    assert rows["total"].to_dict()["gaokao-bench/2024_Physics_MCQs/0"] == 300
+    assert rows["score"].tolist() == [4, 4, 4, 5, 5, 6]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "2023_History_MCQs.json: item 3: field 'category' names no paper" in warning
+    result = validate_records(frame, dataset="updates")
+    assert len(result.kept) == 6 and result.rejects.empty
+
+
+def test_gaokao_original_and_updates_in_one_checkout_need_split_none(tmp_path):
+    shutil.copytree(FIXTURES / "gaokao_bench", tmp_path, dirs_exist_ok=True)
+    shutil.copytree(FIXTURES / "gaokao_bench_updates", tmp_path, dirs_exist_ok=True)
+    with pytest.raises(SourceError, match="set `split: none`"):
+        load_source({"source": "gaokao", "path": str(tmp_path)})
+    frame = load_source({"source": "gaokao", "path": str(tmp_path), "split": "none"})
+    assert len(frame) == 7 + 6 and frame["split"].isna().all()
+
+
+def test_gaokao_folder_in_no_known_layout_lists_the_layouts(tmp_path):
+    (tmp_path / "Data" / "misc").mkdir(parents=True)
+    with pytest.raises(SourceError, match=r"GAOKAO-Bench-<year>/<year>_\*\.json"):
+        load_source({"source": "gaokao", "path": str(tmp_path)})
 
 
 def test_gaokao_bad_item_names_file_and_item(tmp_path):

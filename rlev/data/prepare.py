@@ -77,7 +77,8 @@ def prepare(source_cfg: dict, out_dir: Path, dataset: str, test_share: float, sp
     kept["split"] = split_by_exam(kept, test_share, split_seed)
 
     write_rejects(rejects, out_dir / "rejects.csv")
-    stats = {"dataset": dataset, "input_rows": len(raw), "kept_rows": len(kept), "rejected_rows": len(rejects)}
+    stats = {"dataset": dataset, "input_rows": len(raw), "kept_rows": len(kept), "rejected_rows": len(rejects),
+             "warnings": list(result.warnings)}
     for split in ("train", "test"):
         part = kept[kept["split"] == split].reset_index(drop=True)
         if part.empty:

@@ -16,9 +16,14 @@ Per-row rules (a row breaking any of them is rejected; ``field`` lists the field
   file and row of the first.
 
 Per-exam rules:
-- points of an exam summing to more than its total: a warning naming the exam (rows are
-  kept: a source may hold one exam's questions twice over, e.g. two papers under one
-  label, and each row's value is still right);
+- an exam whose rows carry different totals: every row of that exam is rejected
+  (``field`` total). The total is the exam's, so a mismatch means some rows' v are wrong,
+  and nothing says which;
+- points of an exam summing to more than its total: the rows are kept with a warning
+  naming the exam and saying which v is used: each row's own ``score / total``, so the
+  exam's values sum past 1. A source may hold one exam's questions twice over (two papers
+  under one label, as in GAOKAO-Bench's 2020 新课标II 语文), and each row's points over the
+  paper's total is still that question's share of its real exam;
 - an exam in two splits (train and test) raises ``DataValidationError``: that leaks test
   questions into training.
 
@@ -109,6 +114,19 @@ def _problems(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     over = (score > total) & (score > 0) & (total > 0)
     add("score", over, "score: " + score.astype(str) + " is more than total " + total.astype(str))
 
+    # One total per exam: rows whose exam carries several totals are all rejected.
+    exam = df["exam_id"].astype(object).where(~_blank(df["exam_id"]), None)
+    has_total = (total > 0) & exam.notna()  # a missing or non-positive total is reported on its own
+    n_totals = total[has_total].groupby(exam[has_total], sort=False).nunique()
+    mixed = n_totals[n_totals > 1].index
+    if len(mixed):
+        in_mixed = has_total & exam.isin(mixed)
+        listed = total[has_total].groupby(exam[has_total], sort=False).agg(
+            lambda t: ", ".join(f"{x:g}" for x in sorted(t.unique()))
+        )
+        add("total", in_mixed, "total: exam " + exam.map(repr) + " carries several totals ("
+            + exam.map(listed).fillna("") + "); give every row of an exam the exam's one total")
+
     split = df["split"].astype(object).where(df["split"].notna(), None)
     bad_split = split.notna() & ~split.isin(SPLITS)
     add("split", bad_split, "split: must be empty, 'train' or 'test', got " + split.astype(str))
@@ -152,28 +170,23 @@ def _split_leaks(kept: pd.DataFrame, dataset: str) -> str | None:
 
 
 def _exam_warnings(kept: pd.DataFrame, dataset: str) -> list[str]:
-    """Warnings for exams whose points sum past their total, or that carry several totals."""
+    """Warnings for exams whose points sum past their total (rows kept; each keeps its own v)."""
     if kept.empty:
         return []
     grouped = kept.groupby("exam_id", sort=True).agg(
         points=("score", "sum"),
         total=("total", "max"),
-        total_min=("total", "min"),
         rows=("score", "size"),
         file=("source_file", "first"),
         row=("source_row", "first"),
     )
     out = []
-    for exam, g in grouped[grouped["total"] != grouped["total_min"]].iterrows():
-        out.append(
-            f"{dataset}: exam {exam!r} has several totals ({g.total_min:g} to {g.total:g}); "
-            f"first row {g.file}:{g.row}"
-        )
     # A small tolerance: half points summed as floats must not trip the check.
     for exam, g in grouped[grouped["points"] > grouped["total"] + 1e-9].iterrows():
         out.append(
             f"{dataset}: exam {exam!r}: points of its {g.rows} rows sum to {g.points:g}, "
-            f"more than its total {g.total:g}; first row {g.file}:{g.row}"
+            f"more than its total {g.total:g}; kept, each row with v = its own score / {g.total:g} "
+            f"(the exam's values sum to {g.points / g.total:.3g}); first row {g.file}:{g.row}"
         )
     return out
 

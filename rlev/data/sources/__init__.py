@@ -23,7 +23,8 @@ a loader.
 
 Sources (``cfg["source"]``):
 - ``rlev``: the paper's dataset ``sarosavo/RLEV`` (``rlev_hub``).
-- ``gaokao``: GAOKAO-Bench's JSON, or its converted ``gaokao_rlev`` JSONL (``gaokao``).
+- ``gaokao``: GAOKAO-Bench's JSON in any release layout (the original and its 2023/2024
+  updates), or its converted ``gaokao_rlev`` JSONL (``gaokao``).
 - ``table``: any JSONL / CSV / parquet with a column mapping (``table``); without a
   mapping the file is read as canonical records (what the synthetic generator writes).
 - ``webinstruct``: ``TIGER-Lab/WebInstruct-verified``, difficulty categories only, total 100
@@ -121,7 +122,7 @@ def load_source(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     paths in ``cfg`` are resolved against ``base_dir``. Examples::
 
         load_source({"source": "table", "path": "data/synthetic/exams.jsonl"})
-        load_source({"source": "gaokao", "path": "../shared/data/gaokao_rlev"})
+        load_source({"source": "gaokao", "path": "data/GAOKAO-Bench"})
         load_source({"source": "rlev", "hf_id": "sarosavo/RLEV", "language": "zh"})
     """
     if not isinstance(cfg, dict) or "source" not in cfg:

@@ -33,6 +33,7 @@ row), the row of a parquet file.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,23 @@ def read_rows(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
 
     Cells are kept as the file has them (CSV cells as text, with empty cells as ``""``), so
     that validation can report the raw value. A JSON file must hold a list of objects (or an
-    object with one such list). Unreadable content raises ``SourceError`` naming the file
-    and line.
+    object with one such list). Text files are read as UTF-8 with or without a byte-order
+    mark (what spreadsheet tools export) and with either line ending (LF or CRLF).
+    Unreadable content raises ``SourceError``: one line naming the file, and the row where
+    one applies.
     """
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise SourceError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: the file is empty (0 bytes); expected {_EXPECTED[suffix]}")
     if suffix == ".jsonl":
         records: list[dict] = []
         rows: list[int] = []
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding=ENCODING) as fh:
             for lineno, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
@@ -79,10 +86,12 @@ def read_rows(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
                     raise SourceError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
                 records.append(obj)
                 rows.append(lineno)
+        if not records:
+            raise SourceError(f"{path}: no records (only blank lines); expected {_EXPECTED[suffix]}")
         return pd.DataFrame.from_records(records), np.asarray(rows, dtype=np.int64)
     if suffix == ".json":
         try:
-            with path.open(encoding="utf-8") as fh:
+            with path.open(encoding=ENCODING) as fh:
                 obj = json.load(fh)
         except json.JSONDecodeError as err:
             raise SourceError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from err
@@ -98,14 +107,44 @@ def read_rows(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
                 raise SourceError(f"{path}: item {i}: expected a JSON object, got {type(item).__name__}")
         return pd.DataFrame.from_records(obj), np.arange(1, len(obj) + 1, dtype=np.int64)
     if suffix == ".csv":
+        return _read_csv(path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a damaged or foreign file
+        raise SourceError(f"{path}: not a readable parquet file ({type(err).__name__}: {err})") from err
+    return frame, np.arange(1, len(frame) + 1, dtype=np.int64)
+
+
+ENCODING = "utf-8-sig"  # UTF-8; a leading byte-order mark is dropped, not read as part of the first field
+_EXPECTED = {
+    ".jsonl": "one JSON object per line",
+    ".json": "a JSON list of records",
+    ".csv": "a header row, then one row per question",
+    ".parquet": "a parquet table",
+}
+# pandas' C parser: "Error tokenizing data. C error: Expected 6 fields in line 7, saw 7"
+_CSV_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A CSV's cells as text, rows numbered as a spreadsheet shows them (header = row 1)."""
+    try:
         # dtype=str and no NA parsing: "N/A" or "" in a score cell must reach validation as
         # written, to be reported, not silently turned into NaN here.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
-        return frame, np.arange(2, len(frame) + 2, dtype=np.int64)
-    if suffix == ".parquet":
-        frame = pd.read_parquet(path)
-        return frame, np.arange(1, len(frame) + 1, dtype=np.int64)
-    raise SourceError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding=ENCODING)
+    except pd.errors.EmptyDataError as err:
+        raise SourceError(f"{path}: no header row (the file holds only blank lines); expected "
+                          f"{_EXPECTED['.csv']}") from err
+    except pd.errors.ParserError as err:
+        found = _CSV_FIELDS.search(str(err))
+        if found is None:
+            raise SourceError(f"{path}: not a readable CSV file ({err})") from err
+        expected, line, saw = found.groups()
+        raise SourceError(
+            f"{path}: line {line}: {saw} fields where the header has {expected}; quote a cell that holds "
+            "a comma (\"a, b\")"
+        ) from err
+    return frame, np.arange(2, len(frame) + 2, dtype=np.int64)
 
 
 def _column_mapping(cfg: dict, path: Path, available: list[str]) -> dict[str, str]:
