@@ -3,14 +3,16 @@
 The server (aiohttp.web on 127.0.0.1, a free port, its own thread) answers YES when the
 reference and the student's final answer in the prompt are equal after trimming and
 case folding, NO otherwise. Per question it can be told to fail the first k attempts
-(hang past the client timeout, HTTP 500/429, a body that is not JSON, a reply without
-YES/NO) or every attempt. It records attempts per question and the most requests it had
+(hang past the client timeout, HTTP 500/429, a body that is not JSON or not UTF-8, a
+reply that is not a clear YES/NO, a 500 or 400 whose body echoes the request's headers)
+or every attempt. It records attempts per question and the most requests it had
 in flight at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -78,6 +80,19 @@ class FakeJudgeServer:
                 return aiohttp.web.Response(status=200, text="<html>proxy error</html>")
             elif fault == "no_verdict":
                 return self._reply("I cannot tell.")
+            elif fault == "hedge":
+                return self._reply("I cannot say yes or no.")
+            elif fault == "think_cut":  # a reasoning judge stopped by max_tokens
+                return self._reply("<think>The reference is 7 and the answer is 7, so yes", "length")
+            elif fault == "no_doubt":
+                return self._reply("No doubt, YES.")
+            elif fault == "bad_utf8":
+                return aiohttp.web.Response(status=200, body=b'{"choices": [{"message": {"content": "YES\xff\xfe"}}]}',
+                                            content_type="application/json")
+            elif fault in ("echo_500", "echo_400"):
+                headers = sorted(request.headers.items(), key=lambda kv: kv[0] != "Authorization")  # it first
+                echoed = "\n".join(f"{k}: {v}" for k, v in headers)
+                return aiohttp.web.Response(status=int(fault[-3:]), text=f"bad request; you sent:\n{echoed}")
             same = (
                 _tag(user, "reference_answer").strip().casefold()
                 == _tag(user, "student_final_answer").strip().casefold()
@@ -87,9 +102,10 @@ class FakeJudgeServer:
             self.in_flight -= 1
 
     @staticmethod
-    def _reply(content: str) -> aiohttp.web.Response:
+    def _reply(content: str, finish_reason: str = "stop") -> aiohttp.web.Response:
         return aiohttp.web.json_response(
-            {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+            {"choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                          "finish_reason": finish_reason}]}
         )
 
     def _serve(self) -> None:
@@ -157,13 +173,21 @@ def make_judge(server: FakeJudgeServer, **kw) -> JudgeVerifier:
         ("YES", True),
         ("yes.", True),
         ("No", False),
-        (" NO, they differ", False),
-        ("Yes, because no other option fits", True),  # the FIRST yes/no word counts
-        ("<think>no idea... yes</think> NO", False),  # a reasoning block is skipped
+        ("  **NO**\n", False),
+        ("<think>no idea... yes</think> NO", False),  # a complete reasoning block is skipped
+        ("the answers match, so yes</think>\nYes", True),  # opening tag in the chat template
+        # only a clear verdict counts: anything else is malformed
+        (" NO, they differ", None),
+        ("Yes, because no other option fits", None),
+        ("I cannot say yes or no.", None),
+        ("No doubt, YES.", None),
+        ("<think>the answer is 7, so yes", None),  # cut off by max_tokens
+        ("YES <think>wait</think> NO", None),
         ("Nope", None),
         ("I cannot tell.", None),
-        ("", None),  # malformed
-        ("Not equivalent", None),  # "not" is not "no"
+        ("", None),
+        ("Not equivalent", None),
+        (None, None),
     ],
 )
 def test_parse_verdict(reply, expected):
@@ -352,3 +376,55 @@ def test_fake_server_says_no_to_a_mismatch(judge_server):
     judge = make_judge(judge_server)
     assert judge(["a", "a"], ["answer: a", "answer: b"], ["q1", "q2"]) == [True, False]
     assert dict(judge_server.attempts) == {"q1": 1, "q2": 1}
+
+
+def test_unclear_replies_are_retried_then_unverified_and_never_cached(judge_server, tmp_path):
+    judge_server.always = {"q-hedge": "hedge", "q-cut": "think_cut", "q-doubt": "no_doubt"}
+    cache = tmp_path / "judge.sqlite"
+    judge = make_judge(judge_server, cache_path=cache, max_retries=1)
+    verdicts = judge(["7", "7", "7", "7"], ["#### 7"] * 4, ["q-hedge", "q-cut", "q-doubt", "q-ok"])
+    assert verdicts == [None, None, None, True]
+    assert dict(judge_server.attempts) == {"q-hedge": 2, "q-cut": 2, "q-doubt": 2, "q-ok": 1}
+    assert len(judge._cache) == 1  # only the clear verdict
+    judge_server.always = {}
+    assert judge(["7"] * 3, ["#### 7"] * 3, ["q-hedge", "q-cut", "q-doubt"]) == [True] * 3  # asked again
+
+
+def test_a_reply_cut_by_max_tokens_says_so(judge_server, caplog):
+    judge_server.always = {"q": "think_cut"}
+    judge = make_judge(judge_server, max_retries=0)
+    with caplog.at_level(logging.INFO, logger="rlev.verify.judge"):
+        assert judge(["7"], ["#### 7"], ["q"]) == [None]
+    assert "raise the judge's max_tokens" in caplog.text
+    assert JudgeVerifier(base_url="http://h/v1", model="m").max_tokens >= 256  # room for a reasoning block
+
+
+def test_invalid_utf8_in_a_reply_is_retried_not_raised(judge_server):
+    judge_server.faults = {"q-bytes": ["bad_utf8", "bad_utf8"]}
+    judge = make_judge(judge_server, max_retries=2)
+    assert judge(["1", "2"], ["#### 1", "#### 2"], ["q-bytes", "q-ok"]) == [True, True]
+    assert judge_server.attempts["q-bytes"] == 3 and judge.last_stats.retries == 2
+    judge_server.always = {"q-bytes": "bad_utf8"}
+    assert judge(["1"], ["#### 1"], ["q-bytes"]) == [None]
+
+
+@pytest.mark.parametrize("fault", ["echo_500", "echo_400"])
+def test_the_api_key_reaches_no_log_record_nor_error(judge_server, monkeypatch, caplog, tmp_path, fault):
+    key = "sk-live-0123456789abcdef"
+    monkeypatch.setenv("RLEV_TEST_JUDGE_KEY", key)
+    judge_server.always = {"q-echo": fault}
+    judge = make_judge(judge_server, api_key_env="RLEV_TEST_JUDGE_KEY", max_retries=2, cache_path=tmp_path / "c.sqlite")
+    with caplog.at_level(logging.DEBUG):
+        assert judge(["1", "2"], ["#### 1", "#### 2"], ["q-echo", "q-ok"]) == [None, True]
+        with pytest.raises(JudgeError) as err:
+            make_judge(judge_server, api_key_env="RLEV_TEST_JUDGE_KEY", max_retries=0, on_failure="stop")(
+                ["1"], ["#### 1"], ["q-echo"])
+    assert judge_server.auth_headers[0] == f"Bearer {key}"  # the server did see (and echo) it
+    failures = [r for r in caplog.records if "q" in r.getMessage() and "HTTP" in r.getMessage()]
+    assert failures and all("Bearer ***" in r.getMessage() for r in failures)  # the echo was logged, redacted
+    for record in caplog.records:
+        assert key not in record.getMessage() and key not in str(record.args), record.getMessage()
+    assert key not in str(err.value) and key not in err.value.last_error
+    judge.close()
+    for path in tmp_path.iterdir():
+        assert key.encode() not in path.read_bytes(), path

@@ -15,9 +15,14 @@ How a sample is judged
   :func:`rlev.verify.rule.extract_final_answer`; only it, the question and the reference
   are sent (``JUDGE_SYSTEM_PROMPT`` / ``JUDGE_USER_TEMPLATE`` below). A response with no
   answer at all is wrong (False) without a request.
-- One ``POST {base_url}/chat/completions`` with temperature 0 and a small ``max_tokens``.
-  The reply's first YES/NO word (case-insensitive, after any ``<think>...</think>``
-  block) is the verdict; a reply with neither is malformed.
+- One ``POST {base_url}/chat/completions`` with temperature 0. Only a clear verdict
+  counts: the whole reply, after a complete ``<think>...</think>`` block and surrounding
+  punctuation are stripped, must be YES or NO (any case). Anything else ("Yes, but...",
+  "I cannot say yes or no.", a ``<think>`` cut off by ``max_tokens``, a body that is not
+  UTF-8 JSON) is malformed: retried like a failed request, never cached. ``max_tokens``
+  (default 512, verl's judge budget) leaves a reasoning judge room to close its
+  ``<think>``; a reply that hits it is named as such in the log, so the fix (a larger
+  ``max_tokens``) is visible.
 
 Failures are never a silent 0
 - Timeouts, connection errors, HTTP 5xx/408/429 and malformed replies are retried up to
@@ -27,6 +32,9 @@ Failures are never a silent 0
 - A sample still undecided after that is ``None`` ("unverified") and counted in
   :class:`JudgeStats`; with ``on_failure="stop"`` the call raises :class:`JudgeError`
   naming the sample index and the last error instead.
+- The API key never reaches a log record, an exception or the cache: every error text
+  (server bodies included, which may echo the request's headers) has the key replaced by
+  ``***`` before it is cut, logged or raised.
 
 Cost
 - ``concurrency`` bounds requests in flight per event loop (an ``asyncio.Semaphore``).
@@ -103,31 +111,43 @@ part is not equivalent.
 
 Is the student's final answer equivalent to the reference answer? Reply YES or NO."""
 
-_VERDICT = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+# What may surround the verdict word: whitespace, punctuation, markdown emphasis (any non-word character).
+_AROUND_VERDICT = re.compile(r"^[\W_]+|[\W_]+$")
 # HTTP statuses worth retrying: request timeout, rate limit, and every server error.
 _RETRY_STATUS = {408, 429}
 _FAILURE_MODES = ("unverified", "stop")
 
 
 def parse_verdict(reply: str) -> bool | None:
-    """The judge's verdict: the first YES/NO word (case-insensitive); None if malformed.
+    """The judge's verdict: True for YES, False for NO, None for anything else (malformed).
+
+    The verdict must be the whole answer. A leading ``<think>...</think>`` block is
+    dropped first (also a lone ``...</think>`` prefix: reasoning models served with the
+    opening tag in their chat template reply without it); an unterminated ``<think>`` is
+    malformed, since the verdict it would have led to is unknown. Then whitespace,
+    punctuation and markdown emphasis around the word are stripped and case is ignored.
 
     >>> parse_verdict("YES")
     True
-    >>> parse_verdict("  no, the answers differ")
+    >>> parse_verdict(" no. ")
     False
-    >>> parse_verdict("<think>is yes right? no...</think>Yes.")
+    >>> parse_verdict("<think>is yes right? no...</think>**Yes**")
     True
-    >>> parse_verdict("Not sure") is None
-    True
+    >>> [parse_verdict(r) for r in ("I cannot say yes or no.", "<think>so the answer is yes", "No doubt, YES.")]
+    [None, None, None]
     """
     if not isinstance(reply, str):
         return None
-    match = _VERDICT.search(_THINK.sub(" ", reply))
-    if match is None:
-        return None
-    return match.group(1).lower() == "yes"
+    text = reply.strip()
+    lowered = text.lower()
+    if lowered.startswith(_THINK_OPEN) or (_THINK_CLOSE in lowered and _THINK_OPEN not in lowered):
+        end = lowered.find(_THINK_CLOSE)
+        if end < 0:
+            return None  # cut off (max_tokens) before the reasoning ended
+        text = text[end + len(_THINK_CLOSE) :]
+    word = _AROUND_VERDICT.sub("", text).lower()
+    return {"yes": True, "no": False}.get(word)
 
 
 class JudgeError(RuntimeError):
@@ -254,7 +274,10 @@ class JudgeVerifier:
         on_failure: ``"unverified"`` (undecided samples are None and counted) or
             ``"stop"`` (raise :class:`JudgeError`).
         temperature: sampling temperature (0: the same question gets the same verdict).
-        max_tokens: reply budget; YES/NO needs a few tokens.
+        max_tokens: reply budget. YES/NO needs a few tokens and a server stops at the
+            end of the reply, so the budget costs nothing for a plain judge; it is there
+            for a reasoning judge, whose ``<think>`` block must close within it (a reply
+            cut off inside it is malformed).
         max_question_chars: questions longer than this are cut (head kept) to bound the
             prompt; exam passages can run to thousands of characters.
     """
@@ -273,7 +296,7 @@ class JudgeVerifier:
         cache_path: str | os.PathLike | None = None,
         on_failure: str = "unverified",
         temperature: float = 0.0,
-        max_tokens: int = 8,
+        max_tokens: int = 512,
         max_question_chars: int = 8000,
     ):
         if not base_url or not model:
@@ -365,6 +388,10 @@ class JudgeVerifier:
         base = min(self.backoff_s * 2 ** (retry - 1), self.max_backoff_s)
         return max(base * random.uniform(0.5, 1.5), min(retry_after_s, self.max_backoff_s))
 
+    def redact(self, text: str) -> str:
+        """``text`` with the API key replaced by ``***`` (a server may echo request headers)."""
+        return text.replace(self._api_key, "***") if self._api_key else text
+
     async def _request(self, session: aiohttp.ClientSession, messages) -> tuple[bool, str]:
         payload = {
             "model": self.model,
@@ -377,27 +404,36 @@ class JudgeVerifier:
             async with session.post(
                 self.url, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
             ) as resp:
-                body = await resp.text()
+                raw = await resp.read()
                 if resp.status in _RETRY_STATUS or resp.status >= 500:
                     retry_after = resp.headers.get("Retry-After", "")
                     raise _RetryableError(
-                        f"HTTP {resp.status}: {body[:200]}",
+                        f"HTTP {resp.status}: {self._excerpt(raw)}",
                         float(retry_after) if retry_after.replace(".", "", 1).isdigit() else 0.0,
                     )
                 if resp.status >= 400:
-                    raise _FatalError(f"HTTP {resp.status}: {body[:200]}")
+                    raise _FatalError(f"HTTP {resp.status}: {self._excerpt(raw)}")
         except asyncio.TimeoutError as e:
             raise _RetryableError(f"timeout after {self.timeout_s:g} s") from e
         except aiohttp.ClientError as e:
             raise _RetryableError(f"connection error: {type(e).__name__}: {e}") from e
         try:
-            content = json.loads(body)["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise _RetryableError(f"malformed reply (no choices[0].message.content): " f"{body[:200]!r}") from e
+            choice = json.loads(raw.decode("utf-8"))["choices"][0]
+            content = choice["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as e:  # UnicodeDecodeError is a ValueError
+            raise _RetryableError(f"malformed reply (not UTF-8 JSON with choices[0].message.content): "
+                                  f"{self._excerpt(raw)}") from e
         verdict = parse_verdict(content)
         if verdict is None:
-            raise _RetryableError(f"malformed verdict (no YES/NO): {str(content)[:200]!r}")
+            cut = choice.get("finish_reason") == "length"
+            why = "cut off at max_tokens; raise the judge's max_tokens" if cut else "not a clear YES or NO"
+            raise _RetryableError(f"malformed verdict ({why}): {self._excerpt(content)}")
         return verdict, content
+
+    def _excerpt(self, body: bytes | str, chars: int = 200) -> str:
+        """The start of a reply for a message: key redacted before the cut, so no piece of it survives."""
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else str(body)
+        return repr(self.redact(text)[:chars])
 
     async def _judge_one(
         self, session, sem, index: int, question: str, reference: str, response: str, stats: JudgeStats
@@ -427,15 +463,15 @@ class JudgeVerifier:
                     stats.requests += 1
                     verdict, reply = await self._request(session, messages)
             except _RetryableError as e:
-                last_error, retry_after = str(e), e.retry_after_s
-                logger.info("judge sample %d attempt %d failed: %s", index, attempt + 1, e)
+                last_error, retry_after = self.redact(str(e)), e.retry_after_s
+                logger.info("judge sample %d attempt %d failed: %s", index, attempt + 1, last_error)
                 continue
             except _FatalError as e:
-                last_error = str(e)
-                logger.warning("judge sample %d failed without retry: %s", index, e)
+                last_error = self.redact(str(e))
+                logger.warning("judge sample %d failed without retry: %s", index, last_error)
                 break
             if self._cache is not None:
-                self._cache.put(key, verdict, self.model, reply)
+                self._cache.put(key, verdict, self.model, self.redact(reply))
             stats.verified += 1
             return verdict
         if self.on_failure == "stop":
