@@ -14,6 +14,7 @@ and the reward tag spells the reward: `correctness`, or `<variant>-a<alpha>-<for
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ def validate(config: dict) -> dict:
 
     Raises ConfigError naming the offending key path, e.g. `scales.tiny.rl_steps`.
     """
+    _check_finite(config)
     validator = _validator_filling_defaults()(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -72,6 +74,19 @@ def validate(config: dict) -> dict:
     _check_scale_invariance(config)
     _check_verifier(config)
     return config
+
+
+def _check_finite(node, path: str = "") -> None:
+    """Refuse NaN and infinity anywhere (YAML's .nan / .inf): the schema's bounds cannot, since
+    every comparison with NaN is false, and a NaN setting trains silently to nothing."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{path or '<top level>'}: {node} is not a finite number; give a real value")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_finite(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_finite(value, f"{path}[{i}]")
 
 
 def _resolve_companions(config: dict) -> None:

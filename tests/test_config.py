@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 import yaml
@@ -42,6 +43,32 @@ def test_unknown_key_is_named(raw):
 def test_wrong_type_is_named(raw):
     raw["scales"]["tiny"]["rl_steps"] = "many"
     with pytest.raises(ConfigError, match=r"scales\.tiny\.rl_steps"):
+        validate(raw)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("scales.tiny.temperature", float("nan")),
+        ("scales.tiny.lr", float("nan")),
+        ("reward.alpha", float("nan")),
+        ("reward.alpha", float("inf")),
+        ("predictor.local.lr", float("-inf")),
+        ("estimators.rloo.clip_ratio", float("nan")),
+        ("experiments.alpha.alphas[1]", float("nan")),
+    ],
+)
+def test_nan_and_infinity_are_refused_naming_the_key(raw, path, value):
+    """Every comparison with NaN is false, so the schema's bounds let it through; YAML writes it .nan."""
+    *parents, last = path.replace("[", ".[").split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    if last.startswith("["):
+        node[int(last[1:-1])] = value
+    else:
+        node[last] = value
+    with pytest.raises(ConfigError, match=rf"^{re.escape(path)}: {value} is not a finite number"):
         validate(raw)
 
 
