@@ -8,7 +8,8 @@ planned once. Its directory is readable by a person:
     results/runs/<dataset>/<scale>/<estimator>/<reward tag>/seed<k>/
 
 and the reward tag spells the reward: `correctness`, or `<variant>-a<alpha>-<form>`
-(e.g. `human-a10-additive_clipped`).
+(e.g. `human-a10-additive_clipped`), followed by the value-independent cost when there is
+one (`-len0.005`, `-overlong16x1`; see reward_tag).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def validate(config: dict) -> dict:
     _check_references(config)
     _check_scale_invariance(config)
     _check_verifier(config)
+    _check_costs(config)
     return config
 
 
@@ -87,6 +89,22 @@ def _check_finite(node, path: str = "") -> None:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             _check_finite(value, f"{path}[{i}]")
+
+
+def _check_costs(config: dict) -> None:
+    """Every cost must survive its run name exactly (the run reads it back from the name)."""
+    from rlev.reward import cost_settings
+
+    places = [("reward.cost", config["reward"]["cost"])]
+    places += [(f"experiments.{name}.costs[{i}]", cost) for name, exp in config["experiments"].items()
+               for i, cost in enumerate(exp.get("costs") or [])]
+    for where, cost in places:
+        settings = cost_settings(cost)
+        if parse_reward_tag(reward_tag("correctness", 1, "additive_clipped", settings))["cost"] != settings:
+            raise ConfigError(
+                f"{where}: {settings} does not survive the run name {reward_tag('correctness', 1, '', settings)!r}; "
+                "give per_token and overlong_penalty with at most 6 significant digits"
+            )
 
 
 def _resolve_companions(config: dict) -> None:
@@ -235,24 +253,60 @@ def _number(x: float) -> str:
     return f"{x:g}"
 
 
-def reward_tag(variant: str, alpha: float, form: str) -> str:
-    """The directory name of a reward; correctness ignores alpha and form, so it has one."""
-    if variant == "correctness":
-        return "correctness"
-    return f"{variant}-a{_number(alpha)}-{form}"
+def _cost_suffix(cost: dict | None) -> str:
+    """The tag suffix of a value-independent cost: '' (none), -len<per_token>, -overlong<buffer>x<penalty>."""
+    from rlev.reward import cost_settings
+
+    c = cost_settings(cost)
+    if c["kind"] == "length":
+        return f"-len{_number(c['per_token'])}"
+    if c["kind"] == "overlong":
+        return f"-overlong{int(c['overlong_buffer'])}x{_number(c['overlong_penalty'])}"
+    return ""
 
 
-_TAG = re.compile(r"^(?P<variant>[a-z_]+)-a(?P<alpha>[0-9.eE+-]+)-(?P<form>[a-z_]+)$")
+def reward_tag(variant: str, alpha: float, form: str, cost: dict | None = None) -> str:
+    """The directory name of a reward; correctness ignores alpha and form, so it has one.
+
+    A value-independent cost (rlev.reward.response_cost) adds a suffix that spells only the
+    settings its kind reads, so runs with different costs never share a directory and a
+    run without a cost keeps its name whatever the cost settings say.
+
+    >>> reward_tag("human", 10, "additive_clipped", {"kind": "length", "per_token": 0.005})
+    'human-a10-additive_clipped-len0.005'
+    >>> reward_tag("correctness", 10, "additive_clipped", {"kind": "overlong", "overlong_buffer": 16, "overlong_penalty": 1})
+    'correctness-overlong16x1'
+    """
+    base = "correctness" if variant == "correctness" else f"{variant}-a{_number(alpha)}-{form}"
+    return base + _cost_suffix(cost)
+
+
+_TAG = re.compile(
+    r"^(?P<variant>[a-z_]+)(?:-a(?P<alpha>[0-9.eE+-]+?)-(?P<form>[a-z_]+))?"
+    r"(?:-len(?P<per_token>[0-9.eE+-]+)|-overlong(?P<buffer>[0-9]+)x(?P<penalty>[0-9.eE+-]+))?$"
+)
 
 
 def parse_reward_tag(tag: str) -> dict:
-    """Inverse of reward_tag: {'variant', 'alpha', 'form'} (alpha/form None for correctness)."""
-    if tag == "correctness":
-        return {"variant": "correctness", "alpha": None, "form": None}
+    """Inverse of reward_tag: {'variant', 'alpha', 'form', 'cost'} (alpha/form None for correctness).
+
+    >>> parse_reward_tag("human-a10-additive_clipped-len0.005")["cost"]
+    {'kind': 'length', 'per_token': 0.005}
+    """
     m = _TAG.match(tag)
-    if not m:
-        raise ConfigError(f"not a reward tag: {tag!r} (expected 'correctness' or '<variant>-a<alpha>-<form>')")
-    return {"variant": m["variant"], "alpha": float(m["alpha"]), "form": m["form"]}
+    if not m or (m["variant"] == "correctness") != (m["alpha"] is None):
+        raise ConfigError(
+            f"not a reward tag: {tag!r} (expected 'correctness' or '<variant>-a<alpha>-<form>', "
+            "optionally followed by '-len<per_token>' or '-overlong<buffer>x<penalty>')"
+        )
+    if m["per_token"] is not None:
+        cost = {"kind": "length", "per_token": float(m["per_token"])}
+    elif m["buffer"] is not None:
+        cost = {"kind": "overlong", "overlong_buffer": int(m["buffer"]), "overlong_penalty": float(m["penalty"])}
+    else:
+        cost = {"kind": "none"}
+    alpha = float(m["alpha"]) if m["alpha"] is not None else None
+    return {"variant": m["variant"], "alpha": alpha, "form": m["form"], "cost": cost}
 
 
 def experiment_runs(config: dict, name: str) -> list[Run]:
@@ -260,11 +314,14 @@ def experiment_runs(config: dict, name: str) -> list[Run]:
     exp = config["experiments"][name]
     alphas = exp.get("alphas") or [config["reward"]["alpha"]]
     forms = exp.get("forms") or [config["reward"]["form"]]
+    costs = exp.get("costs") or [config["reward"]["cost"]]
     runs = [
         # an experiment may name its own dataset (the noisy-value runs of Table 3)
-        Run(exp.get("dataset") or config["dataset"], config["scale"], est, reward_tag(variant, alpha, form), seed)
+        Run(exp.get("dataset") or config["dataset"], config["scale"], est, reward_tag(variant, alpha, form, cost),
+            seed)
         for est in exp["estimators"]
         for variant in exp["rewards"]
+        for cost in costs
         for form in forms
         for alpha in alphas
         for seed in config["seeds"]
@@ -311,12 +368,14 @@ def run_config(config: dict, run: Run) -> dict:
 
 
 def _run_reward(config: dict, reward: dict) -> dict:
-    """The reward block of a run: variant, alpha, form, plus only what its variant and verifier read."""
+    """The reward block of a run: variant, alpha, form, plus only what its variant, cost and verifier read."""
     out = {
         "variant": reward["variant"],
         "alpha": reward["alpha"] if reward["alpha"] is not None else config["reward"]["alpha"],
         "form": reward["form"] or config["reward"]["form"],
     }
+    if reward["cost"]["kind"] != "none":  # the settings its kind reads, as the tag spells them
+        out["cost"] = dict(reward["cost"])
     if reward["variant"] == "shuffled":
         out["shuffle_seed"] = config["reward"]["shuffle_seed"]
     if reward["variant"] == "weak":

@@ -29,6 +29,23 @@ A judge that cannot decide a sample after its retries never becomes a silent 0: 
 result says `unverified: 1` (every result carries the key, so verl's per-key extras stay
 aligned and the share of undecided samples shows in its rollout/validation dumps), or,
 with `judge_on_failure="stop"`, the reward worker raises and the run stops.
+
+A value-independent cost (optional, `reward.cost`, off unless asked for) is subtracted
+from the reward of every response, unscaled by s(x):
+
+    r(x, y) = s(x) * 1[y correct] - cost(y)
+    cost(y) = per_token * T                                    kind length
+            = overlong_penalty * max(0, T - (L - overlong_buffer)) / overlong_buffer
+                                                               kind overlong (DAPO's soft
+                                                               overlong punishment)
+T is the response's token count with its eos (verl's valid response length), L the
+response budget (max_new_tokens / max_response_length). s(x) is constant within a prompt,
+so without such a term the value cannot change which answer to a prompt is best; with it,
+a high-value prompt pays relatively less for a long answer. `response_cost` is the one
+formula; the local trainer calls it on its rollouts. On verl, compute_score never sees the
+response's tokens, so the cost lives in verl's reward manager (rlev.train.verl_cost and
+rlev.train.verl's `reward.reward_manager` overrides): DAPO's own manager for `overlong`,
+rlev's LengthCostRewardManager for `length`; both call the same compute_score.
 """
 
 from __future__ import annotations
@@ -45,6 +62,51 @@ VARIANTS = ("correctness", "human", "uniform", "shuffled", "weak", "predicted")
 # Variants whose scale depends on the whole training set, not on the row alone.
 TRAINING_SET_VARIANTS = ("uniform", "shuffled", "weak", "predicted")
 VERIFIERS = ("rule", "judge")
+COST_KINDS = ("none", "length", "overlong")
+# The settings each cost kind reads: the run's identity keeps only these.
+COST_SETTINGS = {"none": (), "length": ("per_token",), "overlong": ("overlong_buffer", "overlong_penalty")}
+
+
+def cost_settings(cost: dict | None) -> dict:
+    """The cost block reduced to its kind and the settings that kind reads (kind none: {"kind": "none"}).
+
+    >>> cost_settings({"kind": "length", "per_token": 0.01, "overlong_buffer": 8})
+    {'kind': 'length', 'per_token': 0.01}
+    """
+    cost = dict(cost or {"kind": "none"})
+    kind = cost.get("kind", "none")
+    if kind not in COST_KINDS:
+        raise ValueError(f"reward.cost.kind: unknown cost {kind!r}; choose one of {COST_KINDS}")
+    missing = [k for k in COST_SETTINGS[kind] if cost.get(k) is None]
+    if missing:
+        raise ValueError(f"reward.cost: kind {kind!r} needs {missing}")
+    return {"kind": kind, **{k: cost[k] for k in COST_SETTINGS[kind]}}
+
+
+def response_cost(cost: dict | None, tokens, max_tokens: int | None = None):
+    """The value-independent cost of responses of `tokens` tokens (eos included): >= 0, same shape.
+
+    >>> response_cost({"kind": "length", "per_token": 0.01}, [10, 30]).tolist()
+    [0.1, 0.3]
+    >>> response_cost({"kind": "overlong", "overlong_buffer": 16, "overlong_penalty": 1.0}, [40, 56, 64], 64).tolist()
+    [0.0, 0.5, 1.0]
+    >>> response_cost(None, [10]).tolist()
+    [0.0]
+    """
+    settings = cost_settings(cost)
+    tokens = np.asarray(tokens, dtype=np.float64)
+    if settings["kind"] == "length":
+        return float(settings["per_token"]) * tokens
+    if settings["kind"] == "overlong":
+        buffer = int(settings["overlong_buffer"])
+        if max_tokens is None or not 0 < buffer <= max_tokens:
+            raise ValueError(
+                f"reward.cost.overlong_buffer={buffer} must be in [1, the response budget {max_tokens}]"
+            )
+        # verl's DAPORewardManager: min(-(T - (L - buffer)) / buffer * penalty_factor, 0), negated.
+        exceed = tokens - (max_tokens - buffer)
+        return np.maximum(exceed / buffer * float(settings["overlong_penalty"]), 0.0)
+    return np.zeros_like(tokens)
 
 
 def reward_scale(variant: str, value, alpha: float, form: str):

@@ -111,7 +111,8 @@ def test_reward_tags_round_trip():
     assert reward_tag("correctness", 10, "additive_clipped") == "correctness"
     tag = reward_tag("human", 10.0, "additive_clipped")
     assert tag == "human-a10-additive_clipped"
-    assert parse_reward_tag(tag) == {"variant": "human", "alpha": 10.0, "form": "additive_clipped"}
+    assert parse_reward_tag(tag) == {"variant": "human", "alpha": 10.0, "form": "additive_clipped",
+                                     "cost": {"kind": "none"}}
     assert parse_reward_tag("human-a0.5-multiplicative")["alpha"] == 0.5
     with pytest.raises(ConfigError):
         parse_reward_tag("human_10")

@@ -65,6 +65,7 @@ from rlev.metrics import human_aligned_accuracy
 from rlev.model import load_policy, render_prompt
 from rlev.rollout import Rollout, batch_logprobs, generate, length_buckets, response_logprobs
 from rlev.tracking import start_wandb
+from rlev.reward import response_cost
 from rlev.values import reward_scales
 from rlev.verify import build_verifier
 
@@ -73,7 +74,8 @@ log = logging.getLogger(__name__)
 # Every key of a metrics.jsonl line; None where a quantity does not apply to the run.
 STEP_METRICS: dict[str, str] = {
     "step": "0-based RL step",
-    "reward": "mean reward s(x) * 1[correct] of the batch's responses (before any KL penalty)",
+    "reward": "mean reward s(x) * 1[correct] - cost of the batch's responses (before any KL penalty)",
+    "cost": "mean value-independent cost of the batch's responses (reward.cost; 0 without one)",
     "acc": "share of correct responses in the batch (fraction); a truncated response is wrong",
     "h_acc": "human-aligned accuracy of the batch: sum(v * correct) / sum(v) over responses, human v (fraction)",
     "length": "mean generated tokens per response (eos excluded)",
@@ -458,12 +460,15 @@ def train(run: dict) -> None:
         ro = generate(model, tokenizer, [prompts[i] for i in rows], n=n, max_new_tokens=s["max_new_tokens"],
                       temperature=s["temperature"])
         t_gen = time.perf_counter() - t0
-        # reward: s(x) * correct; a truncated response is wrong
+        # reward: s(x) * correct - cost (value-independent, unscaled); a truncated response is wrong
         t1 = time.perf_counter()
         rows_rep = np.repeat(rows, n)
         verdicts = verifier(answers[rows_rep].tolist(), ro.texts, questions[rows_rep].tolist())
         correct = torch.tensor([bool(v) for v in verdicts]) & ~ro.truncated
-        scores = torch.tensor(scale_by_row[rows_rep], dtype=torch.float32) * correct
+        # tokens with eos, as verl's reward managers count a response
+        cost = torch.tensor(response_cost(run["reward"].get("cost"), ro.response_mask.sum(1).cpu().numpy(),
+                                          s["max_new_tokens"]), dtype=torch.float32)
+        scores = torch.tensor(scale_by_row[rows_rep], dtype=torch.float32) * correct - cost
         t_reward = time.perf_counter() - t1
         # log-probs the update and the reward need besides the update's own
         t2 = time.perf_counter()
@@ -485,6 +490,7 @@ def train(run: dict) -> None:
         record = {
             "step": step,
             "reward": scores.mean().item(),
+            "cost": cost.mean().item(),
             "acc": correct.float().mean().item(),
             "h_acc": human_aligned_accuracy(human_values[rows_rep], correct.numpy()),
             "length": ro.lengths.float().mean().item(),

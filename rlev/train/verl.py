@@ -29,6 +29,14 @@ call. Never the legacy top-level `custom_reward_function.*` keys: they still com
 0.9.1, but the trainer reads only `reward.custom_reward_function` and would fall back to
 its default scorer without a word. `validate_verl_config` refuses a config that sets them.
 
+A value-independent cost (`reward.cost`, see rlev.reward) is not compute_score's: verl
+does not hand it the response's tokens. `kind: overlong` selects verl's own DAPO reward
+manager (`reward.reward_manager.name=dapo`, `+reward.reward_kwargs.overlong_buffer_cfg.
+{enable,len,penalty_factor,log}`, `+reward.reward_kwargs.max_resp_len` = max_response_length);
+`kind: length` loads rlev.train.verl_cost.LengthCostRewardManager by path
+(`reward.reward_manager.source=importlib`, `+reward.reward_kwargs.length_cost_per_token`).
+Both call the same compute_score and subtract the cost from its score.
+
 The LLM judge at scale
 ----------------------
 The paper verifies answers with Qwen2.5-72B-Instruct as a judge. Two ways are supported,
@@ -70,6 +78,8 @@ VERL_VERSION = "0.9.1"  # the verl whose config tree and keys this module is wri
 
 REWARD_MODULE = Path(__file__).resolve().parents[1] / "reward.py"
 REWARD_FUNCTION = "compute_score"
+COST_MANAGER_MODULE = Path(__file__).resolve().parent / "verl_cost.py"  # reward.cost.kind: length
+PER_TOKEN_KEY = "length_cost_per_token"  # reward.reward_kwargs.<this>: what verl_cost's manager reads
 PROJECT_NAME = "rlev"
 
 # Scale keys verl needs beyond what the paper states, with the values used when a scale
@@ -217,6 +227,42 @@ def _reward_kwargs(run: dict) -> dict:
     return kwargs
 
 
+def _cost_overrides(run: dict, scale: dict) -> list[tuple[str, object]]:
+    """The value-independent cost (rlev.reward.response_cost) as the reward manager verl builds.
+
+    compute_score never sees a response's tokens, so the cost is the reward manager's:
+    `overlong` is verl's own DAPO manager (reward.reward_kwargs.overlong_buffer_cfg and
+    max_resp_len, read by verl.experimental.reward_loop.reward_manager.dapo), `length` is
+    rlev.train.verl_cost.LengthCostRewardManager loaded by path; `none` leaves verl's naive
+    manager. Both add the cost to compute_score's score, as the local trainer does.
+    """
+    from rlev.reward import cost_settings
+
+    cost = cost_settings(run["reward"].get("cost"))
+    if cost["kind"] == "overlong":
+        if not 0 < int(cost["overlong_buffer"]) <= int(scale["max_response_length"]):
+            raise VerlConfigError(
+                f"run {run['run_id']}: reward.cost.overlong_buffer={cost['overlong_buffer']} must be in "
+                f"[1, max_response_length={scale['max_response_length']}]"
+            )
+        return [
+            ("reward.reward_manager.name", "dapo"),
+            ("+reward.reward_kwargs.overlong_buffer_cfg.enable", True),
+            ("+reward.reward_kwargs.overlong_buffer_cfg.len", int(cost["overlong_buffer"])),
+            ("+reward.reward_kwargs.overlong_buffer_cfg.penalty_factor", float(cost["overlong_penalty"])),
+            ("+reward.reward_kwargs.overlong_buffer_cfg.log", True),
+            ("+reward.reward_kwargs.max_resp_len", int(scale["max_response_length"])),
+        ]
+    if cost["kind"] == "length":
+        return [
+            ("reward.reward_manager.source", "importlib"),
+            ("reward.reward_manager.name", "LengthCostRewardManager"),
+            ("reward.reward_manager.module.path", str(COST_MANAGER_MODULE)),
+            (f"+reward.reward_kwargs.{PER_TOKEN_KEY}", float(cost["per_token"])),
+        ]
+    return []
+
+
 def verl_overrides(run: dict) -> list[str]:
     """The full dotted override list for `python -m verl.trainer.main_ppo` for one run.
 
@@ -316,6 +362,7 @@ def verl_overrides(run: dict) -> list[str]:
         ("reward.custom_reward_function.name", REWARD_FUNCTION),
     ]
     o += [(f"+reward.custom_reward_function.reward_kwargs.{k}", v) for k, v in _reward_kwargs(run).items()]
+    o += _cost_overrides(run, scale)
 
     verifier = verifier_settings(run)
     if verifier["kind"] == "judge" and not verifier.get("url"):
