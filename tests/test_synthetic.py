@@ -1,6 +1,11 @@
 import pandas as pd
 
-from rlev.data.synthetic import LEVELS, generate
+import doctest
+
+import numpy as np
+
+import rlev.data.synthetic as synthetic
+from rlev.data.synthetic import LEVELS, POINTS, generate, stated_points, without_points
 from rlev.verify import verify
 
 
@@ -16,11 +21,44 @@ def test_generator_is_seeded_and_well_formed():
     assert (sums == df.groupby("exam_id")["total"].first()).all()
 
 
-def test_harder_questions_are_worth_more():
+def test_doctests():
+    assert doctest.testmod(synthetic).failed == 0
+
+
+def test_harder_questions_are_worth_more_on_average():
     df = pd.DataFrame(generate(50, 0, 10, seed=0)[0])
     mean_points = df.groupby("difficulty")["score"].mean()
     ordered = [mean_points[name] for name in LEVELS]
     assert ordered == sorted(ordered)
+
+
+def test_every_question_states_its_points_and_nothing_else_changes():
+    records, _ = generate(20, 2, 10, seed=5)
+    for r in records:
+        assert stated_points(r["question"]) == r["score"]
+        terms = without_points(r["question"]).removesuffix("=?").split("+")
+        assert len(terms) == LEVELS[r["difficulty"]][0] and sum(map(int, terms)) == int(r["answer"])
+    assert stated_points("(1 point) 2+3=?") == 1 and stated_points("2+3=?") is None
+
+
+def test_points_vary_within_a_difficulty_so_value_and_difficulty_come_apart():
+    df = pd.DataFrame(generate(200, 0, 10, seed=2)[0])
+    level_points = df["difficulty"].map({name: p for name, (_, p) in LEVELS.items()})
+    follows = (df["score"] == level_points).mean()
+    # half follow the level; a uniform draw on POINTS hits the level's points 1 time in 5
+    assert 0.55 < follows < 0.65
+    for _, group in df.groupby("difficulty"):
+        assert set(group["score"]) == set(POINTS)
+    r = np.corrcoef(df["score"], df["difficulty"].map({n: i for i, n in enumerate(LEVELS)}))[0, 1]
+    assert 0.4 < r < 0.8  # related, as on real exams, but not a function of difficulty
+
+
+def test_points_follow_difficulty_is_a_dial():
+    always = pd.DataFrame(generate(30, 0, 10, seed=2, points_follow_difficulty=1.0)[0])
+    assert (always["score"] == always["difficulty"].map({n: p for n, (_, p) in LEVELS.items()})).all()
+    never = pd.DataFrame(generate(300, 0, 10, seed=2, points_follow_difficulty=0.0)[0])
+    by_level = never.groupby("difficulty")["score"].mean()
+    assert by_level.max() - by_level.min() < 0.8  # points independent of difficulty (uniform mean 4.2)
 
 
 def test_both_demonstrations_are_correct():

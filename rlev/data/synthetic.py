@@ -2,26 +2,35 @@
 
 Each exam has `questions_per_exam` questions (a fixed number, or drawn per exam from an
 inclusive [min, max] range: real exams differ in size, and small exams are where the
-high values come from); each question is a sum of one-digit
-numbers. Difficulty sets the number of terms and the points (harder = more points); the
-exam total is the sum of its questions' points, so v = points / total as in a real exam.
+high values come from); each question is a sum of one-digit numbers whose difficulty sets
+the number of terms. As on a real exam paper, the question states what it is worth:
+
+    (6 points) 3+5+2+7=?
+
+Points are drawn so that value and difficulty can be told apart: with probability
+`points_follow_difficulty` a question is worth its level's points (`LEVELS`: harder = more),
+otherwise a uniform draw from `POINTS`, whatever its difficulty. The exam total is the sum
+of its questions' points, so v = points / total as in a real exam (the total is not in the
+prompt: it is the exam's, and the model sees one question).
 
 A question can be answered in two ways, and the choice is the policy's:
 - directly:  "#### 17"                          (short; fine for 2 terms, a guess for 8)
 - worked:    "3+5=8 8+2=10 10+7=17 #### 17"     (long; each step is easy)
 Working helps on hard items and only costs length (and a little risk per step) on easy
-ones, so the reward can change behaviour. The SFT warm start sees both forms at random,
-which leaves the choice to RL.
+ones; with a value-independent cost on length (reward.cost) a long answer has a price that
+the value can outweigh. The SFT warm start sees both forms at random, which leaves the
+choice to RL.
 
 Origin: generated here (seeded). Licence: same as the project. Row counts: train_exams x
 questions_per_exam training rows, test_exams x questions_per_exam test rows (the
-default, 95 + 14 exams of 6 to 80 questions, gives about 4,100 and 600; mean v 0.023 and
-1.6% of rows above v = 0.1, close to the paper's 0.02 and 1.18%).
+default, 95 + 14 exams of 6 to 80 questions, gives 4,220 and 720; mean v 0.022 and
+1.4% of rows above v = 0.1; the paper: 0.02 and 1.18%).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +45,37 @@ LEVELS = {
     "phd": (8, 8),
 }
 ANSWER_MARK = "#### "
+# Points a question can be worth when they do not follow its difficulty (the levels' own set).
+POINTS = (1, 2, 4, 6, 8)
+_POINTS_PREFIX = re.compile(r"^\((\d+) points?\) ")
+
+
+def with_points(question: str, points: int) -> str:
+    """The question as printed on the exam paper, its points first.
+
+    >>> with_points("3+5=?", 6), with_points("3+5=?", 1)
+    ('(6 points) 3+5=?', '(1 point) 3+5=?')
+    """
+    return f"({points} point{'s' if points != 1 else ''}) {question}"
+
+
+def stated_points(question: str) -> int | None:
+    """The points a question states (None when it states none): the inverse of with_points.
+
+    >>> stated_points("(6 points) 3+5=?"), stated_points("3+5=?")
+    (6, None)
+    """
+    m = _POINTS_PREFIX.match(question)
+    return int(m[1]) if m else None
+
+
+def without_points(question: str) -> str:
+    """The question with its points statement removed (what a difficulty-only dataset shows).
+
+    >>> without_points("(6 points) 3+5=?")
+    '3+5=?'
+    """
+    return _POINTS_PREFIX.sub("", question, count=1)
 
 
 def worked_solution(terms: list[int]) -> str:
@@ -51,8 +91,15 @@ def direct_solution(terms: list[int]) -> str:
     return f"{ANSWER_MARK}{sum(terms)}"
 
 
-def generate(train_exams: int, test_exams: int, questions_per_exam: int | list[int], seed: int
-             ) -> tuple[list[dict], list[dict]]:
+def draw_points(rng, difficulty: str, follow_difficulty: float) -> int:
+    """A question's points: its level's with probability `follow_difficulty`, else uniform on POINTS."""
+    if rng.random() < follow_difficulty:
+        return LEVELS[difficulty][1]
+    return int(rng.choice(POINTS))
+
+
+def generate(train_exams: int, test_exams: int, questions_per_exam: int | list[int], seed: int,
+             points_follow_difficulty: float = 0.5) -> tuple[list[dict], list[dict]]:
     """Exams as canonical records (see rlev.data.sources) plus SFT demonstrations.
 
     Returns (records, demonstrations); demonstrations hold one worked and one direct
@@ -68,12 +115,12 @@ def generate(train_exams: int, test_exams: int, questions_per_exam: int | list[i
             size = questions_per_exam
         else:
             size = int(rng.integers(questions_per_exam[0], questions_per_exam[1] + 1))
-        levels = rng.choice(len(names), size=size)
-        # Points jitter by one now and then: value tracks difficulty, but not perfectly.
-        points = [max(1, LEVELS[names[lv]][1] + int(rng.choice([-1, 0, 0, 0, 1]))) for lv in levels]
+        levels = [names[lv] for lv in rng.choice(len(names), size=size)]
+        points = [draw_points(rng, name, points_follow_difficulty) for name in levels]
         total = sum(points)
-        for q, (lv, pts) in enumerate(zip(levels, points)):
-            record, demo = sum_question(rng, f"{exam_id}-q{q:02d}", exam_id, names[lv], pts, total, split)
+        for q, (name, pts) in enumerate(zip(levels, points)):
+            record, demo = sum_question(rng, f"{exam_id}-q{q:02d}", exam_id, name, pts, total, split)
+            record["question"] = with_points(record["question"], pts)
             records.append(record)
             demos.append(demo)
     return records, demos
@@ -110,7 +157,8 @@ def write(cfg: dict, exams_path: Path, demos_path: Path) -> None:
         records, demos = generate_categories(cfg["rows_per_category"], cfg["test_rows"], cfg["seed"],
                                              cfg["label_noise"])
     else:
-        records, demos = generate(cfg["train_exams"], cfg["test_exams"], cfg["questions_per_exam"], cfg["seed"])
+        records, demos = generate(cfg["train_exams"], cfg["test_exams"], cfg["questions_per_exam"], cfg["seed"],
+                                  cfg["points_follow_difficulty"])
     for path, rows in ((exams_path, records), (demos_path, demos)):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as f:
