@@ -258,7 +258,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args.fn(args)
+    from rlev import InputError
+
+    try:
+        args.fn(args)
+    except InputError as err:  # the user's data or settings: the message says what to fix
+        print(f"rlev {args.command}: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

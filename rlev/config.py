@@ -17,18 +17,21 @@ from __future__ import annotations
 import copy
 import math
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from rlev import InputError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 RUNS_DIR = "results/runs"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration that does not fit the schema or names something undefined."""
 
 
@@ -70,8 +73,10 @@ def validate(config: dict) -> dict:
             where = ".".join(str(p) for p in e.absolute_path) or "<top level>"
             lines.append(f"  {where}: {e.message}")
         raise ConfigError("config does not fit workflow/schemas/config.schema.yaml:\n" + "\n".join(lines))
-    _resolve_companions(config)
+    for line in _resolve_companions(config):
+        print(line, file=sys.stderr)
     _check_references(config)
+    _check_data(config)
     _check_scale_invariance(config)
     _check_verifier(config)
     _check_costs(config)
@@ -107,27 +112,41 @@ def _check_costs(config: dict) -> None:
             )
 
 
-def _resolve_companions(config: dict) -> None:
-    """Fill what the noisy-value and OOD experiments leave open from the main dataset's entry.
+def _resolve_companions(config: dict) -> list[str]:
+    """Settle which experiments run: drop the switched-off ones, fill or skip the companion ones.
 
-    The main dataset names its companions (`noisy`: the difficulty-only dataset of Table 3,
-    `benchmarks`: the OOD set of Table 2), so switching `dataset` switches them too: the
-    synthetic default pairs with synthetic stand-ins, `rlev` with WebInstruct and the four
-    real benchmarks.
+    An experiment set to null (e.g. `experiments: {noisy: null}` in a --configfile) is
+    switched off. The main dataset names its companions (`noisy`: the difficulty-only
+    dataset of Table 3, `benchmarks`: the OOD set of Table 2), so switching `dataset`
+    switches them too: the synthetic default pairs with synthetic stand-ins, `rlev` with
+    WebInstruct and the four real benchmarks. A dataset without a companion (a user's own
+    exams) still runs on its own: the experiment that needs the companion is dropped and
+    the returned line says why; every other table is still built.
     """
+    experiments = config["experiments"]
+    for name in [n for n, exp in experiments.items() if exp is None]:
+        del experiments[name]
     if config["dataset"] not in config["datasets"]:
-        return  # _check_references names the missing dataset
+        return []  # _check_references names the missing dataset
     main = config["datasets"][config["dataset"]]
-    for name, key, companion in (("noisy", "dataset", "noisy"), ("ood", "benchmarks", "benchmarks")):
-        exp = config["experiments"].get(name)
+    skipped = []
+    for name, key, companion, table, what in (
+        ("noisy", "dataset", "noisy", "Table 3", "difficulty-only dataset"),
+        ("ood", "benchmarks", "benchmarks", "Table 2", "OOD benchmarks"),
+    ):
+        exp = experiments.get(name)
         if exp is None or exp.get(key):
             continue
-        if not main.get(companion):
-            raise ConfigError(
-                f"experiments.{name}.{key} is not set and datasets.{config['dataset']}.{companion} names none: "
-                f"set one of them"
-            )
-        exp[key] = copy.deepcopy(main[companion])
+        if main.get(companion):
+            exp[key] = copy.deepcopy(main[companion])
+            continue
+        del experiments[name]
+        skipped.append(
+            f"rlev: skipping experiments.{name} ({table}): datasets.{config['dataset']} names no {what} "
+            f"(`{companion}:`) and experiments.{name}.{key} is not set; set one of them to build {table}, "
+            f"or switch it off with `experiments: {{{name}: null}}`"
+        )
+    return skipped
 
 
 def _check_references(config: dict) -> None:
@@ -151,6 +170,39 @@ def _check_references(config: dict) -> None:
             raise ConfigError(
                 f"experiments.ood.benchmarks: {name!r} is not defined under `benchmarks` "
                 f"(defined: {sorted(config['benchmarks'])})"
+            )
+
+
+def used_datasets(config: dict) -> list[str]:
+    """The datasets the planned experiments read: the main one, experiments' own, the predictor's."""
+    names = [config["dataset"]] + [exp["dataset"] for exp in config["experiments"].values() if exp.get("dataset")]
+    if any("predicted" in exp["rewards"] for exp in config["experiments"].values()):
+        names.append(config.get("predictor", {}).get("dataset") or config["dataset"])
+    return list(dict.fromkeys(names))
+
+
+def _check_data(config: dict) -> None:
+    """What can be known about the data before anything runs: local paths exist, `weak` has categories.
+
+    Relative paths are taken from the working directory, as the prepare job will take them.
+    """
+    for name in used_datasets(config):
+        ds = config["datasets"].get(name, {})
+        paths = ds.get("path")
+        for path in paths.values() if isinstance(paths, dict) else [paths] if paths else []:
+            if not Path(path).expanduser().exists():
+                raise ConfigError(
+                    f"datasets.{name}.path: {path} does not exist (looked in {Path.cwd()}); "
+                    "fix the path or put the file there"
+                )
+    noisy = config["experiments"].get("noisy")
+    if noisy and "weak" in noisy["rewards"]:
+        ds = config["datasets"].get(noisy.get("dataset") or config["dataset"], {})
+        if ds.get("source") == "table" and ds.get("columns") and "difficulty" not in ds["columns"]:
+            raise ConfigError(
+                f"experiments.noisy.rewards: `weak` values come from difficulty categories, but "
+                f"datasets.{noisy.get('dataset') or config['dataset']}.columns maps no `difficulty`; "
+                "map one, or drop `weak` from experiments.noisy.rewards"
             )
 
 

@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlev import InputError
+
 log = logging.getLogger(__name__)
 
 # The paper's system prompt, verbatim; {total_score} is the exam's total (100 for WebInstruct).
@@ -345,6 +347,10 @@ def evaluate_predictor(model_dir, test_path, out_dir: Path, spec: dict) -> dict:
     return metrics
 
 
+class PredictorError(InputError):
+    """The predictor gave nothing usable; the message says which settings to change."""
+
+
 def predicted_values(replies: list[str], total: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(parsed scores with NaN, predicted values in (0, 1], imputed mask) for one labelling total.
 
@@ -357,8 +363,13 @@ def predicted_values(replies: list[str], total: float) -> tuple[np.ndarray, np.n
     scores = np.array([np.nan if (p := parse_score(r)) is None else p for r in replies], dtype=np.float64)
     valid = np.isfinite(scores) & (scores > 0) & (scores <= total)
     if not valid.any():
-        raise ValueError(f"none of the {len(replies)} predictor replies is a score in (0, {total:g}]; "
-                         f"first replies: {replies[:5]!r}")
+        raise PredictorError(
+            f"none of the {len(replies)} predictor replies is a score in (0, {total:g}]; first replies: "
+            f"{replies[:5]!r}. The score predictor, learnt from the exam dataset (predictor.dataset, default "
+            "`dataset`), did not learn to score these prompts: give it more exam rows or more training "
+            "(predictor.local.epochs, predictor.verl.epochs), or leave the predicted runs out (drop `predicted` "
+            "from experiments.noisy.rewards, or switch Table 3 off with `experiments: {noisy: null}`)"
+        )
     filled = np.where(valid, scores, np.median(scores[valid]))
     return scores, filled / total, ~valid
 

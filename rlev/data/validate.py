@@ -41,12 +41,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlev import InputError
+
 REJECT_COLUMNS: tuple[str, ...] = ("source_file", "source_row", "id", "field", "reason")
 SPLITS: tuple[str, ...] = ("train", "test")
 _SHOWN = 5  # how many examples an error message lists
 
 
-class DataValidationError(ValueError):
+class DataValidationError(InputError):
     """The data cannot be used as is; ``result`` holds the validation so far (or None)."""
 
     def __init__(self, message: str, result: "ValidationResult | None" = None):

@@ -38,6 +38,8 @@ from typing import Any
 
 import pandas as pd
 
+from rlev import InputError
+
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "id",
     "exam_id",
@@ -55,7 +57,7 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
 SOURCES: tuple[str, ...] = ("rlev", "gaokao", "table", "webinstruct")
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A source could not be read: the message names the file, and the row where one applies."""
 
 
