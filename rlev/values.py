@@ -24,6 +24,9 @@ scale; the local trainer calls it in memory. For verl, `write_values` (the workf
     values.parquet        id, value (the variant's v), scale (s(x)) per training row
     verl_train.parquet    the dataset's verl training file with extra_info.value set to
                           the variant's v and extra_info.scale added
+    rejects.csv           (verl scales) training prompts longer than the scale's
+                          max_prompt_length, which verl drops without naming them
+                          (rlev.data.validate.overlong_prompts)
 
 and the run's `dataset.verl_train` points at that file, so verl's compute_score reads
 each row's scale from extra_info: the same numbers the local trainer uses.
@@ -167,6 +170,17 @@ def write_values(run: dict, train: Path, verl_train: Path, out_dir: Path) -> pd.
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out_dir / "values.parquet", index=False)
     verl_values_file(table, verl_train, out_dir / "verl_train.parquet")
+    if run.get("scale", {}).get("backend") == "verl":  # verl drops prompts over its budget without naming them
+        from rlev.data.validate import load_tokenizer, overlong_prompts, write_rejects
+
+        scale = run["scale"]
+        over = overlong_prompts(rows, scale["max_prompt_length"], load_tokenizer(scale["model"]), scale["model"],
+                                scale.get("filter_overlong_prompts", True))
+        write_rejects(over, out_dir / "rejects.csv")
+        if len(over):
+            log.warning("%s: %d of %d training prompts may be longer than max_prompt_length %d; listed in %s",
+                        run.get("run_id", "?"), len(over), len(rows), scale["max_prompt_length"],
+                        out_dir / "rejects.csv")
     log.info(
         "%s: %s values for %d rows, scale mean %.4f (min %.4f, max %.4f)",
         run.get("run_id", "?"), run["reward"]["variant"], len(table),

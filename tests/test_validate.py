@@ -224,3 +224,65 @@ def test_real_gaokao_data_keeps_every_row_and_warns_about_the_one_merged_paper()
     assert len(result.warnings) == 1
     assert "'gaokao-2020-新课标II-语文'" in result.warnings[0] and "sum to 178" in result.warnings[0]
     assert result.kept["value"].between(0, 1, inclusive="right").all()
+
+
+# ---------------------------------------------------------------- over-long prompts (verl scales)
+
+
+def _prompts(questions: list[str]) -> pd.DataFrame:
+    n = len(questions)
+    return canonical_frame({
+        "id": [f"q{i}" for i in range(n)], "exam_id": ["e"] * n, "question": questions, "answer": ["1"] * n,
+        "score": [1] * n, "total": [10] * n, "source_file": ["mine.csv"] * n, "source_row": list(range(2, n + 2)),
+    })
+
+
+def test_overlong_prompts_counted_with_the_runs_tokenizer(tmp_path):
+    from rlev.data.validate import load_tokenizer, overlong_prompts
+    from rlev.model import render_prompt, train_tokenizer
+
+    train_tokenizer(["1+1=? 2+2=? " * 20, "word " * 50], 300).save_pretrained(tmp_path / "tok")
+    tokenizer = load_tokenizer(str(tmp_path / "tok"))
+    rows = _prompts(["1+1=?", "word " * 400, "2+2=?"])
+    # what the policy is conditioned on (no chat template here: the question and a newline)
+    lengths = [len(tokenizer(render_prompt(tokenizer, q))["input_ids"]) for q in rows["question"]]
+    assert lengths[1] == len(tokenizer("word " * 400)["input_ids"]) + 1 and lengths[0] < 50 < lengths[1]
+    over = overlong_prompts(rows, 50, tokenizer, "tok")
+    assert tuple(over.columns) == REJECT_COLUMNS
+    assert over[["source_file", "source_row", "id", "field"]].values.tolist() == [["mine.csv", 3, "q1", "question"]]
+    assert over["reason"].item() == (f"question: prompt of {lengths[1]} tokens (tok's tokenizer, chat template "
+                                     "applied), more than max_prompt_length 50; verl drops it from training "
+                                     "(filter_overlong_prompts)")
+
+
+def test_overlong_prompts_without_a_tokenizer_use_a_byte_bound_that_misses_none():
+    from rlev.data.validate import TEMPLATE_ALLOWANCE, load_tokenizer, overlong_prompts
+
+    assert load_tokenizer("no-such-org/no-such-model") is None  # never downloads
+    # a million-character question, a CJK one near the limit (3 bytes a character), a short one
+    rows = _prompts(["x" * 1_000_000, "题" * 300, "1+1=?"])
+    over = overlong_prompts(rows, 1024, None, "Qwen/Qwen2.5-7B")
+    assert over["id"].tolist() == ["q0"]
+    assert f"at most {1_000_000 + TEMPLATE_ALLOWANCE} tokens by its UTF-8 bytes" in over["reason"].iloc[0]
+    assert "Qwen/Qwen2.5-7B is not on this machine" in over["reason"].iloc[0]
+    assert overlong_prompts(rows, 800, None)["id"].tolist() == ["q0", "q1"]  # 900 bytes + 64 > 800
+
+
+def test_values_stage_of_a_verl_run_lists_overlong_prompts(tmp_path):
+    """The values stage is where a run's scale (its prompt budget) meets the data."""
+    import copy
+
+    from conftest import REPO
+    from rlev.config import Run, load_config, run_config
+    from rlev.data.verl_export import write_verl_parquet
+    from rlev.values import write_values
+
+    config = load_config(REPO / "config.yaml", {"scale": "7B"})
+    rc = run_config(config, Run("synthetic", "7B", "rloo", "human-a10-additive_clipped", 0))
+    rows = validate_records(_prompts(["1+1=?", "y" * 5000, "2+2=?"])).kept.assign(difficulty=None, split="train")
+    rows.to_parquet(tmp_path / "train.parquet")
+    write_verl_parquet(rows, tmp_path / "verl.parquet", data_source="mine")
+    write_values(copy.deepcopy(rc), tmp_path / "train.parquet", tmp_path / "verl.parquet", tmp_path / "run")
+    report = pd.read_csv(tmp_path / "run" / "rejects.csv")
+    assert report["id"].tolist() == ["q1"] and report["source_row"].tolist() == [3]
+    assert "more than max_prompt_length 1024" in report["reason"].item()

@@ -256,3 +256,54 @@ def write_rejects(rejects: pd.DataFrame, path: str | Path) -> Path:
     frame = rejects.reindex(columns=list(REJECT_COLUMNS))
     frame.to_csv(path, index=False)
     return path
+
+
+# Without the run's tokenizer a prompt is measured in UTF-8 bytes, an upper bound on its
+# token count under a byte-level BPE (every token is at least one byte), plus this many
+# tokens for the chat template's markers and default system turn (Qwen2.5's: about 30).
+TEMPLATE_ALLOWANCE = 64
+
+
+def load_tokenizer(model: str):
+    """The tokenizer of `model` (a Hugging Face id or directory) if it is on this machine, else None.
+
+    Never downloads: the check that uses it runs on CPU nodes, and a byte bound stands in.
+    """
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model, local_files_only=True)
+    except Exception:  # not cached here, or not a tokenizer: the byte bound stands in
+        return None
+
+
+def overlong_prompts(rows: pd.DataFrame, max_prompt_length: int, tokenizer=None, model: str = "",
+                     drops: bool = True) -> pd.DataFrame:
+    """Rows whose prompt is longer than ``max_prompt_length`` tokens, as reject-report rows.
+
+    verl's ``data.filter_overlong_prompts`` drops such prompts from training without naming
+    them (``drops``; with it off verl stops at the first one). With ``tokenizer`` the count is
+    verl's: the chat template applied with the generation prompt, then tokenised. Without
+    one, a prompt is listed when its UTF-8 bytes plus ``TEMPLATE_ALLOWANCE`` exceed the
+    budget: nothing verl drops is missed, and the reason says the count is a bound.
+    """
+    from rlev.model import render_prompt
+
+    systems = rows["system"].fillna("").astype(str).tolist() if "system" in rows else [""] * len(rows)
+    questions = rows["question"].astype(str).tolist()
+    if tokenizer is not None:
+        lengths = np.array([len(tokenizer(render_prompt(tokenizer, q, s), add_special_tokens=False)["input_ids"])
+                            for q, s in zip(questions, systems)], dtype=np.int64)
+        measure = f"{{n}} tokens ({model or 'the run'}'s tokenizer, chat template applied)"
+    else:
+        lengths = np.array([len(s.encode()) + len(q.encode()) + TEMPLATE_ALLOWANCE
+                            for q, s in zip(questions, systems)], dtype=np.int64)
+        measure = (f"at most {{n}} tokens by its UTF-8 bytes + {TEMPLATE_ALLOWANCE} (the tokenizer of "
+                   f"{model or 'the run'} is not on this machine to count exactly)")
+    effect = "verl drops it from training (filter_overlong_prompts)" if drops else "verl stops on it"
+    over = lengths > max_prompt_length
+    out = rows.loc[over].reindex(columns=["source_file", "source_row", "id"])
+    out["field"] = "question"
+    out["reason"] = [f"question: prompt of {measure.format(n=n)}, more than max_prompt_length {max_prompt_length}; "
+                     f"{effect}" for n in lengths[over]]
+    return out.reset_index(drop=True)
