@@ -437,9 +437,11 @@ def _run_reward(config: dict, reward: dict) -> dict:
         out["verifier"] = dict(verifier)
         # a scalar reward key, so rlev.train.verl passes it to compute_score
         out["judge_on_failure"] = verifier["on_failure"]
-        for option in ("timeout_s", "max_retries", "concurrency"):
-            if option in verifier:
-                out[f"judge_{option}"] = verifier[option]
+        from rlev.verify import judge_options
+
+        for option, value in judge_options(verifier).items():
+            if option not in ("base_url", "model", "on_failure"):  # those have kwargs of their own
+                out[f"judge_{option}"] = value
     return out
 
 

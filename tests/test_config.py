@@ -152,3 +152,27 @@ def test_schema_defaults_match_the_verl_back_end():
     verl_scale = load_schema()["$defs"]["verl_scale"]["properties"]
     for key, value in SCALE_DEFAULTS.items():
         assert verl_scale[key]["default"] == value, key
+
+
+def test_the_judge_settings_reach_both_back_ends(raw, tmp_path):
+    """reward.verifier's options build the same judge on the local back end (run_verifier) and on
+    verl (compute_score's judge_* kwargs, which rlev.train.verl passes through unchanged)."""
+    from rlev.reward import judge_for
+    from rlev.train.verl import _reward_kwargs
+    from rlev.verify import run_verifier
+
+    raw["reward"]["verifier"] = {"kind": "judge", "url": "http://127.0.0.1:9/v1", "model": "judge-model",
+                                 "timeout_s": 7.5, "max_retries": 2, "concurrency": 5, "max_tokens": 64,
+                                 "cache_path": str(tmp_path / "verdicts.sqlite")}
+    config = validate(raw)
+    rc = run_config(config, Run("synthetic", "tiny", "rloo", "human-a10-additive_clipped", 0))
+    local_judge = run_verifier(rc["reward"]["verifier"])
+    kwargs = _reward_kwargs(rc)
+    named = ("judge_url", "judge_model", "judge_on_failure")
+    options = {k[len("judge_"):]: v for k, v in kwargs.items() if k.startswith("judge_") and k not in named}
+    verl_judge = judge_for(kwargs["judge_url"], kwargs["judge_model"], kwargs["judge_on_failure"], **options)
+    for judge in (local_judge, verl_judge):
+        assert (judge.url, judge.model, judge.on_failure) == ("http://127.0.0.1:9/v1/chat/completions", "judge-model",
+                                                              "unverified")
+        assert (judge.timeout_s, judge.max_retries, judge.concurrency, judge.max_tokens) == (7.5, 2, 5, 64)
+        assert judge.cache_path == tmp_path / "verdicts.sqlite"

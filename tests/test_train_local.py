@@ -9,6 +9,7 @@ sampled answers are right, so rewards and advantages are not all zero.
 import copy
 import doctest
 import json
+import logging
 import random
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from rlev.data.prepare import prepare
 from rlev.model import build_tiny, load_policy, render_prompt
 from rlev.rollout import generate
 from rlev.sft import sft_examples, train_sft
+from rlev.train.lock import RunLockedError
 
 from conftest import REPO
 
@@ -307,3 +309,266 @@ def test_wandb_offline_mirror(toy, tmp_path, monkeypatch):
     for path in (tmp_path / "train" / "wandb").rglob("*"):
         if path.is_file():
             assert b"x" * 40 not in path.read_bytes(), path
+
+
+# --- faults: step budget, checkpoints, the run lock, the judge, updates that never apply ---------
+
+
+class Stop(Exception):
+    """Stands in for a kill: raised from generate, it ends a run before its final save."""
+
+
+def train_until(run, monkeypatch, calls):
+    """local.train(run), stopped while generating step `calls - 1` (its checkpoints stay)."""
+    real, count = local.generate, {"n": 0}
+
+    def generate_then_stop(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] == calls:
+            raise Stop
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(local, "generate", generate_then_stop)
+        with pytest.raises(Stop):
+            local.train(run)
+
+
+def checkpoint_names(out):
+    return sorted(p.name for p in (out / "checkpoints").iterdir())
+
+
+def same_run(out_a, out_b):
+    assert without_timing(read_metrics(out_a)) == without_timing(read_metrics(out_b))
+    a, b = weights(out_a / "model"), weights(out_b / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_lowered_step_budget_resumes_from_a_checkpoint_within_it(toy, tmp_path, monkeypatch, caplog):
+    estimator = ESTIMATORS["rloo"]
+    for steps in (3, 1):
+        local.train(make_run(toy, tmp_path / f"straight{steps}", estimator, rl_steps=steps))
+    out = tmp_path / "lowered"
+    # stopped at step 5 of 6: checkpoints after steps 2 and 4 (the newest two) are on disk
+    train_until(make_run(toy, out, estimator, rl_steps=6, checkpoint_every=2), monkeypatch, calls=5)
+    assert checkpoint_names(out) == ["step_000002.pt", "step_000004.pt"] and len(read_metrics(out)) == 4
+
+    with caplog.at_level(logging.WARNING, logger=local.__name__):
+        local.train(make_run(toy, out, estimator, rl_steps=3, checkpoint_every=2))  # resumes from step 2, not 4
+    assert "step_000004.pt is past this run's rl_steps (3)" in caplog.text
+    assert [r["step"] for r in read_metrics(out)] == [0, 1, 2]
+    same_run(out, tmp_path / "straight3")
+
+    # no checkpoint within the budget: the run starts over
+    train_until(make_run(toy, out, estimator, rl_steps=6, checkpoint_every=2), monkeypatch, calls=5)
+    local.train(make_run(toy, out, estimator, rl_steps=1, checkpoint_every=2))
+    same_run(out, tmp_path / "straight1")
+
+
+def test_an_unreadable_checkpoint_falls_back_to_the_older_one(toy, tmp_path, monkeypatch, caplog):
+    estimator = ESTIMATORS["rloo"]
+    local.train(make_run(toy, tmp_path / "straight", estimator, rl_steps=5))
+    out = tmp_path / "broken"
+    run = make_run(toy, out, estimator, rl_steps=5, checkpoint_every=2)
+    train_until(run, monkeypatch, calls=5)
+    newest = out / "checkpoints" / "step_000004.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a failing disk
+    (out / "checkpoints" / "step_000006.pt.tmp").write_bytes(b"half a write")  # a save killed midway
+    with caplog.at_level(logging.WARNING, logger=local.__name__):
+        local.train(run)
+    assert f"{newest} cannot be read" in caplog.text
+    same_run(out, tmp_path / "straight")  # resumed from step 2
+
+    # nothing readable left: a clear stop naming the files, not a torch traceback
+    train_until(run, monkeypatch, calls=5)
+    for path in (out / "checkpoints").iterdir():
+        path.write_bytes(b"")
+    with pytest.raises(local.CheckpointError, match=r"step_000004\.pt, .*step_000002\.pt: unreadable .*delete"):
+        local.train(run)
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_previous_one(toy, tmp_path, monkeypatch):
+    run = make_run(toy, tmp_path, ESTIMATORS["rloo"])
+    model, _ = load_policy(toy["sft"], "cpu")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ckpt = tmp_path / "checkpoints"
+    for steps in (1, 2, 3):
+        local.save_checkpoint(ckpt, steps, model, optimizer, [{"step": k} for k in range(steps)], run, 4)
+    assert checkpoint_names(tmp_path) == ["step_000002.pt", "step_000003.pt"]  # the newest two
+
+    def disk_full(obj, f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local.torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        local.save_checkpoint(ckpt, 4, model, optimizer, [{"step": k} for k in range(4)], run, 4)
+    assert checkpoint_names(tmp_path) == ["step_000002.pt", "step_000003.pt"]  # no .tmp, nothing lost
+    monkeypatch.undo()
+    assert local.load_checkpoint(ckpt, run, model, optimizer)[0] == 2  # rl_steps is 2
+
+
+LOCK_HOLDER = """
+import sys, time
+from rlev.train.lock import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_trainer_on_one_run_directory_stops_at_once(toy, tmp_path):
+    run = make_run(toy, tmp_path, ESTIMATORS["rloo"])
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockedError, match=rf"{tmp_path} is being trained by another process \(pid {holder.pid} "):
+            local.train(run)
+        assert not (tmp_path / "train" / "metrics.jsonl").exists()
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops the lock with the process
+        holder.wait(10)
+    local.train(run)  # no stale lock to clean up
+    assert len(read_metrics(tmp_path)) == 2
+
+
+def test_all_updates_skipped_or_non_finite_weights_fail_the_run(toy, tmp_path, monkeypatch):
+    run = make_run(toy, tmp_path / "nan", ESTIMATORS["rloo"])
+    real = local.verified_advantages
+    monkeypatch.setattr(local, "verified_advantages", lambda *a: real(*a) * float("nan"))  # a NaN loss every step
+    with pytest.raises(local.NoUpdateError, match=r"all 2 updates of 2 steps were skipped"):
+        local.train(run)
+    assert not (tmp_path / "nan" / "model").exists()
+    assert [r["skipped_updates"] for r in read_metrics(tmp_path / "nan")] == [1, 1]
+    monkeypatch.undo()
+
+    def update_to_inf(model, *args):
+        out = real_update(model, *args)
+        next(model.parameters()).data.view(-1)[0] = float("inf")  # an update that overflowed
+        return out
+
+    real_update = local.update_policy
+    monkeypatch.setattr(local, "update_policy", update_to_inf)
+    with pytest.raises(local.NoUpdateError, match=r"non-finite weights in \['model\.embed_tokens\.weight'\]"):
+        local.train(make_run(toy, tmp_path / "inf", ESTIMATORS["rloo"], rl_steps=1))
+    assert not (tmp_path / "inf" / "model").exists()
+
+
+@pytest.fixture
+def judge_server():
+    from test_verify_judge import FakeJudgeServer
+
+    server = FakeJudgeServer().start()
+    yield server
+    server.stop()
+
+
+def judge_run(toy, out_dir, server, **verifier):
+    run = make_run(toy, out_dir, ESTIMATORS["rloo"])
+    run["reward"]["verifier"] = {"kind": "judge", "url": server.base_url, "model": "judge-model",
+                                 "on_failure": "unverified", "max_unverified_share": 0.1, **verifier}
+    return run
+
+
+def test_undecided_samples_are_left_out_of_the_update_and_counted(toy, tmp_path, monkeypatch, judge_server):
+    """A loopback judge that fails every request about one question: its responses are neither right
+    nor wrong, so they leave acc, h_acc, reward, advantages and loss alone, and are counted."""
+    train = pd.read_parquet(toy["train"])
+    failing = train["question"][local.batch_rows(0, len(train), 0, 4)[0]]  # a question of step 0
+    judge_server.always = {failing: "500"}
+    run = judge_run(toy, tmp_path, judge_server, max_unverified_share=1.0, timeout_s=5, max_retries=1,
+                    concurrency=3, cache_path=str(tmp_path / "verdicts.sqlite"))
+    seen, real_update = [], local.update_policy
+    real_verifier = local.run_verifier
+
+    def spy_verifier(cfg):
+        judge = real_verifier(cfg)
+        seen.append({"judge": judge})
+
+        def call(golds, responses, questions):
+            verdicts = judge(golds, responses, questions)
+            seen.append({"verdicts": verdicts, "questions": questions})
+            return verdicts
+
+        return call
+
+    def spy_update(model, optimizer, batch, *args):
+        seen[-1].update(batch=batch)
+        return real_update(model, optimizer, batch, *args)
+
+    monkeypatch.setattr(local, "run_verifier", spy_verifier)
+    monkeypatch.setattr(local, "update_policy", spy_update)
+    local.train(run)
+
+    judge = seen[0]["judge"]  # built from reward.verifier, not from constants of the back end
+    assert (judge.timeout_s, judge.max_retries, judge.concurrency) == (5.0, 1, 3)
+    assert judge.cache_path == tmp_path / "verdicts.sqlite" and len(judge._cache) > 0
+    assert judge_server.max_in_flight <= 3
+    records = read_metrics(tmp_path)
+    steps = seen[1:]
+    assert [r["unverified"] for r in records] == [
+        sum(v is None and not t for v, t in zip(s["verdicts"], s["batch"].rollout.truncated)) for s in steps]
+    assert records[0]["unverified"] > 0
+    undecided = sum(v is None for step in steps for v in step["verdicts"])
+    assert judge_server.attempts[failing] == (1 + 1) * undecided  # the configured max_retries: 1
+    values = train["value"].to_numpy()
+    for record, step in zip(records, steps):
+        batch = step["batch"]
+        decided = np.array([v is not None for v in step["verdicts"]]) | batch.rollout.truncated.numpy()
+        correct = np.array([bool(v) for v in step["verdicts"]]) & ~batch.rollout.truncated.numpy()
+        rows = np.repeat(local.batch_rows(0, len(train), record["step"], 4), 4)
+        assert record["acc"] == pytest.approx(correct[decided].mean())
+        assert record["h_acc"] == pytest.approx((values[rows] * correct)[decided].sum() / values[rows][decided].sum())
+        if not decided.all():
+            assert record["acc"] != pytest.approx(correct.mean())  # not counted as wrong
+            # no advantage and no loss for an undecided response
+            assert (batch.advantages[~torch.from_numpy(decided)] == 0).all()
+            assert torch.equal(batch.verified, torch.from_numpy(decided))
+    before, after = weights(toy["sft"]), weights(tmp_path / "model")
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the decided responses trained it
+
+
+def test_undecided_samples_do_not_move_the_baseline_nor_the_loss(toy, tmp_path):
+    run = make_run(toy, tmp_path, ESTIMATORS["rloo"])
+    s, est = run["scale"], run["estimator"]
+    model, tokenizer = load_policy(toy["sft"], "cpu")
+    model.eval()
+    batch = fixed_batch(toy, run, model, tokenizer)
+    verified = torch.ones(16, dtype=torch.bool)
+    verified[[1, 6]] = False  # a wrong and a right answer the judge could not decide
+    scores = torch.tensor([1.0, 0.0, 1.0, 0.0] * 4)
+    rewards = local.outcome_token_rewards(scores, batch.rollout.response_mask)
+    group = np.repeat(np.arange(4), 4)
+    adv = local.verified_advantages(est, rewards, batch.rollout.response_mask, group, verified)
+    keep = verified.nonzero().squeeze(1)
+    alone = local.estimator_advantages(est, rewards[keep], batch.rollout.response_mask[keep], group[keep.numpy()])
+    assert torch.equal(adv[keep], alone) and (adv[~verified] == 0).all()
+    assert not torch.equal(adv, local.estimator_advantages(est, rewards, batch.rollout.response_mask, group))
+
+    def gradient(advantages):
+        m = copy.deepcopy(model)
+        captured = {}
+
+        class Capture(torch.optim.SGD):
+            def step(self, closure=None):
+                captured.update({n: p.grad.clone() for n, p in m.named_parameters()})
+
+        b = local.Batch(batch.rollout, advantages, None, None, verified)
+        local.update_policy(m, Capture(m.parameters(), lr=0.0), b, est, s, local.actor_config(est, s))
+        return captured
+
+    other = adv.clone()
+    other[~verified] = 5.0  # whatever an undecided row carries, the update ignores it
+    g1, g2 = gradient(adv), gradient(other)
+    assert all(torch.equal(g1[k], g2[k]) for k in g1) and any(g1[k].abs().sum() > 0 for k in g1)
+
+
+def test_a_judge_that_fails_too_often_stops_the_run(toy, tmp_path, judge_server):
+    train = pd.read_parquet(toy["train"])
+    judge_server.always = {q: "500" for q in train["question"]}
+    run = judge_run(toy, tmp_path, judge_server, max_retries=0)
+    with pytest.raises(local.UnverifiedError, match=r"step 0: the judge left \d+ of 16 responses undecided, more "
+                                                    r"than reward.verifier.max_unverified_share \(0.1\)"):
+        local.train(run)
+    assert not (tmp_path / "model").exists()

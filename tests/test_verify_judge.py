@@ -24,7 +24,7 @@ import pytest
 from rlev.verify import JudgeError, JudgeVerifier, build_verifier
 from rlev.verify.judge import JUDGE_USER_TEMPLATE, parse_verdict
 
-HANG_S = 1.0  # a "timeout" reply sleeps this long; clients in these tests wait 0.3 s
+HANG_S = 3.0  # a "timeout" reply sleeps this long; clients here wait 1 s (a busy 2-core machine may take 0.3 s)
 
 
 def _tag(text: str, name: str) -> str:
@@ -158,7 +158,7 @@ def judge_server(server):
 
 def make_judge(server: FakeJudgeServer, **kw) -> JudgeVerifier:
     args = dict(
-        base_url=server.base_url, model="judge-model", timeout_s=0.3, max_retries=3, backoff_s=0.01, max_backoff_s=0.05
+        base_url=server.base_url, model="judge-model", timeout_s=1.0, max_retries=3, backoff_s=0.01, max_backoff_s=0.05
     )
     args.update(kw)
     return JudgeVerifier(**args)

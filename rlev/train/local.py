@@ -31,9 +31,26 @@ one seed give identical metrics on CPU, and a resumed run continues exactly.
 
 Checkpoints: every `checkpoint_every` steps, `<out_dir>/checkpoints/step_<k>.pt` holds
 the policy and optimiser state, the RNG states, the data position, the metrics so far
-and the run config (only the newest is kept). Started again after being killed, a run
-continues from the newest checkpoint whose config matches; a finished run removes its
-checkpoints (model/ and train/metrics.jsonl are its outputs).
+and the run config. Each is written to a temporary file, synced and renamed, so a kill
+or a full disk never leaves a half-written checkpoint; the newest two are kept. Started
+again after being killed, a run continues from the newest checkpoint that is readable
+(an unreadable one is named in a warning and the older one is used; with none left the
+run stops, naming the file), was written by the same configuration and lies within the
+run's `rl_steps` (lowering `rl_steps` below a checkpoint resumes from an earlier one or
+starts over, never keeps the extra steps). A finished run removes its checkpoints
+(model/ and train/metrics.jsonl are its outputs).
+
+One trainer per run directory: the run holds `train/trainer.lock` (rlev.train.lock)
+while it trains, and a second trainer on the same directory stops at once, naming the
+holder's pid.
+
+Unverified samples: a response the LLM judge could not decide (after its retries) is
+neither right nor wrong; it is left out of the step's reward, acc and h_acc, out of the
+advantage estimate (its group's baseline is computed from the decided responses) and
+out of the loss, and counted in `unverified`. A step with more than
+`reward.verifier.max_unverified_share` of its responses undecided stops the run. A run
+none of whose updates could be applied (every gradient non-finite) stops instead of
+saving the unchanged policy as its result.
 
 Writes into the run directory: train/metrics.jsonl (one line per step, names in
 STEP_METRICS) and model/ (the final policy in Hugging Face format).
@@ -46,6 +63,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import time
 from collections import defaultdict
@@ -66,8 +84,9 @@ from rlev.model import load_policy, render_prompt
 from rlev.rollout import Rollout, batch_logprobs, generate, length_buckets, response_logprobs
 from rlev.tracking import start_wandb
 from rlev.reward import response_cost
+from rlev.train.lock import run_lock
 from rlev.values import reward_scales
-from rlev.verify import build_verifier
+from rlev.verify import run_verifier
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +97,7 @@ STEP_METRICS: dict[str, str] = {
     "cost": "mean value-independent cost of the batch's responses (reward.cost; 0 without one)",
     "acc": "share of correct responses in the batch (fraction); a truncated response is wrong",
     "h_acc": "human-aligned accuracy of the batch: sum(v * correct) / sum(v) over responses, human v (fraction)",
+    "unverified": "responses the judge could not decide, left out of reward, acc, h_acc, advantages and loss",
     "length": "mean generated tokens per response (eos excluded)",
     "length_q1": "mean length of the responses to the quarter of the batch's prompts with the lowest v",
     "length_q2": "... second quarter by v (prompts ranked by v, ties in batch order)",
@@ -150,6 +170,24 @@ def compute_advantages(estimator: dict, scores: torch.Tensor, response_mask: tor
     return estimator_advantages(estimator, outcome_token_rewards(scores, response_mask), response_mask.cpu(), group)
 
 
+def verified_advantages(estimator: dict, token_level_rewards: torch.Tensor, response_mask: torch.Tensor,
+                        group: np.ndarray, verified: torch.Tensor) -> torch.Tensor:
+    """verl's estimator over the verified responses alone; the others get advantage 0.
+
+    A response the judge could not decide is not a wrong answer: it must not pull its
+    group's baseline (RLOO, GRPO) or the batch statistics (REINFORCE++) down.
+    verified: (B,) bool. Returns (B, R).
+    """
+    if bool(verified.all()):
+        return estimator_advantages(estimator, token_level_rewards, response_mask, group)
+    advantages = torch.zeros_like(token_level_rewards)
+    keep = verified.nonzero().squeeze(1)
+    if len(keep):
+        advantages[keep] = estimator_advantages(estimator, token_level_rewards[keep], response_mask[keep],
+                                                group[keep.numpy()])
+    return advantages
+
+
 def kl_in_reward(token_level_scores: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor,
                  response_mask: torch.Tensor, estimator: dict) -> tuple[torch.Tensor, float]:
     """verl's apply_kl_penalty with a fixed controller: rewards = scores - kl_coef * KL per token.
@@ -175,6 +213,7 @@ class Batch:
     advantages: torch.Tensor  # (B, R) on the policy's device
     old_logp: torch.Tensor | None  # (B, R) rollout policy log-probs; None: the update's own (ratio 1)
     ref_logp: torch.Tensor | None  # (B, R) reference log-probs; None without a reference model
+    verified: torch.Tensor | None = None  # (B,) bool: rows in the loss; None: every row
 
 
 def actor_config(est: dict, s: dict) -> ActorConfig:
@@ -214,6 +253,8 @@ def update_policy(model, optimizer, batch: Batch, est: dict, s: dict, actor: Act
     rows = len(rollout.texts)
     mini_rows = (s["ppo_mini_batch"] or s["prompts_per_step"]) * n
     mask_all = rollout.response_mask.to(batch.advantages.dtype)
+    if batch.verified is not None:  # undecided responses carry no loss (nor entropy, nor KL)
+        mask_all = mask_all * batch.verified.to(mask_all.device, mask_all.dtype)[:, None]
     sums, counts = defaultdict(float), defaultdict(int)
     entropy_sum, kl_ref_sum, first_pass_tokens = 0.0, 0.0, 0.0
     skipped = 0
@@ -221,6 +262,8 @@ def update_policy(model, optimizer, batch: Batch, est: dict, s: dict, actor: Act
         for start in range(0, rows, mini_rows):
             mini = slice(start, min(start + mini_rows, rows))
             mini_mask = mask_all[mini]
+            if not mini_mask.any():  # every response of the mini-batch undecided: nothing to learn from
+                continue
             # The loss of every micro-batch is aggregated over the whole mini-batch (verl's
             # global batch info), so accumulating micro-batch gradients gives the mini-batch's.
             actor.global_batch_info.update(
@@ -272,6 +315,8 @@ def update_policy(model, optimizer, batch: Batch, est: dict, s: dict, actor: Act
                 sums[key] += value
                 counts[key] += 1
     out = {key: sums[key] / counts[key] for key in sums}
+    for key in ("loss", "pg_loss", "pg_clipfrac", "pg_clipfrac_lower", "ppo_kl", "grad_norm"):
+        out.setdefault(key, None)  # no mini-batch had a decided response
     out["entropy"] = entropy_sum / max(first_pass_tokens, 1)
     out["kl_ref"] = kl_ref_sum / max(first_pass_tokens, 1) if batch.ref_logp is not None else None
     out["skipped_updates"] = skipped
@@ -310,8 +355,22 @@ def _resume_key(run: dict) -> str:
     return json.dumps({**run, "scale": scale}, sort_keys=True, default=str)
 
 
+_CHECKPOINT_NAME = re.compile(r"step_(\d+)\.pt")
+KEEP_CHECKPOINTS = 2  # the newest, and one to fall back to if the newest cannot be read
+
+
+class CheckpointError(RuntimeError):
+    """No readable checkpoint of a run is left to resume from."""
+
+
 def _checkpoint_paths(ckpt_dir: Path) -> list[Path]:
-    return sorted(ckpt_dir.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    """step_<k>.pt files, oldest first."""
+    paths = [p for p in ckpt_dir.glob("step_*.pt") if _CHECKPOINT_NAME.fullmatch(p.name)]
+    return sorted(paths, key=_checkpoint_step)
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(_CHECKPOINT_NAME.fullmatch(path.name)[1])
 
 
 def _rng_states() -> dict:
@@ -331,44 +390,83 @@ def _set_rng_states(states: dict) -> None:
 
 def save_checkpoint(ckpt_dir: Path, steps_done: int, model, optimizer, records: list[dict], run: dict,
                     batch_size: int) -> Path:
-    """Write step_<steps_done>.pt atomically (temp file + rename), then drop older ones."""
+    """Write step_<steps_done>.pt atomically (temp file, fsync, rename); keep it and the newest older one."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = ckpt_dir / f"step_{steps_done:06d}.pt"
     tmp = path.with_suffix(".pt.tmp")
-    torch.save(
-        {
-            "steps_done": steps_done,
-            "data_position": steps_done * batch_size,  # training rows consumed (batch_rows reads from here)
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": _rng_states(),
-            "metrics": records,
-            "config": run,
-            "resume_key": _resume_key(run),
-        },
-        tmp,
-    )
-    os.replace(tmp, path)  # a kill during the write leaves the previous checkpoint intact
-    for old in _checkpoint_paths(ckpt_dir):
-        if old != path:
-            old.unlink()
+    state = {
+        "steps_done": steps_done,
+        "data_position": steps_done * batch_size,  # training rows consumed (batch_rows reads from here)
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": _rng_states(),
+        "metrics": records,
+        "config": run,
+        "resume_key": _resume_key(run),
+    }
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file
+    # Older checkpoints beyond the fallback go, and so do later ones: those are left from an
+    # earlier attempt under a larger rl_steps, and this run's own would replace them.
+    older = [p for p in _checkpoint_paths(ckpt_dir) if _checkpoint_step(p) < steps_done]
+    keep = {path, *older[len(older) - (KEEP_CHECKPOINTS - 1):]}
+    for other in _checkpoint_paths(ckpt_dir):
+        if other not in keep:
+            other.unlink()
     return path
 
 
+def _read_checkpoint(path: Path) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    missing = {"steps_done", "model", "optimizer", "rng", "metrics", "resume_key"} - set(state)
+    if missing:
+        raise ValueError(f"lacks {sorted(missing)}")
+    if state["steps_done"] != _checkpoint_step(path) or len(state["metrics"]) != state["steps_done"]:
+        raise ValueError(f"holds {state['steps_done']} steps and {len(state['metrics'])} metric lines")
+    return state
+
+
 def load_checkpoint(ckpt_dir: Path, run: dict, model, optimizer) -> tuple[int, list[dict]]:
-    """Restore the newest checkpoint of this run: (steps done, metrics so far); (0, []) if none."""
-    paths = _checkpoint_paths(ckpt_dir)
-    if not paths:
-        return 0, []
-    state = torch.load(paths[-1], map_location="cpu", weights_only=False)
-    if state["resume_key"] != _resume_key(run):
-        log.warning("%s was written with another configuration; starting the run from step 0", paths[-1])
-        return 0, []
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    _set_rng_states(state["rng"])
-    log.info("resuming %s from %s (%d steps done)", run["run_id"], paths[-1], state["steps_done"])
-    return state["steps_done"], state["metrics"]
+    """Restore the newest usable checkpoint of this run: (steps done, metrics so far); (0, []) if none.
+
+    Usable: within the run's rl_steps, readable (else a warning names the file and the next
+    older one is tried; none readable raises CheckpointError naming them) and written by this
+    run's configuration (else the run starts over).
+    """
+    for stale in ckpt_dir.glob("*.pt.tmp"):  # a write killed midway; this process holds the run's lock
+        stale.unlink()
+    budget = run["scale"]["rl_steps"]
+    unreadable = []
+    for path in reversed(_checkpoint_paths(ckpt_dir)):
+        if _checkpoint_step(path) > budget:
+            log.warning("%s is past this run's rl_steps (%d); not resuming from it", path, budget)
+            continue
+        try:
+            state = _read_checkpoint(path)
+        except Exception as e:  # a truncated or empty file: torch raises RuntimeError, EOFError, ...
+            log.warning("%s cannot be read (%s: %s); trying an older checkpoint", path, type(e).__name__, e)
+            unreadable.append(path)
+            continue
+        if state["resume_key"] != _resume_key(run):
+            log.warning("%s was written with another configuration; starting the run from step 0", path)
+            return 0, []
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_states(state["rng"])
+        log.info("resuming %s from %s (%d steps done)", run["run_id"], path, state["steps_done"])
+        return state["steps_done"], state["metrics"]
+    if unreadable:
+        raise CheckpointError(
+            f"{', '.join(map(str, unreadable))}: unreadable checkpoint(s) of {run['run_id']} and no older one "
+            f"to resume from; delete {ckpt_dir} to train the run from step 0"
+        )
+    return 0, []
 
 
 # --- per-step metrics ---------------------------------------------------------------
@@ -392,26 +490,44 @@ def length_by_value_quantile(prompt_values: np.ndarray, lengths: np.ndarray, n: 
     return out
 
 
-def _verifier(run: dict):
-    """The run's correctness verifier: rule-based, or an LLM judge at a given endpoint."""
-    cfg = dict(run["reward"].get("verifier") or {"kind": "rule"})
-    if cfg.get("kind", "rule") == "rule":
-        return build_verifier({"kind": "rule"})
-    if not cfg.get("url"):
-        raise ValueError(f"{run['run_id']}: reward.verifier.kind=judge needs reward.verifier.url on the local back end")
-    return build_verifier({"kind": "judge", "base_url": cfg["url"], "model": cfg["model"],
-                           "on_failure": cfg.get("on_failure", "unverified")})
-
-
 def _finite_or_none(record: dict) -> dict:
     """JSON has no NaN: a non-finite number is written as null."""
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
 
 
+def _check_updates_applied(run: dict, records: list[dict], model) -> None:
+    """Refuse to save a policy that no update changed, or one with non-finite weights."""
+    s = run["scale"]
+    per_step = s["ppo_epochs"] * math.ceil(s["prompts_per_step"] / (s["ppo_mini_batch"] or s["prompts_per_step"]))
+    if records and all(r["skipped_updates"] >= per_step for r in records):
+        raise NoUpdateError(
+            f"{run['run_id']}: all {per_step * len(records)} updates of {len(records)} steps were skipped for a "
+            f"non-finite gradient (loss {records[-1]['loss']}), so the policy is the initial one; check the scale's "
+            "lr, temperature and model (train/metrics.jsonl has the per-step losses)"
+        )
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise NoUpdateError(f"{run['run_id']}: training left non-finite weights in {bad[:3]}; lower the scale's lr")
+
+
 # --- the loop -------------------------------------------------------------------------
 
 
+class UnverifiedError(RuntimeError):
+    """The judge left more of a step's responses undecided than reward.verifier.max_unverified_share."""
+
+
+class NoUpdateError(RuntimeError):
+    """Training changed nothing (every update skipped) or left non-finite weights."""
+
+
 def train(run: dict) -> None:
+    """Train one run into run["out_dir"], holding the run directory's lock throughout."""
+    with run_lock(run["out_dir"]):
+        _train(run)
+
+
+def _train(run: dict) -> None:
     s, est = run["scale"], run["estimator"]
     seed = run["seed"]
     out_dir = Path(run["out_dir"])
@@ -427,7 +543,9 @@ def train(run: dict) -> None:
     scale_by_row = reward_scales(run, train_rows)  # s(x) per training row for the run's value variant
     human_values = train_rows["value"].to_numpy()  # h_acc is always measured with the human v
     answers, questions = train_rows["answer"].astype(str).to_numpy(), train_rows["question"].to_numpy()
-    verifier = _verifier(run)
+    verifier_cfg = run["reward"].get("verifier") or {"kind": "rule"}
+    verifier = run_verifier(verifier_cfg)
+    max_unverified = verifier_cfg.get("max_unverified_share", 0.1)
     model, tokenizer = load_policy(s["init_model"], s["device"], s["dtype"])
     # Eval mode throughout: dropout off, so the policy that samples is the policy that is
     # scored and updated (TRL disables dropout for the same reason); gradients still flow.
@@ -465,6 +583,14 @@ def train(run: dict) -> None:
         rows_rep = np.repeat(rows, n)
         verdicts = verifier(answers[rows_rep].tolist(), ro.texts, questions[rows_rep].tolist())
         correct = torch.tensor([bool(v) for v in verdicts]) & ~ro.truncated
+        verified = torch.tensor([v is not None for v in verdicts]) | ro.truncated  # truncated: wrong anyway
+        unverified = int((~verified).sum())
+        if unverified > max_unverified * len(verdicts):
+            raise UnverifiedError(
+                f"{run['run_id']}: step {step}: the judge left {unverified} of {len(verdicts)} responses undecided, "
+                f"more than reward.verifier.max_unverified_share ({max_unverified:g}); check the judge at "
+                f"{verifier_cfg.get('url')} (the log names each failed request)"
+            )
         # tokens with eos, as verl's reward managers count a response
         cost = torch.tensor(response_cost(run["reward"].get("cost"), ro.response_mask.sum(1).cpu().numpy(),
                                           s["max_new_tokens"]), dtype=torch.float32)
@@ -481,18 +607,21 @@ def train(run: dict) -> None:
         if est["use_kl_in_reward"]:
             token_rewards, reward_kl = kl_in_reward(token_rewards, old_logp.cpu(), ref_logp.cpu(),
                                                     ro.response_mask.cpu(), est)
-        advantages = estimator_advantages(est, token_rewards, ro.response_mask.cpu(), group).to(model.device)
+        advantages = verified_advantages(est, token_rewards, ro.response_mask.cpu(), group, verified).to(model.device)
         # loss and step (verl's clipped policy loss, entropy bonus, KL loss)
         t3 = time.perf_counter()
-        upd = update_policy(model, optimizer, Batch(ro, advantages, old_logp, ref_logp), est, s, actor)
+        batch = Batch(ro, advantages, old_logp, ref_logp, None if unverified == 0 else verified)
+        upd = update_policy(model, optimizer, batch, est, s, actor)
         t_update = time.perf_counter() - t3
         # log
         record = {
             "step": step,
-            "reward": scores.mean().item(),
+            "reward": scores[verified].mean().item() if verified.any() else None,
             "cost": cost.mean().item(),
-            "acc": correct.float().mean().item(),
-            "h_acc": human_aligned_accuracy(human_values[rows_rep], correct.numpy()),
+            "acc": correct[verified].float().mean().item() if verified.any() else None,
+            "h_acc": (human_aligned_accuracy(human_values[rows_rep][verified.numpy()], correct[verified].numpy())
+                      if verified.any() else None),
+            "unverified": unverified,
             "length": ro.lengths.float().mean().item(),
             **length_by_value_quantile(human_values[rows], ro.lengths.numpy(), n),
             "truncated": ro.truncated.float().mean().item(),
@@ -522,10 +651,11 @@ def train(run: dict) -> None:
         metrics_file.flush()
         if wandb_run is not None:
             wandb_run.log({k: v for k, v in record.items() if v is not None and k != "step"}, step=step)
-        bar.set_postfix(acc=f"{record['acc']:.2f}", len=f"{record['length']:.1f}")
+        bar.set_postfix(acc="-" if record["acc"] is None else f"{record['acc']:.2f}", len=f"{record['length']:.1f}")
         if s["checkpoint_every"] and (step + 1) % s["checkpoint_every"] == 0 and step + 1 < s["rl_steps"]:
             save_checkpoint(ckpt_dir, step + 1, model, optimizer, records, run, B)
     metrics_file.close()
+    _check_updates_applied(run, records, model)
     model.save_pretrained(out_dir / "model")
     tokenizer.save_pretrained(out_dir / "model")
     if wandb_run is not None:

@@ -217,7 +217,7 @@ def _reward_kwargs(run: dict) -> dict:
     # Other scalar reward settings (e.g. a uniform-scaling s_bar) pass straight through.
     for key, value in reward.items():
         if key not in kwargs and key != "verifier" and isinstance(value, (str, int, float, bool)):
-            kwargs[key] = value
+            kwargs[key] = _abs(value) if key == "judge_cache_path" else value  # Ray workers have another cwd
     verifier = verifier_settings(run)
     kwargs["verifier"] = verifier["kind"]
     if verifier["kind"] == "judge":

@@ -20,16 +20,21 @@ from rlev.verify.judge import JudgeError, JudgeVerifier
 from rlev.verify.rule import RuleVerifier, extract_final_answer, verify
 
 __all__ = [
+    "JUDGE_OPTIONS",
     "VERIFIER_KINDS",
     "JudgeError",
     "JudgeVerifier",
     "RuleVerifier",
     "build_verifier",
+    "judge_options",
+    "run_verifier",
     "extract_final_answer",
     "verify",
 ]
 
 VERIFIER_KINDS = ("rule", "judge")
+# Keys of a run's `reward.verifier` block (config schema) that are JudgeVerifier arguments of the same name.
+JUDGE_OPTIONS = ("on_failure", "timeout_s", "max_retries", "concurrency", "cache_path", "max_tokens", "api_key_env")
 
 
 def build_verifier(cfg: dict[str, Any]) -> RuleVerifier | JudgeVerifier:
@@ -55,3 +60,31 @@ def build_verifier(cfg: dict[str, Any]) -> RuleVerifier | JudgeVerifier:
     if kind == "judge":
         return JudgeVerifier.from_config(args)
     raise ValueError(f"unknown verifier kind {kind!r}; choose one of {VERIFIER_KINDS}")
+
+
+def judge_options(verifier: dict[str, Any]) -> dict[str, Any]:
+    """JudgeVerifier arguments from a run's ``reward.verifier`` block: ``url`` -> ``base_url``,
+    ``model``, and the JUDGE_OPTIONS it sets (unset ones keep JudgeVerifier's defaults).
+
+    The local back end builds its judge from these (:func:`run_verifier`); for verl,
+    ``rlev.config.run_config`` writes the same options as ``judge_<option>`` reward kwargs,
+    which ``rlev.reward.compute_score`` hands to :func:`build_verifier` unchanged.
+
+    >>> judge_options({"kind": "judge", "url": "http://h:8000/v1", "model": "m", "timeout_s": 5, "nodes": 1})
+    {'base_url': 'http://h:8000/v1', 'model': 'm', 'timeout_s': 5}
+    """
+    out = {"base_url": verifier.get("url"), "model": verifier.get("model")}
+    out.update({k: verifier[k] for k in JUDGE_OPTIONS if verifier.get(k) is not None})
+    return out
+
+
+def run_verifier(verifier: dict[str, Any] | None) -> RuleVerifier | JudgeVerifier:
+    """The verifier a run's ``reward.verifier`` block describes (None: the rule verifier).
+
+    >>> type(run_verifier(None)).__name__
+    'RuleVerifier'
+    """
+    verifier = verifier or {"kind": "rule"}
+    if verifier.get("kind", "rule") == "rule":
+        return build_verifier({"kind": "rule"})
+    return build_verifier({"kind": "judge", **judge_options(verifier)})
