@@ -11,6 +11,7 @@ import doctest
 import json
 import logging
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -423,7 +424,8 @@ def test_a_second_trainer_on_one_run_directory_stops_at_once(toy, tmp_path):
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(RunLockedError, match=rf"{tmp_path} is being trained by another process \(pid {holder.pid} "):
+        message = rf"{re.escape(str(tmp_path))} is being trained by another process \(pid {holder.pid} "
+        with pytest.raises(RunLockedError, match=message):
             local.train(run)
         assert not (tmp_path / "train" / "metrics.jsonl").exists()
     finally:
