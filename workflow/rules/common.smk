@@ -5,9 +5,13 @@ import re
 import shlex
 from pathlib import Path
 
+from rlev import InputError
 from rlev.config import Run, experiment_runs, plan_runs, policy_init_path, run_config, validate
 
-validate(config)
+try:
+    validate(config)
+except InputError as err:  # the user's settings: the message, without rlev's frames
+    raise WorkflowError(str(err)) from None
 
 # envs/*.yaml install this checkout into their conda env from ${RLEV_ROOT}.
 os.environ.setdefault("RLEV_ROOT", workflow.basedir)
