@@ -3,7 +3,7 @@
 Input is a frame of canonical records (``rlev.data.sources.CANONICAL_COLUMNS``) from any
 source. ``validate_records`` splits it into ``kept`` and ``rejects`` (never dropping a row
 silently: ``len(kept) + len(rejects) == len(input)``), adds the RLEV value
-``v = score / total`` (PAPER.md: ``v(x) = s_ij / T_i``) to kept rows, and checks each exam.
+``v = score / total`` (the paper's ``v(x) = s_ij / T_i``) to kept rows, and checks each exam.
 
 Per-row rules (a row breaking any of them is rejected; ``field`` lists the fields,
 ``reason`` says what is wrong, several separated by ``"; "``):

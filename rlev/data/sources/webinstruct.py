@@ -7,7 +7,7 @@ General-Reasoner). Licence: see its dataset card (Apache-2.0 at the time of writ
 the loader code of TIGER-Lab's own preprocessing and of projects filtering on
 ``difficulty in ["University", "PhD"]``.
 
-What the paper does with it (PAPER.md): 2,000 training rows per difficulty category
+What the paper does with it: 2,000 training rows per difficulty category
 (primary school, junior high, senior high, university, PhD: 10,000 rows) and a 1,000-row
 test set; every prompt gets total = 100 and the category's points 1 / 2 / 4 / 6 / 8. So
 here:
