@@ -204,6 +204,31 @@ def test_table_csv_with_only_blank_lines_or_a_stray_comma_names_file_and_line(tm
         load_source({"source": "table", "path": str(stray), "columns": MAPPING})
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_table_gbk_file_names_file_line_byte_and_the_fix(tmp_path, suffix):
+    """A CSV saved by a spreadsheet on Chinese Windows is GBK; the first Chinese character is on line 3."""
+    records = [dict(r) for r in RECORDS]
+    records[1]["text"] = "北京是中国的首都吗?"
+    if suffix == ".csv":
+        text = _csv_text(records)
+    elif suffix == ".jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    else:
+        text = json.dumps(records, ensure_ascii=False, indent=1)
+    path = tmp_path / f"gbk{suffix}"
+    path.write_bytes(text.encode("gbk"))
+    line = text[: text.index("北")].count("\n") + 1
+    byte = len(text[: text.index("北")].encode("gbk"))
+    with pytest.raises(SourceError) as err:
+        load_source({"source": "table", "path": str(path), "columns": MAPPING})
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path}: line {line} (byte {byte}): not UTF-8 text")
+    assert f"re-save the file as UTF-8, e.g. iconv -f GB18030 -t UTF-8 gbk{suffix}" in message
+    path.write_bytes(b"qid,exam,text\n\xff\xfe,1,2\n" if suffix == ".csv" else b'{"qid": "\xff"}\n')
+    with pytest.raises(SourceError, match=r"line \d+ \(byte \d+\): not UTF-8 text; re-save the file as UTF-8 \(in a"):
+        load_source({"source": "table", "path": str(path), "columns": MAPPING})
+
+
 def test_table_damaged_parquet_names_the_file(tmp_path):
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 this is not parquet")

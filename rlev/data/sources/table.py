@@ -59,7 +59,8 @@ def read_rows(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     Cells are kept as the file has them (CSV cells as text, with empty cells as ``""``), so
     that validation can report the raw value. A JSON file must hold a list of objects (or an
     object with one such list). Text files are read as UTF-8 with or without a byte-order
-    mark (what spreadsheet tools export) and with either line ending (LF or CRLF).
+    mark (what spreadsheet tools export) and with either line ending (LF or CRLF); a file in
+    another encoding (GBK) is refused naming the line and byte of its first non-UTF-8 byte.
     Unreadable content raises ``SourceError``: one line naming the file, and the row where
     one applies.
     """
@@ -71,6 +72,8 @@ def read_rows(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
         raise SourceError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
     if path.stat().st_size == 0:
         raise SourceError(f"{path}: the file is empty (0 bytes); expected {_EXPECTED[suffix]}")
+    if suffix != ".parquet":
+        _require_utf8(path)
     if suffix == ".jsonl":
         records: list[dict] = []
         rows: list[int] = []
@@ -122,6 +125,23 @@ _EXPECTED = {
     ".csv": "a header row, then one row per question",
     ".parquet": "a parquet table",
 }
+def _require_utf8(path: Path) -> None:
+    """Stop at the first byte that is not UTF-8, naming its line and offset: spreadsheets on
+    Chinese Windows save CSV as GBK, which would otherwise fail as a bare UnicodeDecodeError."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        try:
+            raw.decode("gb18030")
+            how = f", e.g. iconv -f GB18030 -t UTF-8 {path.name} > utf8-{path.name} (it reads as GBK/GB18030)"
+        except UnicodeDecodeError:
+            how = " (in a spreadsheet: save as CSV UTF-8)"
+        message = f"{path}: line {line} (byte {err.start}): not UTF-8 text; re-save the file as UTF-8{how}"
+        raise SourceError(message) from None
+
+
 # pandas' C parser: "Error tokenizing data. C error: Expected 6 fields in line 7, saw 7"
 _CSV_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
