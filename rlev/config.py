@@ -65,6 +65,7 @@ def validate(config: dict) -> dict:
     Raises ConfigError naming the offending key path, e.g. `scales.tiny.rl_steps`.
     """
     _check_finite(config)
+    _apply_scale_experiments(config)
     validator = _validator_filling_defaults()(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -81,6 +82,34 @@ def validate(config: dict) -> dict:
     _check_verifier(config)
     _check_costs(config)
     return config
+
+
+def _apply_scale_experiments(config: dict) -> None:
+    """The chosen scale's trims of the experiment matrix: `scales.<scale>.experiments`.
+
+    Each entry replaces keys of one experiment at that scale only (e.g. fewer alphas on a
+    laptop), or switches it off with null, so the paper's scales keep the paper's matrix.
+    Applied before the schema check, which then validates the merged experiments; the
+    trims leave the scale's own entry, so they are part of no run's configuration.
+    """
+    scale = (config.get("scales") or {}).get(config.get("scale"))
+    # Popped: a run, the SFT and every other job read the scale, and must not change when only the matrix does.
+    trims = scale.pop("experiments", None) if isinstance(scale, dict) else None
+    if not trims:
+        return
+    if not isinstance(trims, dict):
+        raise ConfigError(f"scales.{config['scale']}.experiments: give experiment name -> keys, not {trims!r}")
+    experiments = config.setdefault("experiments", {})
+    for name, keys in trims.items():
+        where = f"scales.{config['scale']}.experiments.{name}"
+        if name not in experiments:
+            raise ConfigError(f"{where}: there is no experiments.{name} to change (defined: {sorted(experiments)})")
+        if keys is None or experiments[name] is None:
+            experiments[name] = None
+        elif isinstance(keys, dict):
+            experiments[name] = {**experiments[name], **copy.deepcopy(keys)}
+        else:
+            raise ConfigError(f"{where}: give the experiment's keys to replace (a mapping) or null, not {keys!r}")
 
 
 def _check_finite(node, path: str = "") -> None:

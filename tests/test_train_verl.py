@@ -369,7 +369,7 @@ def test_every_planned_paper_run_composes_and_validates(tmp_path, scale):
     validation, and the keys verl reads."""
     from rlev.config import REPO_ROOT, load_config, plan_runs, run_config
 
-    config = load_config(REPO_ROOT / "config.yaml", {"scale": scale, "dataset": "rlev"})
+    config = load_config(REPO_ROOT / "config.yaml", {"scale": scale, "dataset": "rlev", "seeds": [0]})
     runs = plan_runs(config)
     assert len(runs) == 22  # main 6, ablation 2, alpha 4, form 1, noisy 9
     for run in runs:
