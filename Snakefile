@@ -24,3 +24,9 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+# Before any job starts (never in a dry run): a SLURM profile with its placeholders left
+# in would submit every job to a partition and account that do not exist.
+onstart:
+    check_placeholders()

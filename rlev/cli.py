@@ -3,15 +3,16 @@
 Each stage takes a --spec: the resolved settings it needs, as a JSON string (what the
 Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.yaml):
 
-    rlev plan                                   # the runs config.yaml plans, with their directories
+    rlev plan [--config mine.yaml] [--set k=v]  # the runs config.yaml plans, their directories, which are done
     rlev synth   --spec '{"train_exams": 400, ...}' --out data/synthetic/exams.jsonl --demos ...
     rlev prepare --spec '{"source": "table", ...}' --dataset synthetic --out results/data/synthetic
     rlev init-model --spec SCALE --train results/data/synthetic/train.parquet --demos ... --out DIR
     rlev sft     --spec SCALE --init DIR --train ... --demos ... --out DIR
     rlev values  --spec RUN --train TRAIN.parquet --verl-train VERL_TRAIN.parquet --out RUN_DIR
-    rlev train   --spec results/runs/<...>/config.yaml
-    rlev evaluate --spec SCALE --model DIR --test results/data/synthetic/test.parquet --out DIR
-    rlev report table1 --runs RUN_DIR... --init SFT_EVAL/metrics.json --out results/tables/table1
+    rlev train   --spec results/runs/<...>/config.yaml   # (local back end: then evaluates it, eval/)
+    rlev train   --spec edited.yaml --out hand/run1      # a hand-made run, outside results/runs/
+    rlev evaluate --spec SCALE|RUN/config.yaml --model DIR --test results/data/synthetic/test.parquet --out DIR
+    rlev report table1 --plan results/plan.json --runs RUN_DIR... --init SFT_EVAL/metrics.json --out results/tables/table1
     rlev predictor train|evaluate|label --spec PREDICTOR --data PARQUET [--model DIR] --out PATH
     rlev ood data --spec BENCHMARK --out rows.parquet; rlev ood evaluate --spec SCALE --model M --data ... --out DIR
     rlev report table2 --runs RUN_DIR... --base OOD_BASE_DIR --benchmarks B... --out results/tables/table2
@@ -41,12 +42,35 @@ def read_spec(spec: str) -> dict:
     return yaml.safe_load(Path(spec).read_text())
 
 
+def scale_of(spec: dict) -> dict:
+    """The scale settings in a --spec: a scale block itself, or a run's config (its `scale`)."""
+    return spec["scale"] if isinstance(spec.get("scale"), dict) else spec
+
+
+def run_status(config: dict, run) -> str:
+    """done (evaluated, and its config.yaml is the planned one), stale (another config), or to do."""
+    from rlev.config import ConfigError, check_run_dirs
+
+    if not (Path(run.path) / "eval" / "metrics.json").is_file():
+        return "to do"
+    try:
+        check_run_dirs(config, [run.path])
+    except ConfigError:
+        return "stale (its config.yaml is not the planned one: the workflow retrains it)"
+    return "done"
+
+
 def cmd_plan(args) -> None:
     from rlev.config import load_config, plan_runs
 
-    config = load_config(args.config, _overrides(args.set))
-    for run in plan_runs(config):
-        print(run.path)
+    config = load_config(args.base, _overrides(args.set), args.config or [])
+    runs = plan_runs(config)
+    status = {run: run_status(config, run) for run in runs}
+    width = max(len(run.path) for run in runs)
+    for run in runs:
+        print(f"{run.path:<{width}}  {status[run]}")
+    done = sum(s == "done" for s in status.values())
+    print(f"{len(runs)} runs planned, {done} done, {len(runs) - done} to (re)train", file=sys.stderr)
 
 
 def cmd_synth(args) -> None:
@@ -58,8 +82,27 @@ def cmd_synth(args) -> None:
 def cmd_prepare(args) -> None:
     from rlev.data.prepare import prepare
 
+    from rlev.data.validate import DataValidationError
+
     spec = read_spec(args.spec)
-    prepare(spec["source"], Path(args.out), args.dataset, **spec["data"])
+    rejects = Path(args.out) / "rejects.csv"
+    try:
+        prepare(spec["source"], Path(args.out), args.dataset, **spec["data"])
+    except DataValidationError as e:
+        where = ""
+        if args.rejects_log and rejects.exists():
+            _copy(rejects, Path(args.rejects_log))
+            where = f"\nEvery rejected row, with file, row, field and reason: {args.rejects_log}"
+        raise SystemExit(f"rlev prepare: error: {e}{where}") from None
+    if args.rejects_log:
+        _copy(rejects, Path(args.rejects_log))
+
+
+def _copy(src: Path, dst: Path) -> None:
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
 
 
 def cmd_values_report(args) -> None:
@@ -67,6 +110,15 @@ def cmd_values_report(args) -> None:
 
     main, *others = map(Path, args.datasets)
     write_value_report(main, others, Path(args.figures), Path(args.table))
+    _write_table_html(Path(args.table))
+
+
+def _write_table_html(out: Path) -> None:
+    """<out>.html beside <out>.md and <out>.csv: the table as the HTML report embeds it."""
+    from rlev.report import table_html
+
+    md, csv = out.with_name(out.name + ".md"), out.with_name(out.name + ".csv")
+    table_html(md, out.with_name(out.name + ".html"), csv if csv.exists() else None)
 
 
 def cmd_init_model(args) -> None:
@@ -98,32 +150,85 @@ def cmd_values(args) -> None:
     write_values(read_spec(args.spec), Path(args.train), Path(args.verl_train), Path(args.out))
 
 
+def _under_runs_dir(path: Path) -> bool:
+    from rlev.config import RUNS_DIR
+
+    return Path(RUNS_DIR).resolve() in [path.resolve(), *path.resolve().parents]
+
+
 def cmd_train(args) -> None:
+    from rlev.config import RUNS_DIR, ConfigError
+
     run = read_spec(args.spec)
+    if args.out:
+        if _under_runs_dir(Path(args.out)):
+            raise ConfigError(f"--out {args.out}: {RUNS_DIR}/ holds the workflow's runs; put a hand-made run "
+                              "elsewhere (e.g. --out hand/run1)")
+        run["out_dir"] = args.out
     out_dir = Path(run["out_dir"])
+    saved = out_dir / "config.yaml"
+    own = not args.spec.lstrip().startswith("{") and saved.exists() and saved.samefile(args.spec)
+    if not own and not args.out and _under_runs_dir(out_dir):
+        raise ConfigError(
+            f"--spec {args.spec[:80]}: its out_dir {out_dir} is a workflow run directory and the spec is not that "
+            f"run's own config.yaml; train a changed copy with --out DIR outside {RUNS_DIR}/, or change config.yaml "
+            "and rerun snakemake"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
-    # The run's full configuration is saved beside its outputs before anything else.
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
+    if not own:  # the run's full configuration beside its outputs, before anything else
+        saved.write_text(yaml.safe_dump(run, sort_keys=False))
     if run["scale"]["backend"] == "local":
         from rlev.train.local import train
+
+        train(run)
+        evaluate_local_run(run)
     else:
         from rlev.train.verl import train
-    train(run)
+
+        train(run)
+
+
+def evaluate_local_run(run: dict) -> None:
+    """A local run's final policy, right after training in the same process: greedy evaluation on
+    the test split (eval/samples.parquet, eval/metrics.json) and the EOS probabilities of Figure 2
+    (eval/eos.parquet), the same files `rlev evaluate` and `rlev eos` write."""
+    from rlev.analysis.eos import PROMPTS_PER_EXTREME, run_eos
+    from rlev.evaluate import evaluate
+
+    s, out = run["scale"], Path(run["out_dir"])
+    model, test = str(out / "model"), run["dataset"]["test"]
+    evaluate(model, test, out / "eval", s["max_new_tokens"], s["eval_batch"], s["threads"], s["device"], s["dtype"])
+    run_eos(model, test, str(out / "eval" / "samples.parquet"), out / "eval" / "eos.parquet", PROMPTS_PER_EXTREME,
+            s["eval_batch"], s["threads"], s["device"], s["dtype"])
 
 
 def cmd_evaluate(args) -> None:
     from rlev.evaluate import evaluate
 
-    s = read_spec(args.spec)
+    spec = read_spec(args.spec)
+    s = scale_of(spec)
+    model = args.model or (str(Path(spec["out_dir"]) / "model") if "out_dir" in spec else None)
+    test = args.test or spec.get("dataset", {}).get("test")
+    if model is None or test is None:
+        raise SystemExit("rlev evaluate: --model and --test are needed unless --spec is a run's config.yaml")
     verl = s["backend"] == "verl"
-    evaluate(args.model, args.test, Path(args.out), s["max_new_tokens"], s["eval_batch"], s["threads"],
+    evaluate(model, test, Path(args.out), s["max_new_tokens"], s["eval_batch"], s["threads"],
              s["device"], s["dtype"], engine="vllm" if verl else "transformers",
              tensor_parallel=s.get("tensor_parallel", 1))
+
+
+def check_plan(plan_path: str | None, run_dirs: list[str]) -> None:
+    """Refuse run directories whose saved config is not the plan's (rlev.config.check_run_dirs)."""
+    if plan_path:
+        from rlev.config import check_run_dirs
+
+        check_run_dirs(json.loads(Path(plan_path).read_text()), run_dirs)
 
 
 def cmd_report(args) -> None:
     from rlev import report
 
+    check_plan(args.plan, args.runs)
     if args.table == "table1":
         report.table1(args.runs, args.init or [], Path(args.out))
     elif args.table == "table8":
@@ -136,6 +241,7 @@ def cmd_report(args) -> None:
         report.table2(args.runs, args.base, args.benchmarks or [], Path(args.out))
     elif args.table == "table3":
         report.table3(args.runs, [str(Path(m).parent) for m in args.init or []], Path(args.out))
+    _write_table_html(Path(args.out))
 
 
 def cmd_predictor(args) -> None:
@@ -158,6 +264,8 @@ def cmd_ood(args) -> None:
     from rlev.data import ood
 
     s = read_spec(args.spec)
+    if args.action == "evaluate":
+        s = scale_of(s)
     if args.action == "data":
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         ood.load_benchmark(s).to_parquet(args.out, index=False)
@@ -174,7 +282,7 @@ def cmd_table_html(args) -> None:
 def cmd_eos(args) -> None:
     from rlev.analysis.eos import run_eos
 
-    s = read_spec(args.spec)
+    s = scale_of(read_spec(args.spec))
     run_eos(args.model, args.test, args.samples, Path(args.out), args.prompts, s["eval_batch"], s["threads"],
             s["device"], s["dtype"])
 
@@ -182,6 +290,7 @@ def cmd_eos(args) -> None:
 def cmd_figure2(args) -> None:
     from rlev.analysis.eos import figure2
 
+    check_plan(args.plan, [str(Path(p).parent.parent) for p in args.eos])  # <run>/eval/eos.parquet
     figure2(args.eos, Path(args.out), args.bins)
 
 
@@ -208,11 +317,15 @@ def main(argv: list[str] | None = None) -> None:
         p.set_defaults(fn=fn)
         return p
 
-    config_args = [("--config", dict(default="config.yaml")), ("--set", dict(nargs="*", help="top-level key=value overrides"))]
+    config_args = [("--base", dict(default="config.yaml", help="the config the others merge into")),
+                   ("--config", dict(nargs="*", metavar="FILE", help="YAML files merged into --base key by key, "
+                                                                    "like snakemake --configfile")),
+                   ("--set", dict(nargs="*", help="top-level key=value overrides, like snakemake --config"))]
     spec = ("--spec", dict(required=True, help="JSON object or YAML/JSON file"))
     add("plan", cmd_plan, *config_args)
     add("synth", cmd_synth, spec, ("--out", dict(required=True)), ("--demos", dict(required=True)))
-    add("prepare", cmd_prepare, spec, ("--dataset", dict(required=True)), ("--out", dict(required=True)))
+    add("prepare", cmd_prepare, spec, ("--dataset", dict(required=True)), ("--out", dict(required=True)),
+        ("--rejects-log", dict(default=None, help="also copy rejects.csv here, where a failed run keeps it")))
     add("values-report", cmd_values_report, ("--datasets", dict(nargs="+", required=True, help="main first")),
         ("--figures", dict(required=True)), ("--table", dict(required=True, help="path without suffix")))
     add("init-model", cmd_init_model, spec, ("--train", dict(required=True)), ("--demos", dict(default=None)),
@@ -222,12 +335,14 @@ def main(argv: list[str] | None = None) -> None:
     add("values", cmd_values, spec, ("--train", dict(required=True, help="canonical training parquet")),
         ("--verl-train", dict(required=True, help="the dataset's verl training parquet")),
         ("--out", dict(required=True, help="the run directory")))
-    add("train", cmd_train, spec)
-    add("evaluate", cmd_evaluate, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
-        ("--out", dict(required=True)))
+    add("train", cmd_train, spec, ("--out", dict(default=None, help="the run directory, overriding the spec's "
+                                                                  "out_dir (a hand-made run: not under results/runs/)")))
+    add("evaluate", cmd_evaluate, spec, ("--model", dict(default=None, help="default: a run config's <out_dir>/model")),
+        ("--test", dict(default=None, help="default: a run config's dataset.test")), ("--out", dict(required=True)))
     add("report", cmd_report, ("table", dict(choices=["table1", "table2", "table3", "table4", "table5", "table6",
                                                       "table8", "bootstrap"])),
         ("--runs", dict(nargs="+", required=True)),
+        ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
         ("--init", dict(nargs="*", help="metrics.json of the starting policy")),
         ("--out", dict(required=True, help="path without suffix; .csv and .md are written")),
         ("--resamples", dict(type=int, default=RESAMPLES, help="bootstrap: prompt resamples")),
@@ -253,6 +368,7 @@ def main(argv: list[str] | None = None) -> None:
         ("--prompts", dict(type=int, default=PROMPTS_PER_EXTREME,
                            help="highest- and lowest-valued prompts each (capped at n/2)")))
     add("figure2", cmd_figure2, ("--eos", dict(nargs="+", required=True, help="<run>/eval/eos.parquet files")),
+        ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
         ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")),
         ("--bins", dict(type=int, default=BINS, help="relative-position bins")))
     args = parser.parse_args(argv)

@@ -29,6 +29,9 @@ from rlev import InputError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 RUNS_DIR = "results/runs"
+# A name that becomes one directory of a run's path (datasets, scales, estimators,
+# benchmarks): the Snakemake wildcards of those path segments accept exactly these.
+NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
 
 
 class ConfigError(InputError):
@@ -56,7 +59,8 @@ def _validator_filling_defaults():
 
 
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    # libyaml's loader when present: the pure-Python one takes ~0.2 s for the schema, on every dry run
+    return yaml.load(SCHEMA_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def validate(config: dict) -> dict:
@@ -64,6 +68,7 @@ def validate(config: dict) -> dict:
 
     Raises ConfigError naming the offending key path, e.g. `scales.tiny.rl_steps`.
     """
+    _coerce_command_line_seeds(config)
     _check_finite(config)
     _apply_scale_experiments(config)
     validator = _validator_filling_defaults()(load_schema())
@@ -125,6 +130,16 @@ def _check_finite(node, path: str = "") -> None:
             _check_finite(value, f"{path}[{i}]")
 
 
+def _coerce_command_line_seeds(config: dict) -> None:
+    """`snakemake --config 'seeds=[0,1,2]'` gives the list's items as strings ('0'); read them as integers."""
+    seeds = config.get("seeds")
+    if isinstance(seeds, str):  # `--config seeds=0`, or a list Snakemake did not parse
+        seeds = yaml.safe_load(seeds)
+        seeds = seeds if isinstance(seeds, list) else [seeds]
+    if isinstance(seeds, list):
+        config["seeds"] = [int(x) if isinstance(x, str) and x.strip().isdigit() else x for x in seeds]
+
+
 def _check_costs(config: dict) -> None:
     """Every cost must survive its run name exactly (the run reads it back from the name)."""
     from rlev.reward import cost_settings
@@ -178,7 +193,19 @@ def _resolve_companions(config: dict) -> list[str]:
     return skipped
 
 
+def _check_names(config: dict) -> None:
+    """Names that become path segments must match NAME_PATTERN, or Snakemake would plan no job for them."""
+    for table in ("datasets", "scales", "estimators", "benchmarks"):
+        for name in config.get(table) or {}:
+            if not re.fullmatch(NAME_PATTERN, str(name)):
+                raise ConfigError(
+                    f"{table}: {name!r} cannot name a directory of a run: use letters, digits and _ . + - "
+                    f"(not starting with . + or -), e.g. {re.sub(r'[^A-Za-z0-9_.+-]+', '_', str(name)).lstrip('.+-')!r}"
+                )
+
+
 def _check_references(config: dict) -> None:
+    _check_names(config)
     for key, table in (("scale", "scales"), ("dataset", "datasets")):
         if config[key] not in config[table]:
             raise ConfigError(f"{key}: {config[key]!r} is not defined under `{table}` (defined: {sorted(config[table])})")
@@ -303,9 +330,26 @@ def _check_verifier(config: dict) -> None:
         )
 
 
-def load_config(path: str | Path = REPO_ROOT / "config.yaml", overrides: dict | None = None) -> dict:
-    """Read a YAML config, apply top-level overrides (like `snakemake --config k=v`), validate."""
+def merge_config(base: dict, extra: dict) -> dict:
+    """`extra` merged into `base` key by key at every depth, as `snakemake --configfile` merges files."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_config(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def load_config(path: str | Path = REPO_ROOT / "config.yaml", overrides: dict | None = None,
+                configfiles: list[str | Path] = ()) -> dict:
+    """Read a YAML config, merge `configfiles` into it (like `snakemake --configfile`), apply
+    top-level overrides (like `snakemake --config k=v`), validate."""
     config = yaml.safe_load(Path(path).read_text())
+    for extra in configfiles:
+        loaded = yaml.safe_load(Path(extra).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{extra}: a config file must hold a YAML mapping of keys, not {type(loaded).__name__}")
+        merge_config(config, loaded)
     config.update(overrides or {})
     return validate(config)
 
@@ -450,11 +494,16 @@ def run_config(config: dict, run: Run) -> dict:
 
 def _run_reward(config: dict, reward: dict) -> dict:
     """The reward block of a run: variant, alpha, form, plus only what its variant, cost and verifier read."""
-    out = {
-        "variant": reward["variant"],
-        "alpha": reward["alpha"] if reward["alpha"] is not None else config["reward"]["alpha"],
-        "form": reward["form"] or config["reward"]["form"],
-    }
+    if reward["variant"] == "correctness":
+        # s(x) = 1 reads neither alpha nor form; fixed (alpha 0 gives s = 1 in both forms) so that
+        # another `reward.alpha` or `reward.form` leaves the correctness runs as they are.
+        out = {"variant": "correctness", "alpha": 0, "form": "additive_clipped"}
+    else:
+        out = {
+            "variant": reward["variant"],
+            "alpha": reward["alpha"] if reward["alpha"] is not None else config["reward"]["alpha"],
+            "form": reward["form"] or config["reward"]["form"],
+        }
     if reward["cost"]["kind"] != "none":  # the settings its kind reads, as the tag spells them
         out["cost"] = dict(reward["cost"])
     if reward["variant"] == "shuffled":
@@ -490,3 +539,94 @@ def policy_init_path(config: dict, dataset: str, scale: str) -> str:
     if s["backend"] == "local" and (s["model"] == "tiny" or s.get("sft_steps", 0) > 0):
         return f"results/models/{dataset}/{scale}/sft"
     return s["model"]
+
+
+# --- a run directory against the plan ------------------------------------------------------
+
+_RUN_PATH = re.compile(
+    rf"(?:^|/){re.escape(RUNS_DIR)}/(?P<dataset>[^/]+)/(?P<scale>[^/]+)/(?P<estimator>[^/]+)/(?P<reward>[^/]+)"
+    r"/seed(?P<seed>\d+)/?$"
+)
+
+
+def run_of_dir(run_dir: str | Path) -> Run:
+    """The Run a directory `results/runs/<dataset>/<scale>/<estimator>/<reward>/seed<k>` holds."""
+    m = _RUN_PATH.search(str(run_dir))
+    if not m:
+        raise ConfigError(f"{run_dir}: not a run directory ({RUNS_DIR}/<dataset>/<scale>/<estimator>/<reward>/seed<k>)")
+    return Run(m["dataset"], m["scale"], m["estimator"], m["reward"], int(m["seed"]))
+
+
+def config_digest(obj) -> str:
+    """A short fingerprint of a JSON-able object: what Snakemake compares to rerun a job whose settings changed."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write(path: str | Path, text: str, log: str | Path | None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if log:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        Path(log).write_text(f"wrote {path} (fingerprint {config_digest(text)})\n")
+
+
+def write_run_config(config: dict, run: Run, path: str | Path, log: str | Path | None = None) -> None:
+    """The run's saved config.yaml: what its training, evaluation and tables read."""
+    _write(path, yaml.safe_dump(run_config(config, run), sort_keys=False), log)
+
+
+def write_plan(config: dict, path: str | Path, log: str | Path | None = None) -> None:
+    """The validated config (defaults filled) as JSON: the plan check_run_dirs compares run directories with."""
+    import json
+
+    _write(path, json.dumps(config, indent=1, sort_keys=True) + "\n", log)
+
+
+def config_differences(saved, planned, where: str = "") -> list[str]:
+    """Every key path at which two configs differ, with both values (`a.b: saved 1, planned 2`)."""
+    if isinstance(saved, dict) and isinstance(planned, dict):
+        out = []
+        for key in list(dict.fromkeys([*saved, *planned])):
+            path = f"{where}.{key}" if where else str(key)
+            if key not in saved:
+                out.append(f"{path}: missing, planned {planned[key]!r}")
+            elif key not in planned:
+                out.append(f"{path}: saved {saved[key]!r}, not planned")
+            else:
+                out += config_differences(saved[key], planned[key], path)
+        return out
+    return [] if saved == planned else [f"{where}: saved {saved!r}, planned {planned!r}"]
+
+
+def check_run_dirs(plan: dict, run_dirs: list[str | Path]) -> None:
+    """Refuse any run directory whose saved config.yaml is not the run the current plan makes.
+
+    `plan` is the validated config (the workflow's results/plan.json). A table built from a
+    run directory trained under other settings (an edited config.yaml, a run trained by hand,
+    outputs left from before a change) would print numbers of another experiment.
+    """
+    problems = []
+    for run_dir in run_dirs:
+        run = run_of_dir(run_dir)
+        saved_path = Path(run_dir) / "config.yaml"
+        if not saved_path.is_file():
+            problems.append(f"{run_dir}: no config.yaml")
+            continue
+        saved = yaml.safe_load(saved_path.read_text())
+        planned = run_config(plan, run)
+        diffs = config_differences(saved, planned)
+        if diffs:
+            problems.append(f"{saved_path} differs from the current plan at " + "; ".join(diffs[:5])
+                            + (f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""))
+    if problems:
+        raise ConfigError(
+            "run directories that do not match the current plan (a table would mix experiments): "
+            + " | ".join(problems)
+            + ". Fix: delete each named config.yaml and rerun the workflow (snakemake --cores all), "
+            "which rewrites it from the config and retrains the run; keep hand-made runs out of "
+            f"{RUNS_DIR}/ (rlev train --out DIR)."
+        )

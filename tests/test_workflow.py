@@ -1,14 +1,31 @@
-"""The Snakemake workflow itself: the default plan, and a smoke-sized run through every rule."""
+"""The Snakemake workflow itself: the default plan, a smoke-sized sweep through every rule, and
+what a user does to it (change one thing, interrupt it, bring own data, train by hand).
+
+One smoke sweep (module fixture `smoke`) is shared by every test that needs finished runs;
+tests that change a sweep work on a copy of it, and only the fault-injection test runs a
+second sweep.
+"""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import BAD_CSV, BAD_CSV_COLUMNS, REPO
+
+SMOKE_CONFIG = REPO / "tests" / "config_smoke" / "config.yaml"
+BINDIR = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": str(BINDIR) + os.pathsep + os.environ.get("PATH", "")}
+# What the README tells a user to type (`snakemake --cores all`), with the test machine's cores.
+README_COMMAND = [str(BINDIR / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--cores", "2"]
 
 
 def planned_jobs(stdout: str) -> dict[str, int]:
@@ -27,19 +44,71 @@ def planned_jobs(stdout: str) -> dict[str, int]:
     return counts
 
 
+def planned_outputs(stdout: str, rule: str) -> list[str]:
+    """The output files of every job of `rule` in a dry run's listing."""
+    outputs, current = [], None
+    for line in stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            current = line.split()[1].rstrip(":")
+        elif current == rule and line.strip().startswith("output:"):
+            outputs += [p.strip() for p in line.split(":", 1)[1].split(",")]
+    return outputs
+
+
+def snakemake(*args, cwd, check=True, timeout=900):
+    proc = subprocess.run([*README_COMMAND, *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def rlev(*args, cwd, check=True):
+    proc = subprocess.run([str(BINDIR / "rlev"), *args], cwd=cwd, env=ENV, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rlev {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def smoke_dir(path: Path, **changes) -> Path:
+    """A working directory holding the smoke config, with top-level `changes` merged in."""
+    path.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    config.update(changes)
+    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def copy_sweep(src: Path, dst: Path) -> Path:
+    """A copy of a finished sweep, time stamps and Snakemake's records included (still up to date)."""
+    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("locks"))
+    return dst
+
+
+def tables(workdir: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((workdir / "results" / "tables").glob("*.csv"))}
+
+
+# --- the plan (dry runs, seconds) -------------------------------------------------------
+
+
 def test_default_config_plans_the_main_table(snakemake_cmd, tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    proc = snakemake_cmd("-n", "--cores", "2", cwd=tmp_path)
+    proc = snakemake_cmd("-n", "-p", "--cores", "2", cwd=tmp_path)
     jobs = planned_jobs(proc.stdout)
     from rlev.config import experiment_runs, load_config, plan_runs
 
     config = load_config(tmp_path / "config.yaml")
     runs = plan_runs(config)  # every experiment's runs, each once
-    assert jobs["train_local"] == len(runs) and jobs["evaluate_run"] == len(runs)
+    # one process per local run: it trains, evaluates and takes the EOS probabilities
+    assert jobs["train_local"] == jobs["run_config"] == len(runs)
+    assert "evaluate_run" not in jobs and "eos_run" not in jobs and "table_html" not in jobs
     datasets = {r.dataset for r in runs}  # the exam data and the noisy-value data (Table 3)
     assert jobs["sft"] == len(datasets) and jobs["prepare"] == len(datasets) and jobs["table1"] == 1
     assert jobs["table2"] == 1 and jobs["ood_run"] == len(experiment_runs(config, "ood"))
     assert jobs["table3"] == 1 and jobs["predictor_train"] == jobs["predictor_label"] == 1
+    # the dry run names no run setting: rules hand `rlev` the path of the run's config.yaml
+    assert '"estimator"' not in proc.stdout and "rlev train --spec results/runs/" in proc.stdout
 
 
 def test_a_bad_config_stops_the_workflow_naming_the_key(snakemake_cmd, tmp_path):
@@ -51,68 +120,274 @@ def test_a_bad_config_stops_the_workflow_naming_the_key(snakemake_cmd, tmp_path)
     assert "scales.tiny.rl_steps" in proc.stdout + proc.stderr
 
 
+def test_seeds_given_on_the_command_line_plan_one_run_per_seed(tmp_path):
+    smoke_dir(tmp_path)
+    proc = snakemake("-n", "--config", "seeds=[0,1,2]", cwd=tmp_path)
+    runs = planned_outputs(proc.stdout, "run_config")
+    assert {Path(p).parent.name for p in runs} == {"seed0", "seed1", "seed2"}
+    from rlev.config import load_config, plan_runs
+
+    assert len(runs) == 3 * len(plan_runs(load_config(SMOKE_CONFIG)))
+
+
+@pytest.mark.parametrize("name", ["grpo2", "DrGRPO", "dr-grpo"])
+def test_an_estimator_name_with_digits_capitals_or_dashes_gets_its_runs(tmp_path, name):
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    config["estimators"][name] = {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False}
+    config["experiments"]["main"]["estimators"].append(name)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", cwd=tmp_path)
+    trained = planned_outputs(proc.stdout, "train_local")
+    assert any(f"/{name}/human-a10-additive_clipped/seed0/" in p for p in trained), proc.stdout[-2000:]
+
+
+def test_an_estimator_name_that_cannot_be_a_directory_is_refused_naming_it(tmp_path):
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    config["estimators"]["my grpo"] = {"adv_estimator": "rloo"}
+    config["experiments"]["main"]["estimators"].append("my grpo")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "estimators: 'my grpo' cannot name a directory" in proc.stdout + proc.stderr
+
+
+def test_the_default_profile_resumes_and_shows_failed_logs():
+    profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    assert profile["rerun-incomplete"] is True and profile["show-failed-logs"] is True
+    assert profile["cores"] == "all"
+
+
+def test_noisy_data_is_not_tracked_by_git():
+    proc = subprocess.run(["git", "check-ignore", "-q", "data/noisy/exams.jsonl"], cwd=REPO)
+    assert proc.returncode == 0, "data/noisy/ (generated by the workflow) is not git-ignored"
+
+
+# --- the user's own data --------------------------------------------------------------------
+
+
+def own_data_config(workdir: Path, csv: Path) -> Path:
+    """The README's own-dataset block, pointing at `csv`."""
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    config["datasets"]["mine"] = {"source": "table", "path": str(csv), "columns": dict(BAD_CSV_COLUMNS)}
+    config["dataset"] = "mine"
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return workdir
+
+
+def test_editing_the_users_data_file_reruns_prepare(tmp_path):
+    from rlev.data.synthetic import write
+
+    exams = tmp_path / "data" / "mine.jsonl"
+    write({"train_exams": 8, "test_exams": 3, "questions_per_exam": 5, "seed": 3}, exams, tmp_path / "demos.jsonl")
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    config["datasets"]["mine"] = {"source": "table", "path": "data/mine.jsonl"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    target = "results/data/mine/train.parquet"
+    snakemake(target, cwd=tmp_path)
+    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake("-n", target, cwd=tmp_path))
+    time.sleep(1.1)  # a later time stamp than the outputs'
+    lines = exams.read_text().splitlines()
+    exams.write_text("\n".join(lines[:-1]) + "\n")  # the user drops a row
+    proc = snakemake("-n", target, cwd=tmp_path)
+    assert planned_jobs(proc.stdout).get("prepare") == 1, proc.stdout[-2000:]
+
+
+def test_a_missing_data_file_stops_the_dry_run_naming_it(tmp_path):
+    own_data_config(tmp_path, Path("data/not_there.csv"))
+    proc = snakemake("-n", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "data/not_there.csv" in proc.stdout + proc.stderr
+
+
+def test_rejects_survive_a_failed_prepare_and_the_error_names_them(tmp_path):
+    own_data_config(tmp_path, BAD_CSV)
+    proc = snakemake("results/data/mine/train.parquet", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    rejects = tmp_path / "results" / "logs" / "prepare" / "mine.rejects.csv"
+    assert rejects.exists() and len(pd.read_csv(rejects)) > 0
+    assert str(rejects.relative_to(tmp_path)) in proc.stdout + proc.stderr  # the failed log, on the console
+    assert not (tmp_path / "results" / "data" / "mine" / "rejects.csv").exists()  # removed with the failed job
+
+
+# --- the smoke sweep -------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """The smoke config run once through every rule of the default sweep (2-3 minutes)."""
-    import os
-    import subprocess
-    import sys
+    """The smoke config run once through every rule of the default sweep, by the README's command."""
+    workdir = smoke_dir(tmp_path_factory.mktemp("smoke"))
+    started = time.perf_counter()
+    snakemake(cwd=workdir)
+    print(f"smoke sweep: {time.perf_counter() - started:.0f} s")
+    return workdir
 
-    workdir = tmp_path_factory.mktemp("smoke")
-    shutil.copy(REPO / "tests" / "config_smoke" / "config.yaml", workdir / "config.yaml")
-    bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
 
-    def run(*args):
-        cmd = [str(Path(bindir) / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
-        proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        return proc
-
-    run("--cores", "2")
-    return workdir, run
+def run_dirs(workdir: Path) -> list[Path]:
+    return sorted(p.parent for p in (workdir / "results" / "runs").glob("*/*/*/*/seed*/config.yaml"))
 
 
 @pytest.mark.slow
 def test_smoke_run_writes_every_table_from_run_directories(smoke):
-    workdir, _ = smoke
-    tables = workdir / "results" / "tables"
-    table1 = pd.read_csv(tables / "table1.csv")
+    tables_dir = smoke / "results" / "tables"
+    table1 = pd.read_csv(tables_dir / "table1.csv")
     assert len(table1) == 4  # smoke: RLOO and mean-centred GRPO x {correctness, human}
     assert set(table1["reward"]) == {"correctness", "human-aligned"}
     assert table1["estimator"].str.contains("GRPO \\(mean-centred\\)").any()
     for name in ("table2", "table3", "table4", "table5", "table6", "table8", "bootstrap", "value_stats"):
-        assert (tables / f"{name}.csv").exists() and (tables / f"{name}.html").exists(), name
+        assert (tables_dir / f"{name}.csv").exists() and (tables_dir / f"{name}.html").exists(), name
     for name in ("figure2", "figure3", "figure4"):
-        assert (workdir / "results" / "figures" / f"{name}.png").exists(), name
-    # every cell is traceable to run directories that hold the run's config, metrics and model
-    for run_dirs in table1["runs"]:
-        for run_dir in run_dirs.split(";"):
-            run = workdir / run_dir
+        assert (smoke / "results" / "figures" / f"{name}.png").exists(), name
+    rl_steps = yaml.safe_load(SMOKE_CONFIG.read_text())["scales"]["tiny"]["rl_steps"]
+    # every cell is traceable to run directories that hold the run's config, metrics, model and evaluation
+    for cell in table1["runs"]:
+        for run_dir in cell.split(";"):
+            run = smoke / run_dir
             config = yaml.safe_load((run / "config.yaml").read_text())
             assert config["out_dir"] == run_dir and config["seed"] == 0
             steps = [json.loads(line) for line in (run / "train" / "metrics.jsonl").read_text().splitlines()]
-            assert [s["step"] for s in steps] == [0, 1]
+            assert [s["step"] for s in steps] == list(range(rl_steps))
             assert (run / "model" / "config.json").exists()
-            samples = pd.read_parquet(run / "eval" / "samples.parquet")
-            assert len(samples) == 15  # 3 test exams x 5 questions
-    assert (workdir / "results" / "data" / "synthetic" / "rejects.csv").exists()
+            assert len(pd.read_parquet(run / "eval" / "samples.parquet")) == 15  # 3 test exams x 5 questions
+            assert len(pd.read_parquet(run / "eval" / "eos.parquet")) > 0  # taken by the training process
+    assert (smoke / "results" / "data" / "synthetic" / "rejects.csv").exists()
+    assert (smoke / "results" / "logs" / "prepare" / "synthetic.rejects.csv").exists()
+
+
+@pytest.mark.slow
+def test_smoke_runs_actually_train(smoke):
+    """The warm start earns reward, so RL updates happen: rewards and losses are non-zero and the
+    weights move away from the starting policy in every run."""
+    from safetensors.torch import load_file
+
+    init = load_file(smoke / "results" / "models" / "synthetic" / "tiny" / "sft" / "model.safetensors")
+    runs = [r for r in run_dirs(smoke) if r.parts[-5] == "synthetic"]
+    assert len(runs) >= 8
+    for run in runs:
+        steps = [json.loads(line) for line in (run / "train" / "metrics.jsonl").read_text().splitlines()]
+        assert any(s["reward"] > 0 for s in steps), f"{run}: no step earned reward"
+        assert any(s["loss"] not in (0, None) for s in steps), f"{run}: every loss is zero"
+        weights = load_file(run / "model" / "model.safetensors")
+        moved = max((weights[k] - init[k]).abs().max().item() for k in init)
+        assert moved > 0, f"{run}: weights identical to the starting policy"
+    sft_eval = json.loads((smoke / "results" / "models" / "synthetic" / "tiny" / "sft_eval" / "metrics.json").read_text())
+    assert sft_eval["acc"] > 0  # the starting policy answers some test questions
 
 
 @pytest.mark.slow
 def test_a_second_run_has_nothing_to_do(smoke):
-    _, run = smoke
-    proc = run("-n", "--cores", "2")
+    proc = snakemake("-n", cwd=smoke)
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
 def test_html_report_holds_every_table_and_figure(smoke):
-    workdir, run = smoke
-    run("--report", "results/report.html")
-    report = (workdir / "results" / "report.html").read_text()
+    snakemake("--report", "results/report.html", cwd=smoke)
+    report = (smoke / "results" / "report.html").read_text()
     for name in ("table1", "table2", "table3", "table4", "table5", "table6", "table8", "bootstrap"):
         assert f"{name}.html" in report, f"{name}.html is not in the report"
     for name in ("figure2", "figure3", "figure4"):
         assert f"{name}.png" in report, f"{name}.png is not in the report"
     assert "Table 8 of the paper" in report  # a caption, rendered
+
+
+@pytest.mark.slow
+def test_a_changed_setting_reruns_only_the_runs_that_read_it(smoke):
+    """shuffle_seed: only the shuffled run (and the tables); reward.alpha: no correctness run."""
+    changed = smoke / "changed.yaml"
+    changed.write_text(yaml.safe_dump({"reward": {"shuffle_seed": 987654}}))
+    proc = snakemake("-n", "--configfile", str(changed), cwd=smoke)
+    retrained = planned_outputs(proc.stdout, "train_local")
+    assert retrained and all("/shuffled-" in p for p in retrained), retrained
+    assert planned_jobs(proc.stdout).get("table4") == 1
+
+    changed.write_text(yaml.safe_dump({"reward": {"alpha": 5}}))
+    proc = snakemake("-n", "--configfile", str(changed), cwd=smoke)
+    retrained = planned_outputs(proc.stdout, "train_local")
+    assert retrained and not [p for p in retrained if "/correctness/" in p], retrained
+    assert any("/human-a5-additive_clipped/" in p for p in retrained)
+
+
+@pytest.mark.slow
+def test_a_run_whose_training_failed_is_rebuilt_by_a_plain_rerun(smoke, tmp_path):
+    """What Snakemake leaves after a killed training job: the run's model and metrics gone, its
+    evaluation (and the tables) still there. The README's command must rebuild the run."""
+    work = copy_sweep(smoke, tmp_path / "sweep")
+    run = work / "results" / "runs" / "synthetic" / "tiny" / "rloo" / "correctness" / "seed0"
+    shutil.rmtree(run / "model")
+    (run / "train" / "metrics.jsonl").unlink()
+    proc = snakemake("-n", cwd=work)
+    assert [p for p in planned_outputs(proc.stdout, "train_local") if "/rloo/correctness/seed0/" in p], \
+        proc.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_a_table_refuses_a_run_directory_that_is_not_the_planned_run(smoke, tmp_path):
+    work = copy_sweep(smoke, tmp_path / "sweep")
+    run = "results/runs/synthetic/tiny/rloo/shuffled-a10-additive_clipped/seed0"
+    saved = yaml.safe_load((work / run / "config.yaml").read_text())
+    saved["reward"]["shuffle_seed"] += 7  # e.g. an edited copy trained into the run directory by hand
+    (work / run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    runs = pd.read_csv(work / "results" / "tables" / "table4.csv")["runs"].str.split(";").explode().tolist()
+    proc = rlev("report", "table4", "--plan", "results/plan.json", "--runs", *runs, "--out", "t4", cwd=work,
+                check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{run}/config.yaml differs from the current plan at reward.shuffle_seed" in proc.stderr
+    assert not (work / "t4.csv").exists()
+    # the workflow itself retrains it: the edited config is newer than the run's outputs
+    assert any("/shuffled-" in p for p in planned_outputs(snakemake("-n", cwd=work).stdout, "train_local"))
+
+
+@pytest.mark.slow
+def test_rlev_plan_merges_a_config_file_says_which_runs_are_done_and_refuses_clearly(smoke):
+    proc = rlev("plan", cwd=smoke)
+    lines = proc.stdout.splitlines()
+    assert lines and all(line.rstrip().endswith("done") for line in lines), proc.stdout
+    (smoke / "mine.yaml").write_text(yaml.safe_dump({"reward": {"alpha": 5}}))
+    proc = rlev("plan", "--config", "mine.yaml", cwd=smoke)
+    assert "human-a5-additive_clipped/seed0  to do" in proc.stdout
+    assert "rloo/correctness/seed0  done" in proc.stdout  # merged: the rest of config.yaml still holds
+    proc = rlev("plan", "--set", "dataset=mine", cwd=smoke, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "dataset: 'mine' is not defined under `datasets`" in proc.stderr
+
+
+@pytest.mark.slow
+def test_rlev_by_hand_reads_a_run_config_and_keeps_hand_made_runs_apart(smoke, tmp_path):
+    run = "results/runs/synthetic/tiny/rloo/correctness/seed0"
+    rlev("evaluate", "--spec", f"{run}/config.yaml", "--out", str(tmp_path / "eval"), cwd=smoke)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == \
+        {**json.loads((smoke / run / "eval" / "metrics.json").read_text()),
+         "model": f"{run}/model"}
+    edited = yaml.safe_load((smoke / run / "config.yaml").read_text())
+    edited["scale"]["rl_steps"] = 1
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(edited))
+    proc = rlev("train", "--spec", str(tmp_path / "edited.yaml"), cwd=smoke, check=False)
+    assert proc.returncode == 1 and "--out" in proc.stderr  # would overwrite the workflow's run
+    proc = rlev("train", "--spec", str(tmp_path / "edited.yaml"), "--out", str(tmp_path / "hand"), cwd=smoke)
+    assert len((tmp_path / "hand" / "train" / "metrics.jsonl").read_text().splitlines()) == 1
+    assert (tmp_path / "hand" / "eval" / "metrics.json").exists()
+    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake("-n", cwd=smoke))
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_training_ends_with_the_same_tables_after_one_plain_rerun(smoke, tmp_path):
+    """Ctrl-C during RL training, then the README's command once: the tables equal the uninterrupted sweep's."""
+    work = smoke_dir(tmp_path / "sweep")
+    proc = subprocess.Popen(README_COMMAND, cwd=work, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 900
+        while time.time() < deadline and proc.poll() is None:
+            started = [m for m in (work / "results" / "runs").glob("*/*/*/*/seed*/train/metrics.jsonl")
+                       if m.stat().st_size > 0]
+            if started:  # a run is between its first and last step
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the sweep ended before any training started"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert not (work / "results" / "tables" / "table1.csv").exists()
+    snakemake(cwd=work)
+    assert tables(work) == tables(smoke)

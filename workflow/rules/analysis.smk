@@ -1,8 +1,11 @@
-# Table 8, Figure 2, the paired bootstrap, and every table rendered to HTML for the report.
+# Table 8, Figure 2 and the paired bootstrap (all over the main experiment's runs).
 
 
+# Teacher-forced EOS probabilities of a verl run's policy on one GPU. A local run gets its
+# eval/eos.parquet from its training job (rule train_local).
 rule eos_run:
     input:
+        config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         model="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model",
         test="results/data/{dataset}/test.parquet",
         samples="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/samples.parquet",
@@ -10,22 +13,24 @@ rule eos_run:
         "results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/eos.parquet",
     log:
         "results/logs/eos/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
+    wildcard_constraints:
+        scale=scales_of_backend("verl"),
     conda:
-        get_policy_env
+        "../../envs/verl.yaml"
     threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
-        gpu=get_eval_gpus,
-    params:
-        spec=lambda wc: spec(get_scale(wc)),
+        gpu=1,
     shell:
-        "rlev eos --spec {params.spec} --model {input.model} --test {input.test} "
+        "rlev eos --spec {input.config} --model {input.model} --test {input.test} "
         "--samples {input.samples} --out {output} 2> {log}"
 
 
 rule figure2:
     input:
-        lambda wc: expand("{run}/eval/eos.parquet", run=get_table_runs("main")),
+        eos=lambda wc: expand("{run}/eval/eos.parquet", run=get_table_runs("main")),
+        runs=lambda wc: get_run_files("main"),
+        plan="results/plan.json",
     output:
         png=report("results/figures/figure2.png", caption="../report/figure2.rst", category="Figures"),
         svg="results/figures/figure2.svg",
@@ -38,15 +43,15 @@ rule figure2:
     resources:
         mem_mb=2000,
     shell:
-        "rlev figure2 --eos {input} --out results/figures/figure2 2> {log}"
+        "rlev figure2 --plan {input.plan} --eos {input.eos} --out results/figures/figure2 2> {log}"
 
 
 rule table8:
     input:
-        lambda wc: expand("{run}/eval/metrics.json", run=get_table_runs("main")),
+        runs=lambda wc: get_run_files("main"),
+        plan="results/plan.json",
     output:
-        csv="results/tables/table8.csv",
-        md="results/tables/table8.md",
+        **table_outputs("table8"),
     log:
         "results/logs/report/table8.log",
     conda:
@@ -56,16 +61,17 @@ rule table8:
         mem_mb=1000,
     params:
         runs=lambda wc: get_table_runs("main"),
+        caption=lambda wc: table_caption("table8"),
     shell:
-        "rlev report table8 --runs {params.runs} --out results/tables/table8 2> {log}"
+        "rlev report table8 --plan {input.plan} --runs {params.runs} --out results/tables/table8 2> {log}"
 
 
 rule bootstrap:
     input:
-        lambda wc: expand("{run}/eval/samples.parquet", run=get_table_runs("main")),
+        runs=lambda wc: get_run_files("main"),
+        plan="results/plan.json",
     output:
-        csv="results/tables/bootstrap.csv",
-        md="results/tables/bootstrap.md",
+        **table_outputs("bootstrap"),
     log:
         "results/logs/report/bootstrap.log",
     conda:
@@ -75,26 +81,6 @@ rule bootstrap:
         mem_mb=2000,
     params:
         runs=lambda wc: get_table_runs("main"),
+        caption=lambda wc: table_caption("bootstrap"),
     shell:
-        "rlev report bootstrap --runs {params.runs} --out results/tables/bootstrap 2> {log}"
-
-
-# The report embeds HTML, not Markdown: each table's .md becomes .html, captioned with
-# workflow/report/<table>.rst (read through params, since a caption path has no wildcards).
-rule table_html:
-    input:
-        md="results/tables/{table}.md",
-        csv="results/tables/{table}.csv",
-    output:
-        report("results/tables/{table}.html", caption="../report/table.rst", category="Tables"),
-    log:
-        "results/logs/report/{table}_html.log",
-    conda:
-        "../../envs/cpu.yaml"
-    threads: 1
-    resources:
-        mem_mb=500,
-    params:
-        caption=get_table_caption,
-    shell:
-        "rlev table-html --md {input.md} --csv {input.csv} --out {output} 2> {log}"
+        "rlev report bootstrap --plan {input.plan} --runs {params.runs} --out results/tables/bootstrap 2> {log}"

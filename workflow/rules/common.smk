@@ -6,7 +6,18 @@ import shlex
 from pathlib import Path
 
 from rlev import InputError
-from rlev.config import Run, experiment_runs, plan_runs, policy_init_path, run_config, validate
+from rlev.config import (
+    NAME_PATTERN,
+    Run,
+    config_digest,
+    experiment_runs,
+    plan_runs,
+    policy_init_path,
+    run_config,
+    validate,
+    write_plan,
+    write_run_config,
+)
 
 try:
     validate(config)
@@ -17,10 +28,12 @@ except InputError as err:  # the user's settings: the message, without rlev's fr
 os.environ.setdefault("RLEV_ROOT", workflow.basedir)
 
 
+# rlev.config validates every dataset, scale and estimator name against NAME_PATTERN, so a
+# configured name always matches its wildcard (or the config is refused, naming it).
 wildcard_constraints:
-    dataset=r"[A-Za-z0-9_.-]+",
-    scale=r"[A-Za-z0-9_.-]+",
-    estimator=r"[a-z_+]+",
+    dataset=NAME_PATTERN,
+    scale=NAME_PATTERN,
+    estimator=NAME_PATTERN,
     reward=r"[A-Za-z0-9_.+-]+",
     seed=r"\d+",
 
@@ -40,8 +53,17 @@ def get_run(wildcards):
     return Run(wildcards.dataset, wildcards.scale, wildcards.estimator, wildcards.reward, int(wildcards.seed))
 
 
-def get_run_spec(wildcards):
-    return spec(run_config(config, get_run(wildcards)))
+def get_run_digest(wildcards):
+    """A fingerprint of the run's resolved config: a change reruns rule run_config, then everything after it."""
+    return config_digest(run_config(config, get_run(wildcards)))
+
+
+def get_run_files(experiment, *files):
+    """What every run of `experiment` must hold for a table: its config, training record,
+    model and evaluation (plus `files`). Asking for all of them makes a plain rerun rebuild
+    a run whose training failed or was killed, even when other files of it survived."""
+    have = ("config.yaml", "train/metrics.jsonl", "model", "eval/metrics.json", "eval/samples.parquet")
+    return [f"{run.path}/{f}" for run in experiment_runs(config, experiment) for f in (*have, *files)]
 
 
 def get_scale(wildcards):
@@ -57,9 +79,18 @@ def get_dataset_source(wildcards):
 
 
 def get_prepare_input(wildcards):
-    if config["datasets"][wildcards.dataset]["source"] == "synthetic":
+    """The data prepare reads, as files: editing the user's own data file reruns prepare and
+    everything after it. A local folder (a GAOKAO-Bench checkout, a saved Hub dataset) counts
+    file by file, since a folder's time stamp does not change when a file in it is edited."""
+    ds = config["datasets"][wildcards.dataset]
+    if ds["source"] == "synthetic":
         return [f"data/{wildcards.dataset}/exams.jsonl"]
-    return []
+    path = ds.get("path")
+    if not path:
+        return []  # a Hugging Face id: read at run time
+    if Path(path).is_dir():
+        return sorted(str(p) for p in Path(path).rglob("*") if p.is_file() and not p.name.startswith("."))
+    return [path]  # a missing file stops the dry run, naming it
 
 
 def get_demonstrations(wildcards):
@@ -94,14 +125,22 @@ def get_policy_env(wildcards):
     return "../../envs/cpu.yaml" if get_scale(wildcards)["backend"] == "local" else "../../envs/verl.yaml"
 
 
-def get_table_caption(wildcards):
+def table_caption(table):
     """A table's report caption, workflow/report/<table>.rst (rendered through report/table.rst)."""
-    path = Path(workflow.basedir) / "workflow" / "report" / f"{wildcards.table}.rst"
+    path = Path(workflow.basedir) / "workflow" / "report" / f"{table}.rst"
     if not path.is_file():
-        raise WorkflowError(
-            f"results/tables/{wildcards.table}.md goes into the report but has no caption: write {path}"
-        )
+        raise WorkflowError(f"results/tables/{table}.md goes into the report but has no caption: write {path}")
     return path.read_text().strip()
+
+
+def table_outputs(table, in_report=True):
+    """A table's CSV and Markdown, and its HTML (written by the same job) for the report."""
+    html = f"results/tables/{table}.html"
+    return {
+        "csv": f"results/tables/{table}.csv",
+        "md": f"results/tables/{table}.md",
+        "html": report(html, caption="../report/table.rst", category="Tables") if in_report else html,
+    }
 
 
 def get_analysis_output():
@@ -109,11 +148,6 @@ def get_analysis_output():
     tables = [f"results/tables/{t}.{ext}" for t in ("table8", "bootstrap") for ext in ("csv", "md")]
     figures = [f"results/figures/figure2.{ext}" for ext in ("png", "svg", "csv")]
     return tables + figures
-
-
-def get_table_html(outputs):
-    """The HTML rendering (for the report) of every table among `outputs`."""
-    return [p[: -len(".md")] + ".html" for p in outputs if p.startswith("results/tables/") and p.endswith(".md")]
 
 
 ABLATION_TABLES = {"ablation": "table4", "alpha": "table5", "form": "table6"}
@@ -193,4 +227,23 @@ def get_final_output():
     outputs += get_value_output()
     outputs += get_analysis_output()
     outputs += get_ablation_output()
-    return outputs + get_table_html(outputs)
+    # each table job writes its .html (the report's rendering) beside its .csv and .md
+    return outputs + [
+        p[: -len(".md")] + ".html" for p in outputs if p.startswith("results/tables/") and p.endswith(".md")
+    ]
+
+
+def check_placeholders():
+    """Stop before the first job while a profile's CHANGE_ME placeholder is a resource of some rule."""
+    found = [
+        (r.name, name, value)
+        for r in workflow.rules
+        for name, value in r.resources.items()
+        if isinstance(value, str) and "CHANGE_ME" in value
+    ]
+    if found:
+        job_rule, name, value = found[0]
+        raise WorkflowError(
+            f"resource {name}={value} of {job_rule} is a placeholder of profiles/slurm/config.yaml: set your "
+            "account and partitions there (every CHANGE_ME) before submitting"
+        )

@@ -29,7 +29,9 @@ rule prepare:
         rejects="results/data/{dataset}/rejects.csv",
         stats="results/data/{dataset}/stats.json",
     log:
-        "results/logs/prepare/{dataset}.log",
+        main="results/logs/prepare/{dataset}.log",
+        # a copy of rejects.csv that survives a failed prepare (Snakemake deletes a failed job's outputs)
+        rejects="results/logs/prepare/{dataset}.rejects.csv",
     conda:
         "../../envs/cpu.yaml"
     threads: 1
@@ -39,7 +41,7 @@ rule prepare:
         spec=lambda wc: spec({"source": get_dataset_source(wc), "data": config["data"]}),
     shell:
         "rlev prepare --spec {params.spec} --dataset {wildcards.dataset} "
-        "--out results/data/{wildcards.dataset} 2> {log}"
+        "--out results/data/{wildcards.dataset} --rejects-log {log.rejects} 2> {log.main}"
 
 
 rule value_report:
@@ -47,12 +49,11 @@ rule value_report:
         main=f"results/data/{config['dataset']}/train.parquet",
         others=expand("results/data/{dataset}/train.parquet", dataset=get_other_datasets()),
     output:
+        **table_outputs("value_stats"),
         figure3=report("results/figures/figure3.png", caption="../report/figure3.rst", category="Figures"),
         figure3_svg="results/figures/figure3.svg",
         figure4=report("results/figures/figure4.png", caption="../report/figure4.rst", category="Figures"),
         figure4_svg="results/figures/figure4.svg",
-        csv="results/tables/value_stats.csv",
-        md="results/tables/value_stats.md",
     log:
         "results/logs/report/value_report.log",
     conda:
@@ -62,6 +63,7 @@ rule value_report:
         mem_mb=2000,
     params:
         dirs=lambda wc, input: [os.path.dirname(p) for p in [input.main, *input.others]],
+        caption=lambda wc: table_caption("value_stats"),
     shell:
         "rlev values-report --datasets {params.dirs} --figures results/figures "
         "--table results/tables/value_stats 2> {log}"

@@ -1,32 +1,12 @@
-# Greedy evaluation on the held-out exams: per-sample records and the paper's metrics.
+# Greedy evaluation on the held-out exams: per-sample records and the paper's metrics. A
+# local run is evaluated by its training job (rule train_local); these rules evaluate the
+# verl runs and the starting policy.
 
 
-rule evaluate_run:
-    input:
-        model="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model",
-        test="results/data/{dataset}/test.parquet",
-    output:
-        samples="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/samples.parquet",
-        metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/metrics.json",
-    log:
-        "results/logs/evaluate/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
-    wildcard_constraints:
-        scale=scales_of_backend("local"),
-    conda:
-        "../../envs/cpu.yaml"
-    threads: lambda wc: get_scale(wc)["threads"]
-    resources:
-        mem_mb=4000,
-    params:
-        spec=lambda wc: spec(get_scale(wc)),
-        out=lambda wc, output: os.path.dirname(output.metrics),
-    shell:
-        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} " "--out {params.out} 2> {log}"
-
-
-# The same evaluation at the verl scales: greedy generation with vLLM on GPUs.
+# Greedy generation with vLLM on GPUs (the verl scales).
 rule evaluate_verl:
     input:
+        config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         model="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model",
         test="results/data/{dataset}/test.parquet",
     output:
@@ -45,10 +25,9 @@ rule evaluate_verl:
         # vLLM shards the policy over tensor_parallel GPUs.
         gpu=lambda wc: get_scale(wc)["tensor_parallel"],
     params:
-        spec=lambda wc: spec(get_scale(wc)),
         out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
-        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} " "--out {params.out} 2> {log}"
+        "rlev evaluate --spec {input.config} --model {input.model} --test {input.test} --out {params.out} 2> {log}"
 
 
 rule evaluate_init:
@@ -69,4 +48,4 @@ rule evaluate_init:
         spec=lambda wc: spec(get_scale(wc)),
         out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
-        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} " "--out {params.out} 2> {log}"
+        "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} --out {params.out} 2> {log}"

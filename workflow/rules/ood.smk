@@ -24,6 +24,7 @@ rule ood_data:
 
 rule ood_run:
     input:
+        config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         model="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model",
         rows="results/ood/data/{benchmark}.parquet",
     output:
@@ -38,10 +39,9 @@ rule ood_run:
         mem_mb=4000,
         gpu=get_eval_gpus,
     params:
-        spec=lambda wc: spec(get_scale(wc)),
         out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
-        "rlev ood evaluate --spec {params.spec} --model {input.model} --data {input.rows} --out {params.out} 2> {log}"
+        "rlev ood evaluate --spec {input.config} --model {input.model} --data {input.rows} --out {params.out} 2> {log}"
 
 
 # The starting policy of the runs ("base" in the paper): the warm-started tiny model, or the
@@ -71,14 +71,14 @@ rule ood_base:
 
 rule table2:
     input:
-        runs=lambda wc: expand("{run}/eval/metrics.json", run=get_table_runs("ood")),
+        runs=lambda wc: get_run_files("ood"),
+        plan="results/plan.json",
         ood=lambda wc: expand(
             "{run}/ood/{benchmark}/metrics.json", run=get_table_runs("ood"), benchmark=get_ood_benchmarks()
         ),
         base=lambda wc: expand("{base}/{benchmark}/metrics.json", base=get_ood_base(), benchmark=get_ood_benchmarks()),
     output:
-        csv="results/tables/table2.csv",
-        md="results/tables/table2.md",
+        **table_outputs("table2"),
     log:
         "results/logs/report/table2.log",
     conda:
@@ -90,6 +90,7 @@ rule table2:
         runs=lambda wc: get_table_runs("ood"),
         base=get_ood_base(),
         benchmarks=get_ood_benchmarks(),
+        caption=lambda wc: table_caption("table2"),
     shell:
-        "rlev report table2 --runs {params.runs} --base {params.base} --benchmarks {params.benchmarks} "
+        "rlev report table2 --plan {input.plan} --runs {params.runs} --base {params.base} --benchmarks {params.benchmarks} "
         "--out results/tables/table2 2> {log}"

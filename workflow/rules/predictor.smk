@@ -73,12 +73,11 @@ rule predictor_label:
 
 rule table3:
     input:
-        samples=lambda wc: expand("{run}/eval/samples.parquet", run=get_table_runs("noisy")),
-        metrics=lambda wc: expand("{run}/eval/metrics.json", run=get_table_runs("noisy")),
+        runs=lambda wc: get_run_files("noisy"),
         init=get_noisy_init_evaluations,
+        plan="results/plan.json",
     output:
-        csv="results/tables/table3.csv",
-        md="results/tables/table3.md",
+        **table_outputs("table3"),
     log:
         "results/logs/report/table3.log",
     conda:
@@ -89,5 +88,6 @@ rule table3:
     params:
         runs=lambda wc: get_table_runs("noisy"),
         init=lambda wc, input: f"--init {input.init}" if input.init else "",
+        caption=lambda wc: table_caption("table3"),
     shell:
-        "rlev report table3 --runs {params.runs} {params.init} --out results/tables/table3 2> {log}"
+        "rlev report table3 --plan {input.plan} --runs {params.runs} {params.init} --out results/tables/table3 2> {log}"

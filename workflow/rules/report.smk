@@ -1,13 +1,28 @@
-# Paper-numbered tables, each cell read from a run directory.
+# Paper-numbered tables, each cell read from a run directory. Every table job first checks
+# each run directory's config.yaml against the current plan (results/plan.json) and
+# refuses, naming the directory and the keys, a run trained under other settings.
+
+
+# The validated config (defaults filled): the plan the tables check run directories against.
+rule plan:
+    output:
+        "results/plan.json",
+    log:
+        "results/logs/report/plan.log",
+    localrule: True
+    params:
+        digest=lambda wc: config_digest(config),
+    run:
+        write_plan(config, output[0], log[0])
 
 
 rule table1:
     input:
-        runs=lambda wc: expand("{run}/eval/metrics.json", run=get_table_runs("main")),
+        runs=lambda wc: get_run_files("main"),
         init=get_init_evaluations,
+        plan="results/plan.json",
     output:
-        csv=report("results/tables/table1.csv", caption="../report/table1.rst", category="Tables"),
-        md="results/tables/table1.md",
+        **table_outputs("table1"),
     log:
         "results/logs/report/table1.log",
     conda:
@@ -17,17 +32,19 @@ rule table1:
         mem_mb=1000,
     params:
         runs=lambda wc: get_table_runs("main"),
+        caption=lambda wc: table_caption("table1"),
     shell:
-        "rlev report table1 --runs {params.runs} --init {input.init} --out results/tables/table1 2> {log}"
+        "rlev report table1 --plan {input.plan} --runs {params.runs} --init {input.init} "
+        "--out results/tables/table1 2> {log}"
 
 
 # Tables 4-6: the reward ablations; a run several tables share is trained once.
 rule table4:
     input:
-        lambda wc: expand("{run}/eval/metrics.json", run=get_table_runs("ablation")),
+        runs=lambda wc: get_run_files("ablation"),
+        plan="results/plan.json",
     output:
-        csv=report("results/tables/table4.csv", caption="../report/table4.rst", category="Tables"),
-        md="results/tables/table4.md",
+        **table_outputs("table4"),
     log:
         "results/logs/report/table4.log",
     conda:
@@ -37,16 +54,17 @@ rule table4:
         mem_mb=1000,
     params:
         runs=lambda wc: get_table_runs("ablation"),
+        caption=lambda wc: table_caption("table4"),
     shell:
-        "rlev report table4 --runs {params.runs} --out results/tables/table4 2> {log}"
+        "rlev report table4 --plan {input.plan} --runs {params.runs} --out results/tables/table4 2> {log}"
 
 
 rule table5:
     input:
-        lambda wc: expand("{run}/eval/metrics.json", run=get_table_runs("alpha")),
+        runs=lambda wc: get_run_files("alpha"),
+        plan="results/plan.json",
     output:
-        csv=report("results/tables/table5.csv", caption="../report/table5.rst", category="Tables"),
-        md="results/tables/table5.md",
+        **table_outputs("table5"),
     log:
         "results/logs/report/table5.log",
     conda:
@@ -56,16 +74,17 @@ rule table5:
         mem_mb=1000,
     params:
         runs=lambda wc: get_table_runs("alpha"),
+        caption=lambda wc: table_caption("table5"),
     shell:
-        "rlev report table5 --runs {params.runs} --out results/tables/table5 2> {log}"
+        "rlev report table5 --plan {input.plan} --runs {params.runs} --out results/tables/table5 2> {log}"
 
 
 rule table6:
     input:
-        lambda wc: expand("{run}/eval/metrics.json", run=get_table_runs("form")),
+        runs=lambda wc: get_run_files("form"),
+        plan="results/plan.json",
     output:
-        csv=report("results/tables/table6.csv", caption="../report/table6.rst", category="Tables"),
-        md="results/tables/table6.md",
+        **table_outputs("table6"),
     log:
         "results/logs/report/table6.log",
     conda:
@@ -75,5 +94,6 @@ rule table6:
         mem_mb=1000,
     params:
         runs=lambda wc: get_table_runs("form"),
+        caption=lambda wc: table_caption("table6"),
     shell:
-        "rlev report table6 --runs {params.runs} --out results/tables/table6 2> {log}"
+        "rlev report table6 --plan {input.plan} --runs {params.runs} --out results/tables/table6 2> {log}"

@@ -3,11 +3,28 @@
 # rule only matches the scales of its back end, so the run paths stay the same.
 
 
+# The run's resolved configuration, saved first: every job of the run reads it (an input),
+# so its outputs depend on exactly this run, and a change of any setting the run reads
+# rewrites it (params: its fingerprint) and reruns the run's jobs after it. Written in
+# Snakemake's own process: no job start-up.
+rule run_config:
+    output:
+        "results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
+    log:
+        "results/logs/run_config/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
+    localrule: True
+    params:
+        digest=get_run_digest,
+    run:
+        write_run_config(config, get_run(wildcards), output[0], log[0])
+
+
 # The run's value variant (rlev.values): v and s(x) per training row in values.parquet (a
 # record; the local trainer computes the same scales in memory), and verl's training file
 # with them in extra_info (what compute_score reads on the verl back end).
 rule values:
     input:
+        config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         # the dataset's training split; a `predicted` run's carries the predictor's labels
         train=get_run_train_data,
         verl_train="results/data/{dataset}/verl/train.parquet",
@@ -22,22 +39,28 @@ rule values:
     resources:
         mem_mb=2000,
     params:
-        run=get_run_spec,
         out=lambda wc, output: os.path.dirname(output.values),
     shell:
-        "rlev values --spec {params.run} --train {input.train} --verl-train {input.verl_train} "
+        "rlev values --spec {input.config} --train {input.train} --verl-train {input.verl_train} "
         "--out {params.out} 2> {log}"
 
 
+# The local back end trains, then evaluates the final policy greedily on the test split
+# and takes Figure 2's EOS probabilities, all in one process (torch is imported once per
+# run, not three times).
 rule train_local:
     input:
+        config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         train=get_run_train_data,
         values="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/values.parquet",
         init=get_policy_init,
+        test="results/data/{dataset}/test.parquet",
     output:
-        config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/train/metrics.jsonl",
         model=directory("results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model"),
+        samples="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/samples.parquet",
+        eval="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/metrics.json",
+        eos="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/eos.parquet",
     log:
         "results/logs/train/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
     wildcard_constraints:
@@ -47,19 +70,17 @@ rule train_local:
     threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
-    params:
-        run=get_run_spec,
     shell:
-        "rlev train --spec {params.run} 2> {log}"
+        "rlev train --spec {input.config} 2> {log}"
 
 
 rule train_verl:
     input:
+        config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         # the run's own copy: extra_info carries each row's value and scale (rule values)
         verl_train="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/verl_train.parquet",
         verl_test="results/data/{dataset}/verl/test.parquet",
     output:
-        config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/train/metrics.jsonl",
         model=directory("results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model"),
     log:
@@ -75,7 +96,5 @@ rule train_verl:
         gpu=lambda wc: get_scale(wc)["gpus_per_node"],
         mem_mb=480000,
         runtime=2880,
-    params:
-        run=get_run_spec,
     shell:
-        "rlev train --spec {params.run} 2> {log}"
+        "rlev train --spec {input.config} 2> {log}"
