@@ -174,10 +174,11 @@ def own_data_config(workdir: Path, csv: Path) -> Path:
 
 
 def test_editing_the_users_data_file_reruns_prepare(tmp_path):
+    from rlev.config import load_config
     from rlev.data.synthetic import write
 
     exams = tmp_path / "data" / "mine.jsonl"
-    write({"train_exams": 8, "test_exams": 3, "questions_per_exam": 5, "seed": 3}, exams, tmp_path / "demos.jsonl")
+    write(load_config(SMOKE_CONFIG)["datasets"]["synthetic"], exams, tmp_path / "demos.jsonl")
     config = yaml.safe_load(SMOKE_CONFIG.read_text())
     config["datasets"]["mine"] = {"source": "table", "path": "data/mine.jsonl"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
