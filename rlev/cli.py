@@ -280,18 +280,19 @@ def cmd_table_html(args) -> None:
 
 
 def cmd_eos(args) -> None:
-    from rlev.analysis.eos import run_eos
+    from rlev.analysis.eos import PROMPTS_PER_EXTREME, run_eos
 
     s = scale_of(read_spec(args.spec))
-    run_eos(args.model, args.test, args.samples, Path(args.out), args.prompts, s["eval_batch"], s["threads"],
+    prompts = PROMPTS_PER_EXTREME if args.prompts is None else args.prompts
+    run_eos(args.model, args.test, args.samples, Path(args.out), prompts, s["eval_batch"], s["threads"],
             s["device"], s["dtype"])
 
 
 def cmd_figure2(args) -> None:
-    from rlev.analysis.eos import figure2
+    from rlev.analysis.eos import BINS, figure2
 
     check_plan(args.plan, [str(Path(p).parent.parent) for p in args.eos])  # <run>/eval/eos.parquet
-    figure2(args.eos, Path(args.out), args.bins)
+    figure2(args.eos, Path(args.out), BINS if args.bins is None else args.bins)
 
 
 def _overrides(pairs: list[str] | None) -> dict:
@@ -303,9 +304,8 @@ def _overrides(pairs: list[str] | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from rlev.analysis.eos import BINS, PROMPTS_PER_EXTREME
-    from rlev.stats import RESAMPLES, SEED
-
+    # Defaults that live in heavier modules (numpy, pandas) are filled in by the command
+    # that uses them, so parsing (and `rlev --help`) imports nothing beyond the CLI.
     parser = argparse.ArgumentParser(prog="rlev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -345,8 +345,8 @@ def main(argv: list[str] | None = None) -> None:
         ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
         ("--init", dict(nargs="*", help="metrics.json of the starting policy")),
         ("--out", dict(required=True, help="path without suffix; .csv and .md are written")),
-        ("--resamples", dict(type=int, default=RESAMPLES, help="bootstrap: prompt resamples")),
-        ("--seed", dict(type=int, default=SEED, help="bootstrap: numpy seed of the resampling")),
+        ("--resamples", dict(type=int, help="bootstrap: prompt resamples (default rlev.stats.RESAMPLES)")),
+        ("--seed", dict(type=int, help="bootstrap: numpy seed of the resampling (default rlev.stats.SEED)")),
         ("--base", dict(default=None, help="table2: the starting policy's OOD folder (<benchmark>/metrics.json)")),
         ("--benchmarks", dict(nargs="*", help="table2: benchmark names, in column order")))
     add("predictor", cmd_predictor, ("action", dict(choices=["train", "evaluate", "label"])), spec,
@@ -365,19 +365,21 @@ def main(argv: list[str] | None = None) -> None:
     add("eos", cmd_eos, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
         ("--samples", dict(required=True, help="the run's eval/samples.parquet")),
         ("--out", dict(required=True, help="eos.parquet")),
-        ("--prompts", dict(type=int, default=PROMPTS_PER_EXTREME,
-                           help="highest- and lowest-valued prompts each (capped at n/2)")))
+        ("--prompts", dict(type=int, help="highest- and lowest-valued prompts each (capped at n/2; default "
+                                          "rlev.analysis.eos.PROMPTS_PER_EXTREME)")))
     add("figure2", cmd_figure2, ("--eos", dict(nargs="+", required=True, help="<run>/eval/eos.parquet files")),
         ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
         ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")),
-        ("--bins", dict(type=int, default=BINS, help="relative-position bins")))
+        ("--bins", dict(type=int, help="relative-position bins (default rlev.analysis.eos.BINS)")))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from rlev import InputError
+    from rlev.timing import command_timer
 
     try:
-        args.fn(args)
+        with command_timer(args.command):  # one line in the job's log: start-up against work
+            args.fn(args)
     except InputError as err:  # the user's data or settings: the message says what to fix
         print(f"rlev {args.command}: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -14,10 +14,12 @@ Two verifiers share one call signature,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rlev.verify.judge import JudgeError, JudgeVerifier
 from rlev.verify.rule import RuleVerifier, extract_final_answer, verify
+
+if TYPE_CHECKING:
+    from rlev.verify.judge import JudgeError, JudgeVerifier
 
 __all__ = [
     "JUDGE_OPTIONS",
@@ -35,6 +37,15 @@ __all__ = [
 VERIFIER_KINDS = ("rule", "judge")
 # Keys of a run's `reward.verifier` block (config schema) that are JudgeVerifier arguments of the same name.
 JUDGE_OPTIONS = ("on_failure", "timeout_s", "max_retries", "concurrency", "cache_path", "max_tokens", "api_key_env")
+
+
+def __getattr__(name: str):
+    # The judge (and its HTTP client, aiohttp) loads on first use: rule-verified jobs never pay for it.
+    if name in ("JudgeError", "JudgeVerifier"):
+        from rlev.verify import judge
+
+        return getattr(judge, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_verifier(cfg: dict[str, Any]) -> RuleVerifier | JudgeVerifier:
@@ -58,6 +69,8 @@ def build_verifier(cfg: dict[str, Any]) -> RuleVerifier | JudgeVerifier:
             raise ValueError(f"unknown rule verifier option(s) {unknown}; allowed: {list(allowed)}")
         return RuleVerifier(**args)
     if kind == "judge":
+        from rlev.verify.judge import JudgeVerifier
+
         return JudgeVerifier.from_config(args)
     raise ValueError(f"unknown verifier kind {kind!r}; choose one of {VERIFIER_KINDS}")
 

@@ -1,0 +1,182 @@
+"""Where a sweep's time goes: start-up against work, per rule, and wall time against the machine's limit.
+
+    .venv/bin/python benchmarks/bench_sweep.py                   # the smoke config (2-3 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_sweep.py --sweep default   # the default config.yaml (about 10 minutes)
+    .venv/bin/python benchmarks/bench_sweep.py --from DIR        # a sweep already run in DIR (e.g. after make run)
+
+Runs the sweep with Snakemake in a fresh working directory (the config copied in, this
+checkout's Snakefile) and reads two records of every job it ran:
+
+- Snakemake's own metadata (.snakemake/metadata/): when the job started (its outputs
+  marked incomplete) and ended (its newest output written): the job's seconds;
+- the job's log, where `rlev` writes one line (rlev.timing.LINE) splitting the command's
+  wall time into start-up (interpreter, CLI and every module loaded while it ran:
+  torch, transformers, verl, pandas, ...) and work.
+
+Prints per rule: jobs, job-seconds, start-up seconds, work seconds and the rest (Snakemake's
+job handling, the shell), then the sweep's wall time against its compute limit, the sum
+of work seconds / cores (a perfect scheduler with no fixed cost per job), and the time to
+plan the paper's matrix (`snakemake -n --profile profiles/slurm --config scale=7B dataset=rlev`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = {"smoke": REPO / "tests" / "config_smoke" / "config.yaml", "default": REPO / "config.yaml"}
+# rlev.timing.LINE, as written into a job's log.
+TIMING = re.compile(r"rlev (\S+): start-up (\S+) s \(interpreter and CLI (\S+) s, imports (\S+) s\), work (\S+) s")
+
+
+def snakemake(*args: str, cwd: Path) -> float:
+    """Run this checkout's workflow in `cwd`; returns its wall seconds (exits on failure)."""
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [str(bindir / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def job_records(workdir: Path) -> list[dict]:
+    """One record per job Snakemake ran in `workdir`: rule, log, start, end (from its metadata)."""
+    jobs: dict[tuple, dict] = {}
+    meta_dir = workdir / ".snakemake" / "metadata"
+    if not meta_dir.is_dir():
+        sys.exit(f"{meta_dir} is missing: {workdir} holds no Snakemake run (run a sweep there first)")
+    for path in meta_dir.rglob("*"):  # one file per output (long names are split into folders)
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        if record.get("starttime") is None or record.get("endtime") is None:
+            continue
+        # A job's outputs share its log (or, without a log, its start time).
+        key = (record["rule"], tuple(record.get("log") or ()) or record["starttime"])
+        job = jobs.setdefault(key, {"rule": record["rule"], "log": record.get("log") or [],
+                                    "start": record["starttime"], "end": record["endtime"]})
+        job["start"] = min(job["start"], record["starttime"])
+        job["end"] = max(job["end"], record["endtime"])
+    return list(jobs.values())
+
+
+def job_timing(workdir: Path, job: dict) -> dict | None:
+    """The start-up / work split rlev wrote into the job's log; None without one."""
+    for log in job["log"]:
+        path = workdir / log
+        if path.is_file():
+            for line in reversed(path.read_text(errors="replace").splitlines()):
+                if m := TIMING.search(line):
+                    return {"startup": float(m.group(2)), "imports": float(m.group(4)), "work": float(m.group(5))}
+    return None
+
+
+def summarise(workdir: Path, wall: float | None, cores: int) -> dict:
+    jobs = job_records(workdir)
+    rows: dict[str, dict] = defaultdict(lambda: defaultdict(float))
+    for job in jobs:
+        row = rows[job["rule"]]
+        seconds = max(job["end"] - job["start"], 0.0)
+        timing = job_timing(workdir, job)
+        row["jobs"] += 1
+        row["job_s"] += seconds
+        if timing is None:
+            row["unmeasured"] += 1
+            continue
+        row["startup_s"] += timing["startup"]
+        row["imports_s"] += timing["imports"]
+        row["work_s"] += timing["work"]
+        row["other_s"] += seconds - timing["startup"] - timing["work"]
+    if wall is None:  # a sweep run elsewhere: from its first job's start to its last job's end
+        wall = max(j["end"] for j in jobs) - min(j["start"] for j in jobs)
+    total = defaultdict(float)
+    for row in rows.values():
+        for key, value in row.items():
+            total[key] += value
+    return {"rows": dict(rows), "total": dict(total), "wall": wall, "cores": cores}
+
+
+def print_table(summary: dict, title: str) -> None:
+    rows, total = summary["rows"], summary["total"]
+    print(f"\n{title}")
+    header = f"{'rule':<20} {'jobs':>5} {'job-s':>8} {'start-up s':>11} {'(imports)':>10} {'work s':>8} " \
+             f"{'other s':>8} {'start-up %':>10}"
+    print(header)
+    print("-" * len(header))
+
+    def line(name, row):
+        share = 100 * row.get("startup_s", 0) / row["job_s"] if row.get("job_s") else 0.0
+        note = f"  ({int(row['unmeasured'])} without a timing line)" if row.get("unmeasured") else ""
+        print(f"{name:<20} {int(row['jobs']):>5} {row['job_s']:>8.1f} {row.get('startup_s', 0):>11.1f} "
+              f"{row.get('imports_s', 0):>10.1f} {row.get('work_s', 0):>8.1f} {row.get('other_s', 0):>8.1f} "
+              f"{share:>9.1f}%{note}")
+
+    for name in sorted(rows, key=lambda r: -rows[r]["job_s"]):
+        line(name, rows[name])
+    print("-" * len(header))
+    line("total", total)
+    wall, cores = summary["wall"], summary["cores"]
+    limit = total.get("work_s", 0) / cores
+    print(f"\nwall time {wall:.1f} s on {cores} cores; compute limit (work seconds / cores) {limit:.1f} s; "
+          f"wall / limit {wall / limit if limit else float('nan'):.2f}x")
+    print(f"job-seconds / cores {total['job_s'] / cores:.1f} s; start-up share of job-seconds "
+          f"{100 * total.get('startup_s', 0) / total['job_s']:.1f}%")
+
+
+def plan_seconds(workdir: Path) -> float:
+    """Wall seconds of the dry run of the paper's matrix (SLURM profile, 7B, the rlev dataset)."""
+    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
+    return snakemake("-n", "--quiet", "--profile", str(REPO / "profiles" / "slurm"), "--config", "scale=7B",
+                     "dataset=rlev", cwd=workdir)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", choices=sorted(CONFIGS), default="smoke", help="which config to run")
+    parser.add_argument("--cores", type=int, default=os.cpu_count(), help="snakemake --cores (default: all)")
+    parser.add_argument("--from", dest="from_dir", type=Path, default=None,
+                        help="analyse the sweep already run in this directory instead of running one")
+    parser.add_argument("--keep", type=Path, default=None, help="run in this directory and keep it")
+    parser.add_argument("--no-plan", action="store_true", help="skip timing the paper matrix's dry run")
+    parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    args = parser.parse_args()
+
+    if args.from_dir:
+        summary = summarise(args.from_dir, None, args.cores)
+        title = f"sweep in {args.from_dir} (wall = first job start to last job end)"
+    else:
+        workdir = args.keep or Path(tempfile.mkdtemp(prefix=f"bench_sweep_{args.sweep}_"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        if (workdir / ".snakemake").exists() or (workdir / "results").exists():
+            sys.exit(f"{workdir} holds an earlier sweep: pass an empty directory (or --from {workdir})")
+        shutil.copy(CONFIGS[args.sweep], workdir / "config.yaml")
+        wall = snakemake("--cores", str(args.cores), cwd=workdir)
+        summary = summarise(workdir, wall, args.cores)
+        title = f"{args.sweep} sweep ({CONFIGS[args.sweep].relative_to(REPO)}), snakemake --cores {args.cores}"
+        if not args.keep:
+            shutil.rmtree(workdir)
+    print_table(summary, title)
+    if not args.no_plan:
+        with tempfile.TemporaryDirectory(prefix="bench_sweep_plan_") as tmp:
+            summary["plan_s"] = plan_seconds(Path(tmp))
+        print(f"planning the paper matrix (snakemake -n, SLURM profile, scale=7B dataset=rlev): "
+              f"{summary['plan_s']:.2f} s")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
