@@ -4,6 +4,7 @@ import re
 import shutil
 
 import pytest
+import yaml
 
 from conftest import REPO
 from rlev.config import load_config, plan_runs
@@ -56,3 +57,23 @@ def test_profile_plans_the_paper_matrix_on_gpus(snakemake_cmd, tmp_path, scale):
     prepare = [res for rule, res in jobs if rule == "prepare"]
     assert prepare and all("gpu" not in res and res["slurm_partition"] == "CHANGE_ME_CPU_PARTITION" for res in prepare)
     assert not [rule for rule, _ in jobs if rule in ("train_local", "sft", "init_model")]
+
+
+def test_a_run_with_the_profiles_placeholders_stops_before_any_job(snakemake_cmd, tmp_path):
+    shutil.copy(REPO / "tests" / "config_smoke" / "config.yaml", tmp_path / "config.yaml")
+    # the local executor stands in for sbatch: the check runs before any job, whatever executes it
+    proc = snakemake_cmd("--profile", str(REPO / "profiles" / "slurm"), "--executor", "local", "--cores", "1",
+                         "data/synthetic/exams.jsonl", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "slurm_account=CHANGE_ME_ACCOUNT" in proc.stdout + proc.stderr
+    assert "set your account and partitions there" in proc.stdout + proc.stderr
+    assert not (tmp_path / "data").exists()  # no job ran
+
+
+def test_the_default_workflow_profile_leaves_the_slurm_profiles_keys_alone():
+    """profiles/default applies beside --profile profiles/slurm and wins key by key: it must set
+    none of the SLURM profile's keys (resources, jobs, retries, ...)."""
+    default = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert not set(default) & (set(slurm) - {"rerun-incomplete"}), set(default) & set(slurm)
+    assert "default-resources" not in default and "set-resources" not in default

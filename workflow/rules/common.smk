@@ -234,16 +234,11 @@ def get_final_output():
 
 
 def check_placeholders():
-    """Stop before the first job while a profile's CHANGE_ME placeholder is a resource of some rule."""
-    found = [
-        (r.name, name, value)
-        for r in workflow.rules
-        for name, value in r.resources.items()
-        if isinstance(value, str) and "CHANGE_ME" in value
-    ]
-    if found:
-        job_rule, name, value = found[0]
-        raise WorkflowError(
-            f"resource {name}={value} of {job_rule} is a placeholder of profiles/slurm/config.yaml: set your "
-            "account and partitions there (every CHANGE_ME) before submitting"
-        )
+    """Stop before the first job while a job would be submitted with a profile's CHANGE_ME placeholder."""
+    for job in workflow.dag.needrun_jobs():
+        for name, value in dict(job.resources).items():
+            if isinstance(value, str) and "CHANGE_ME" in value:
+                raise WorkflowError(
+                    f"resource {name}={value} of {job.rule.name} is a placeholder of profiles/slurm/config.yaml: "
+                    "set your account and partitions there (every CHANGE_ME) before submitting"
+                )
