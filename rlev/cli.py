@@ -197,7 +197,8 @@ def evaluate_local_run(run: dict) -> None:
 
     s, out = run["scale"], Path(run["out_dir"])
     model, test = str(out / "model"), run["dataset"]["test"]
-    evaluate(model, test, out / "eval", s["max_new_tokens"], s["eval_batch"], s["threads"], s["device"], s["dtype"])
+    evaluate(model, test, out / "eval", s["max_new_tokens"], s["eval_batch"], s["threads"], s["device"], s["dtype"],
+             verifier=run["reward"].get("verifier"))  # the verifier the run trained with
     run_eos(model, test, str(out / "eval" / "samples.parquet"), out / "eval" / "eos.parquet", PROMPTS_PER_EXTREME,
             s["eval_batch"], s["threads"], s["device"], s["dtype"])
 
@@ -214,7 +215,8 @@ def cmd_evaluate(args) -> None:
     verl = s["backend"] == "verl"
     evaluate(model, test, Path(args.out), s["max_new_tokens"], s["eval_batch"], s["threads"],
              s["device"], s["dtype"], engine="vllm" if verl else "transformers",
-             tensor_parallel=s.get("tensor_parallel", 1))
+             tensor_parallel=s.get("tensor_parallel", 1),
+             verifier=(spec.get("reward") or {}).get("verifier") or s.get("verifier"))  # a run's, or the rules' spec
 
 
 def check_plan(plan_path: str | None, run_dirs: list[str]) -> None:

@@ -197,6 +197,12 @@ def write_sft_parquet(rows: pd.DataFrame, path: Path) -> None:
 
 def verl_sft_overrides(spec: dict, train_file: Path, out_dir: Path, name: str) -> list[str]:
     """Hydra overrides of verl's `sft_trainer_engine` config for the predictor's SFT."""
+    ranks = spec["gpus_per_node"] * spec["nodes"]
+    if spec["batch"] % ranks or (spec["batch"] // ranks) % spec["micro_batch_per_gpu"]:
+        raise ValueError(
+            f"predictor.verl: batch {spec['batch']} must split into {ranks} GPUs x whole micro batches of "
+            f"micro_batch_per_gpu={spec['micro_batch_per_gpu']} (verl asserts it mid-launch)"
+        )
     return [
         f"data.train_files={Path(train_file).resolve()}",
         "data.val_files=null",
@@ -204,6 +210,8 @@ def verl_sft_overrides(spec: dict, train_file: Path, out_dir: Path, name: str) -
         f"data.max_length={spec['max_length']}",
         "data.truncation=error",
         f"data.train_batch_size={spec['batch']}",
+        # fixed micro batches: with verl's default dynamic batch size the micro batch is ignored
+        "data.use_dynamic_bsz=false",
         f"data.micro_batch_size_per_gpu={spec['micro_batch_per_gpu']}",
         f"model.path={spec['model']}",
         f"optim.lr={spec['lr']}",
@@ -214,7 +222,6 @@ def verl_sft_overrides(spec: dict, train_file: Path, out_dir: Path, name: str) -
         "trainer.project_name=rlev",
         f"trainer.experiment_name={name}",
         "trainer.logger=[console]",
-        f"trainer.seed={spec['seed']}",
         f"trainer.n_gpus_per_node={spec['gpus_per_node']}",
         f"trainer.nnodes={spec['nodes']}",
     ]

@@ -25,10 +25,6 @@ predicted run without a `scale` is an error (its scale needs the training set).
 compute_score is a coroutine function, which verl's reward loop awaits (verl checks
 `inspect.iscoroutinefunction`): the LLM judge's requests then run concurrently on the
 reward worker's event loop, and rule verification runs in that loop's thread pool.
-A judge that cannot decide a sample after its retries never becomes a silent 0: the
-result says `unverified: 1` (every result carries the key, so verl's per-key extras stay
-aligned and the share of undecided samples shows in its rollout/validation dumps), or,
-with `judge_on_failure="stop"`, the reward worker raises and the run stops.
 
 A value-independent cost (optional, `reward.cost`, off unless asked for) is subtracted
 from the reward of every response, unscaled by s(x):
@@ -46,13 +42,35 @@ formula; the local trainer calls it on its rollouts. On verl, compute_score neve
 response's tokens, so the cost lives in verl's reward manager (rlev.train.verl_cost and
 rlev.train.verl's `reward.reward_manager` overrides): DAPO's own manager for `overlong`,
 rlev's LengthCostRewardManager for `length`; both call the same compute_score.
+
+compute_score never raises. verl 0.9.1's trainer (trainer.use_v1) catches an exception
+of the reward function, marks the prompt's group failed and pads it in the replay buffer:
+the run would go on without those samples and without a word. So a sample that cannot be
+scored (a judge that cannot decide after its retries, a row without its scale, any bug)
+scores 0 with `unverified: 1` (and `error: 1` when an exception was caught), every result
+carries the same keys so verl's extras stay aligned, and each reward worker process
+writes its counts to `<stats_dir>/<host>-<pid>.json` (`stats_dir` is a reward kwarg set by
+rlev.train.verl). The launcher (rlev.train.verl.unverified_problem) stops the run when an
+error occurs or when the unverified share passes the configured limit (0 with
+`judge_on_failure="stop"`).
+
+A truncated response (no eos within the budget) scores 0 on every back end: the local
+trainer and evaluation count it wrong, and on verl rlev's reward managers
+(rlev.train.verl_reward_manager, under the cost managers too) tell compute_score through
+`extra_info["truncated"]`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import math
+import os
+import socket
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 
@@ -186,7 +204,7 @@ def _row_scale(extra_info: dict, variant: str, alpha: float, form: str) -> tuple
     return value, float(reward_scale("correctness" if variant == "correctness" else "human", value, alpha, form))
 
 
-async def compute_score(
+async def _compute_score(
     data_source,
     solution_str,
     ground_truth,
@@ -201,24 +219,20 @@ async def compute_score(
     reward_router_address: str | None = None,
     **kwargs,
 ) -> dict:
-    """verl's custom reward function: score = s(x) * correct, with its parts as logged extras.
+    """The score of one sample (see compute_score, which calls this and never raises).
 
-    Returns {"score", "correct", "value", "scale", "unverified"}; `unverified` is 1 when
-    the judge could not decide (then score and correct are 0 and the sample is counted,
-    never silently wrong). Reward kwargs (set per run by rlev.train.verl): alpha,
-    variant, form, verifier ("rule" | "judge"), judge_model, judge_url (an
-    OpenAI-compatible endpoint; without it, verl's own judge router at
-    `reward_router_address`, which verl passes when it serves the judge), and
-    judge_on_failure ("unverified" | "stop": raise, stopping the run); any other
-    `judge_<option>` is passed to rlev.verify.JudgeVerifier as `<option>` (judge_timeout_s,
-    judge_max_retries, judge_concurrency, ...). Other kwargs are ignored.
+    Raises on what cannot be scored (unknown form or variant, a training row without its
+    scale, a judge without an endpoint); a judge that cannot decide returns unverified.
     """
     extra_info = dict(extra_info or {})
     if form not in FORMS:
         raise ValueError(f"unknown reward form {form!r}; choose one of {FORMS}")
     value, scale = _row_scale(extra_info, variant, float(alpha), form)
     gold, response = str(ground_truth), str(solution_str)
-    if verifier == "rule":
+    truncated = bool(extra_info.get("truncated", False))
+    if truncated:  # wrong whatever it says, as on the local back end; no judge call
+        verdict = False
+    elif verifier == "rule":
         from rlev.verify import verify
 
         # Rule checks are CPU work: off the event loop, so responses are checked in parallel.
@@ -245,4 +259,69 @@ async def compute_score(
         "value": value,
         "scale": scale,
         "unverified": float(unverified),
+        "truncated": float(truncated),
+        "error": 0.0,
     }
+
+
+# --- never raise: count what could not be scored ---------------------------------------
+
+log = logging.getLogger(__name__)
+STATS_WRITE_EVERY_S = 5.0  # a reward worker rewrites its counts file at most this often (and at once on an error)
+_STATS = {"scored": 0, "unverified": 0, "errors": 0, "first_error": None}
+_STATS_WRITTEN = [0.0]
+_STATS_LOCK = threading.Lock()
+
+
+def _record(result: dict, stats_dir: str | None, error: str | None = None) -> None:
+    """Count one scored sample in this process and (now and then) write the counts to stats_dir."""
+    with _STATS_LOCK:
+        _STATS["scored"] += 1
+        _STATS["unverified"] += int(result["unverified"] > 0)
+        if error is not None:
+            _STATS["errors"] += 1
+            _STATS["first_error"] = _STATS["first_error"] or error
+        now = time.monotonic()
+        if not stats_dir or (error is None and now - _STATS_WRITTEN[0] < STATS_WRITE_EVERY_S):
+            return
+        _STATS_WRITTEN[0] = now
+        snapshot = dict(_STATS)
+    path = Path(stats_dir) / f"{socket.gethostname()}-{os.getpid()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(snapshot))
+    os.replace(tmp, path)  # a reader never sees half a file
+
+
+async def compute_score(data_source, solution_str, ground_truth, extra_info=None, stats_dir: str | None = None,
+                        **kwargs) -> dict:
+    """verl's custom reward function: score = s(x) * correct, with its parts as logged extras.
+
+    Returns {"score", "correct", "value", "scale", "unverified", "truncated", "error"}.
+    `unverified` is 1 when the sample could not be scored (then score and correct are 0),
+    `error` when that was an exception (logged with its message); it never raises (see
+    the module docstring). `truncated` (from extra_info) makes the response wrong.
+    Reward kwargs (set per run by rlev.train.verl): alpha, variant, form, verifier
+    ("rule" | "judge"), judge_model, judge_url (an OpenAI-compatible endpoint; without it,
+    verl's own judge router at `reward_router_address`, which verl passes when it serves
+    the judge), judge_on_failure, stats_dir (where this process writes its counts); any
+    other `judge_<option>` is passed to rlev.verify.JudgeVerifier as `<option>`
+    (judge_timeout_s, judge_max_retries, judge_concurrency, ...). Other kwargs are ignored.
+    """
+    try:
+        result = await _compute_score(data_source, solution_str, ground_truth, extra_info, **kwargs)
+    except Exception as err:  # noqa: BLE001 - see the module docstring: raising would drop the samples silently
+        row = (extra_info or {}).get("id", "?") if isinstance(extra_info, dict) else "?"
+        message = f"compute_score failed on row {row!r}: {type(err).__name__}: {err}"
+        log.error(message)
+        value = (extra_info or {}).get("value", math.nan) if isinstance(extra_info, dict) else math.nan
+        result = {
+            "score": 0.0, "correct": 0.0, "value": float(value if value is not None else math.nan),
+            "scale": math.nan, "unverified": 1.0,
+            "truncated": float(bool((extra_info or {}).get("truncated", False))) if isinstance(extra_info, dict) else 0.0,
+            "error": 1.0,
+        }  # fmt: skip
+        _record(result, stats_dir, message)
+        return result
+    _record(result, stats_dir)
+    return result

@@ -1,8 +1,11 @@
 """Sampling responses and scoring them: shared by RL rollouts and evaluation.
 
 Prompts are left-padded so every response starts at the same column; a response ends at
-its first eos. A response that reaches `max_new_tokens` without eos is *truncated* and
-counts as wrong, whatever it says (a per-question token budget, as in verl).
+its first stop token: the tokenizer's eos or any of the model's generation_config eos ids
+(the tokens vLLM stops at, e.g. both <|im_end|> and <|endoftext|> for Qwen2.5-Instruct).
+A response that reaches `max_new_tokens` without one is *truncated* and counts as wrong,
+whatever it says: the same rule on every back end (rlev's reward manager on verl sets
+`truncated` for compute_score, which then scores 0; evaluation counts it wrong).
 
 `generate` runs its own decoding loop over any Hugging Face causal LM that takes a
 `DynamicCache` (Llama, Qwen2, GPT-2, Mistral, ...): each prompt is encoded once and its
@@ -98,9 +101,20 @@ def _next_tokens(logits: torch.Tensor, do_sample: bool, temperature: float) -> t
 COMPACT_BELOW = 1.0
 
 
+def stop_ids(model, tokenizer) -> list[int]:
+    """The tokens a response ends at: the tokenizer's eos and generation_config's eos ids."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    config = getattr(model, "generation_config", None)
+    extra = getattr(config, "eos_token_id", None) if config is not None else None
+    for i in [extra] if isinstance(extra, int) else (extra or []):
+        if i not in ids:
+            ids.append(int(i))
+    return ids
+
+
 @torch.no_grad()
 def _decode(model, input_ids, attention_mask, n: int, max_new_tokens: int, do_sample: bool, temperature: float,
-            eos_id: int, pad_id: int) -> torch.Tensor:
+            eos_id, pad_id: int) -> torch.Tensor:
     """(B * n, R) response ids (pad after eos), rows grouped by prompt."""
     # cuDNN's attention builds a plan per input shape, and a shrinking batch keeps making
     # new ones (measured on an H100: 2.5x slower than transformers' generate); the other
@@ -111,6 +125,7 @@ def _decode(model, input_ids, attention_mask, n: int, max_new_tokens: int, do_sa
 
 
 def _decode_loop(model, input_ids, attention_mask, n, max_new_tokens, do_sample, temperature, eos_id, pad_id):
+    eos_ids = torch.as_tensor(eos_id, device=input_ids.device).reshape(-1)  # one id or several
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
@@ -132,7 +147,7 @@ def _decode_loop(model, input_ids, attention_mask, n, max_new_tokens, do_sample,
         width = t + 1
         if t == max_new_tokens - 1:
             break
-        running &= token != eos_id
+        running &= ~torch.isin(token, eos_ids)
         still = int(running.sum())
         if still == 0:
             break
@@ -158,7 +173,7 @@ def generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens: i
     """
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     prompt_len = enc["input_ids"].shape[1]
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    eos, pad = stop_ids(model, tokenizer), tokenizer.pad_token_id
     if _supports_rlev_decoding(model):
         response = _decode(model, enc["input_ids"], enc["attention_mask"], n, max_new_tokens, do_sample, temperature,
                            eos, pad)
@@ -168,7 +183,7 @@ def generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens: i
         out = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=n, eos_token_id=eos,
                              pad_token_id=pad, **kwargs)
         response = out[:, prompt_len:]
-    is_eos = response == eos
+    is_eos = torch.isin(response, torch.as_tensor(eos, device=response.device))
     has_eos = is_eos.any(dim=1)
     first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, response.shape[1], dtype=torch.long))
     positions = torch.arange(response.shape[1], device=response.device)

@@ -204,8 +204,10 @@ def test_verl_overlong_cost_is_dapos_manager(tmp_path):
     run["reward"]["cost"] = {"kind": "overlong", "overlong_buffer": 4, "overlong_penalty": 0.5}
     run["scale"]["max_response_length"] = 12
     cfg, manager, results, tokens = _manager_scores(run, RESPONSES, VALUES, [True] * 4)
-    assert type(manager).__name__ == "DAPORewardManager"
-    assert cfg.reward.reward_manager.name == "dapo" and cfg.reward.reward_kwargs.max_resp_len == 12
+    from verl.experimental.reward_loop.reward_manager.dapo import DAPORewardManager
+
+    assert isinstance(manager, DAPORewardManager)  # rlev's subclass: the same cost, plus the truncation flag
+    assert cfg.reward.reward_manager.name == "RlevDapoRewardManager" and cfg.reward.reward_kwargs.max_resp_len == 12
     cost = response_cost(run["reward"]["cost"], tokens, 12)
     assert cost.max() > 0  # the longest response is inside the buffer
     assert [r["reward_score"] for r in results] == pytest.approx([s - c for s, c in zip(CORRECT_SCORES, cost)])
@@ -217,7 +219,7 @@ def test_verl_without_a_cost_keeps_the_naive_manager(tmp_path):
 
     run = verl_run(tmp_path, "rloo", variant="human", alpha=10.0)
     cfg, manager, results, _ = _manager_scores(run, RESPONSES, VALUES, [True] * 4)
-    assert type(manager).__name__ == "NaiveRewardManager" and "reward_kwargs" not in cfg.reward
+    assert type(manager).__name__ == "RlevRewardManager" and "reward_kwargs" not in cfg.reward
     assert [r["reward_score"] for r in results] == pytest.approx(CORRECT_SCORES)
 
 

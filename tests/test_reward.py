@@ -49,6 +49,18 @@ def score(*args, **kwargs) -> dict:
     return asyncio.run(compute_score(*args, **kwargs))
 
 
+OK = {"truncated": 0.0, "error": 0.0}  # the extras every scored sample carries besides its score
+
+
+def fails(match, *args, **kwargs) -> None:
+    """compute_score never raises (verl would drop the sample silently): the sample is an
+    error that stops the run (rlev.train.verl.unverified_problem); the reason is the inner one."""
+    out = score(*args, **kwargs)
+    assert out["error"] == 1.0 and out["unverified"] == 1.0 and out["score"] == 0.0
+    with pytest.raises(Exception, match=match):
+        asyncio.run(R._compute_score(*args, **kwargs))
+
+
 def test_compute_score_is_async_for_verl():
     # verl's reward loop awaits coroutine functions (inspect.iscoroutinefunction) in its event loop
     assert inspect.iscoroutinefunction(compute_score)
@@ -57,9 +69,12 @@ def test_compute_score_is_async_for_verl():
 def test_compute_score_rule():
     extra = {"value": 0.05}
     right = score("synthetic", "3+4=7 #### 7", "7", extra, alpha=10, variant="human")
-    assert right == {"score": 1.5, "correct": 1.0, "value": 0.05, "scale": 1.5, "unverified": 0.0}
+    assert right == {"score": 1.5, "correct": 1.0, "value": 0.05, "scale": 1.5, "unverified": 0.0, **OK}
     wrong = score("synthetic", "#### 8", "7", extra, alpha=10, variant="human")
-    assert wrong == {"score": 0.0, "correct": 0.0, "value": 0.05, "scale": 1.5, "unverified": 0.0}
+    assert wrong == {"score": 0.0, "correct": 0.0, "value": 0.05, "scale": 1.5, "unverified": 0.0, **OK}
+    # cut at the response budget (verl's reward manager sets the flag): wrong whatever it says
+    cut = score("synthetic", "3+4=7 #### 7", "7", {**extra, "truncated": True}, alpha=10, variant="human")
+    assert cut["score"] == 0.0 and cut["correct"] == 0.0 and cut["truncated"] == 1.0
     baseline = score("synthetic", "#### 7", "7", extra, variant="correctness")
     assert baseline["score"] == 1.0 and baseline["scale"] == 1.0
     multiplicative = score("synthetic", "#### 7", "7", {"value": 0.3}, alpha=10, form="multiplicative")
@@ -76,8 +91,8 @@ def test_compute_score_takes_the_runs_scale_from_extra_info():
 def test_training_row_without_its_runs_scale_is_an_error():
     extra = {"id": "q1", "split": "train", "value": 0.01}
     for variant in ("uniform", "shuffled", "weak", "predicted"):
-        with pytest.raises(ValueError, match=rf"training row 'q1' has no extra_info.scale.*{variant}"):
-            score("synthetic", "#### 7", "7", extra, variant=variant)
+        fails(rf"training row 'q1' has no extra_info.scale.*{variant}", "synthetic", "#### 7", "7", extra,
+              variant=variant)
 
 
 def test_validation_rows_get_the_human_aligned_scale():
@@ -87,12 +102,9 @@ def test_validation_rows_get_the_human_aligned_scale():
 
 
 def test_compute_score_rejects_unknown_names():
-    with pytest.raises(ValueError, match="verifier"):
-        score("s", "#### 7", "7", {"value": 0.1}, verifier="oracle")
-    with pytest.raises(ValueError, match="form"):
-        score("s", "#### 7", "7", {"value": 0.1}, form="additive")
-    with pytest.raises(ValueError, match="judge_model and judge_url"):
-        score("s", "#### 7", "7", {"value": 0.1}, verifier="judge")
+    fails("verifier", "s", "#### 7", "7", {"value": 0.1}, verifier="oracle")
+    fails("form", "s", "#### 7", "7", {"value": 0.1}, form="additive")
+    fails("judge_model and judge_url", "s", "#### 7", "7", {"value": 0.1}, verifier="judge")
 
 
 # --- the LLM judge --------------------------------------------------------------------
@@ -134,7 +146,8 @@ def judged(server, response, gold="7", question="q", **kwargs) -> dict:
 
 
 def test_judge_verdicts_become_scores(fresh):
-    assert judged(fresh, "#### 7") == {"score": 1.5, "correct": 1.0, "value": 0.05, "scale": 1.5, "unverified": 0.0}
+    assert judged(fresh, "#### 7") == {"score": 1.5, "correct": 1.0, "value": 0.05, "scale": 1.5, "unverified": 0.0,
+                                       **OK}  # fmt: skip
     assert judged(fresh, "#### 8", question="q2")["score"] == 0.0
     assert fresh.requests == 2
 
@@ -156,8 +169,12 @@ def test_judge_recovers_from_a_timeout_and_a_malformed_reply(fresh):
 
 def test_judge_failure_can_stop_the_run(fresh):
     fresh.always["broken"] = "not_json"
+    out = judged(fresh, "#### 7", question="broken", judge_on_failure="stop")
+    assert out["error"] == 1.0 and out["score"] == 0.0  # an error: the launcher stops the run
     with pytest.raises(JudgeError, match="after retries"):
-        judged(fresh, "#### 7", question="broken", judge_on_failure="stop")
+        asyncio.run(R._compute_score("s", "#### 7", "7", {"value": 0.05, "question": "broken"}, verifier="judge",
+                                     judge_url=fresh.base_url, judge_model="judge-model", judge_on_failure="stop",
+                                     **FAST))  # fmt: skip
 
 
 def test_judge_served_by_verl_is_reached_through_the_router_address(fresh):

@@ -69,12 +69,12 @@ def test_greedy_decoding_matches_transformers_generate(which, request, exams):
 
 def test_responses_that_end_leave_the_batch_and_masks_are_right(qwen2, exams):
     model, tokenizer = qwen2
-    make_eos_likely(model, tokenizer, 0.05)
+    make_eos_likely(model, tokenizer, 0.3)  # 0.05 stopped giving varied lengths once the exams changed
     try:
         torch.manual_seed(0)
         ro = generate(model, tokenizer, prompts_for(tokenizer, exams), n=6, max_new_tokens=20)
     finally:
-        make_eos_likely(model, tokenizer, -0.05)
+        make_eos_likely(model, tokenizer, -0.3)
     ended = ~ro.truncated
     assert ended.any() and ro.truncated.any(), "the test needs both kinds of response"
     assert len(set(ro.lengths.tolist())) > 2
@@ -146,3 +146,25 @@ def test_logprobs_use_the_sampling_temperature(qwen2, exams):
     assert torch.allclose(logp, expected, atol=1e-5)
     p = torch.softmax(logits, -1)
     assert torch.allclose(entropy, -(p * p.log()).sum(-1), atol=1e-4)
+
+
+def test_a_response_stops_at_generation_configs_eos_ids_too(qwen2, exams):
+    """vLLM stops at the tokenizer's eos and at every generation_config eos id (Qwen2.5-Instruct:
+    <|im_end|> and <|endoftext|>); local generation must too, or it runs on past the answer."""
+    model, tokenizer = qwen2
+    prompts = prompts_for(tokenizer, exams, k=3)
+    free = generate(model, tokenizer, prompts, n=1, max_new_tokens=12, do_sample=False)
+    first = free.sequences[0, free.prompt_len].item()  # the token greedy decoding emits first on prompt 0
+    assert first != tokenizer.eos_token_id
+    saved = model.generation_config.eos_token_id
+    try:
+        model.generation_config.eos_token_id = [tokenizer.eos_token_id, first]
+        stopped = generate(model, tokenizer, prompts, n=1, max_new_tokens=12, do_sample=False)
+    finally:
+        model.generation_config.eos_token_id = saved
+    assert stopped.lengths[0] == 0 and not stopped.truncated[0] and stopped.texts[0] == ""
+    assert stopped.response_mask[0, 0] == 1 and stopped.response_mask[0, 1:].sum() == 0  # the stop token only
+    for row in range(1, 3):  # the other prompts stop at their first `first` token, or are unchanged
+        ids = free.sequences[row, free.prompt_len :].tolist()[: int(free.lengths[row])]
+        expected = ids.index(first) if first in ids else int(free.lengths[row])
+        assert stopped.lengths[row] == expected

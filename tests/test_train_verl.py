@@ -6,8 +6,12 @@ Everything here runs on CPU: Hydra composes verl's shipped `ppo_trainer` config 
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import json
+import re
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -94,6 +98,7 @@ def test_paper_7b_run_lands_where_verl_reads_it(tmp_path, echo_reward, estimator
     assert cfg.reward.custom_reward_function.name == "compute_score"
     assert dict(cfg.reward.custom_reward_function.reward_kwargs) == {
         "variant": "human", "alpha": 10.0, "form": "additive_clipped", "verifier": "rule",
+        "stats_dir": str(tmp_path / "run" / "reward_stats"),
     }  # fmt: skip
     assert cfg.critic.enable is False
 
@@ -215,7 +220,12 @@ def test_launch_script_passes_extra_overrides_to_main_ppo(tmp_path, echo_reward)
     ).stdout.splitlines()  # fmt: skip
     assert out[:2] == ["-m", "verl.trainer.main_ppo"]
     assert out[-1] == "trainer.total_training_steps=2"
-    assert out[2:-1] == V.verl_overrides(make_run(tmp_path))
+    assert out[2:-2] == V.verl_overrides(make_run(tmp_path))
+    # one node: verl starts Ray itself, with the job's CPUs (verl's config asks for a number under SLURM)
+    assert re.fullmatch(r"ray_kwargs\.ray_init\.num_cpus=\d+", out[-2])
+    out = subprocess.run(["bash", str(script)], env={"PYTHON": str(fake), "PATH": "/usr/bin:/bin",
+                         "SLURM_CPUS_ON_NODE": "96"}, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "ray_kwargs.ray_init.num_cpus=96" in out.splitlines()
 
 
 def test_multi_node_script_starts_a_ray_cluster(tmp_path, echo_reward):
@@ -223,6 +233,8 @@ def test_multi_node_script_starts_a_ray_cluster(tmp_path, echo_reward):
     text = V.write_launch(run, tmp_path / "run").read_text()
     assert "ray start --head" in text and "ray start --address" in text
     assert "NNODES=2" in text and "trainer.nnodes=2" in text
+    # joining the running cluster, ray.init refuses num_cpus: the Ray steps set it instead
+    assert "ray_init.num_cpus" not in text and '--num-cpus="$CPUS_PER_NODE"' in text
     assert subprocess.run(["bash", "-n", str(tmp_path / "run" / "verl_train.sh")]).returncode == 0
     # outside a SLURM allocation it stops at once with a clear message
     res = subprocess.run(["bash", str(tmp_path / "run" / "verl_train.sh")], capture_output=True, text=True,
@@ -330,15 +342,16 @@ def test_verl_reward_manager_scores_responses_with_the_rlev_reward(tmp_path):
     from verl import DataProto
     from verl.trainer.ppo.reward import load_reward_manager
 
-    run = make_run(tmp_path, "rloo", variant="human", alpha=10.0)
-    cfg = composed(run)
     tokenizer = _tiny_tokenizer()
+    tokenizer.save_pretrained(tmp_path / "policy")  # where rlev's manager reads generation_config
+    run = make_run(tmp_path, "rloo", variant="human", alpha=10.0, scale={**PAPER_7B, "model": str(tmp_path / "policy")})
+    cfg = composed(run)
     manager = load_reward_manager(cfg, tokenizer)
 
     responses = ["3+4=7 #### 7", "#### 8", "#### 7"]
     values = [0.05, 0.05, 0.2]  # s = 1.5, 1.5, 2.0 (clipped)
     prompt_ids = torch.tensor([[tokenizer.pad_token_id, 5, 6]] * 3)
-    encoded = [tokenizer(r)["input_ids"] for r in responses]
+    encoded = [tokenizer(r)["input_ids"] + [tokenizer.eos_token_id] for r in responses]  # each ended at eos
     width = max(map(len, encoded))
     response_ids = torch.full((3, width), tokenizer.pad_token_id)
     attention = torch.zeros((3, 3 + width), dtype=torch.long)
@@ -371,7 +384,8 @@ def test_every_planned_paper_run_composes_and_validates(tmp_path, scale):
 
     config = load_config(REPO_ROOT / "config.yaml", {"scale": scale, "dataset": "rlev", "seeds": [0]})
     runs = plan_runs(config)
-    assert len(runs) == 22  # main 6, ablation 2, alpha 4, form 1, noisy 9
+    # 7B: main 6, ablation 2, alpha 4, form 1, noisy 9; 32B: the main table only, as in the paper
+    assert len(runs) == {"7B": 22, "32B": 6}[scale]
     for run in runs:
         rc = run_config(config, run)
         cfg = composed(rc)
@@ -381,3 +395,252 @@ def test_every_planned_paper_run_composes_and_validates(tmp_path, scale):
         assert cfg.actor_rollout_ref.rollout.n == rc["scale"]["n"] == 8
         assert cfg.data.max_response_length == 1024 and cfg.data.train_batch_size == 128
         assert cfg.actor_rollout_ref.model.path == f"Qwen/Qwen2.5-{scale}"
+
+
+# --- what the v1 trainer reads (trainer.use_v1, verl 0.9.1's default) ------------------------
+
+
+def test_v1_workers_read_every_setting_we_change(tmp_path, echo_reward):
+    """The composed config read back through the dataclasses the v1 workers build
+    (workers/engine_workers.py: ActorConfig, RolloutConfig; the reward loop: RewardModelConfig,
+    the reward manager class), so a key that composes but is not read cannot pass."""
+    from verl.trainer.ppo.reward import resolve_reward_manager_cls
+    from verl.utils.config import omega_conf_to_dataclass
+
+    run = make_run(tmp_path, "rloo", scale=PAPER_32B)
+    run["estimator"].update(grad_clip=0.5, clip_ratio=0.28, use_kl_loss=True, kl_loss_coef=0.002, entropy_coeff=0.01)
+    run["reward"]["verifier"] = {"kind": "judge", "model": "Qwen/Qwen2.5-72B-Instruct"}
+    cfg = composed(run)
+    V.validate_verl_config(cfg)
+    actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    assert actor.optim.clip_grad == 0.5  # the engine's optimizer_step clips with this
+    assert actor.optim.lr == pytest.approx(5e-7) and actor.optim.weight_decay == 0.01
+    assert actor.clip_ratio_low == actor.clip_ratio_high == 0.28
+    assert actor.use_kl_loss is True and actor.kl_loss_coef == 0.002 and actor.entropy_coeff == 0.01
+    assert actor.ppo_mini_batch_size == 32 and actor.ppo_micro_batch_size_per_gpu == 2
+    assert actor.engine.param_offload is True and actor.engine.optimizer_offload is True
+    rollout = omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
+    assert rollout.n == 8 and rollout.tensor_model_parallel_size == 4 and rollout.gpu_memory_utilization == 0.5
+    assert rollout.val_kwargs.do_sample is False and rollout.val_kwargs.temperature == 0.0
+    judge = omega_conf_to_dataclass(cfg.reward.reward_model)
+    # awake from the start: with a pool of its own, verl never calls the wake-up path
+    assert judge.enable and judge.enable_resource_pool and judge.rollout.free_cache_engine is False
+    assert resolve_reward_manager_cls(cfg).__name__ == "RlevRewardManager"
+    algorithm = omega_conf_to_dataclass(cfg.algorithm)
+    assert algorithm.adv_estimator == "rloo" and algorithm.use_kl_in_reward is False
+
+
+def test_keys_that_compose_but_are_ignored_are_never_set(tmp_path, echo_reward):
+    from verl.utils.config import omega_conf_to_dataclass
+
+    overrides = V.verl_overrides(make_run(tmp_path, "grpo", scale=PAPER_32B))
+    keys = {o.split("=", 1)[0].lstrip("+") for o in overrides}
+    assert not keys & set(V.COMPOSED_BUT_IGNORED)
+    # The list is right: actor.grad_clip composes, and the engine's optimizer never sees it.
+    cfg = V.compose_verl_config(overrides + ["actor_rollout_ref.actor.grad_clip=0.3"])
+    assert omega_conf_to_dataclass(cfg.actor_rollout_ref.actor).optim.clip_grad == 1.0
+    # The predictor's SFT: neither trainer.seed nor a micro batch that dynamic batching ignores.
+    from rlev.predictor import compose_sft_config, verl_sft_overrides
+
+    spec = {"max_length": 1024, "batch": 64, "micro_batch_per_gpu": 4, "model": "Qwen/Qwen2.5-7B", "lr": 1e-5,
+            "epochs": 2, "gpus_per_node": 8, "nodes": 1}  # fmt: skip
+    sft = verl_sft_overrides(spec, tmp_path / "sft.parquet", tmp_path, "p")
+    assert not {o.split("=", 1)[0] for o in sft} & set(V.SFT_COMPOSED_BUT_IGNORED)
+    sft_cfg = compose_sft_config(sft)
+    assert sft_cfg.data.use_dynamic_bsz is False and sft_cfg.data.micro_batch_size_per_gpu == 4
+    import verl
+
+    sft_source = (Path(verl.__file__).parent / "trainer" / "sft_trainer.py").read_text()
+    assert "trainer.seed" not in sft_source and ".seed" not in sft_source  # the claim in SFT_COMPOSED_BUT_IGNORED
+    with pytest.raises(ValueError, match="micro_batch_per_gpu"):
+        verl_sft_overrides({**spec, "micro_batch_per_gpu": 3}, tmp_path / "sft.parquet", tmp_path, "p")
+
+
+def test_judge_served_by_verl_stays_awake(tmp_path, echo_reward):
+    run = make_run(tmp_path)
+    run["reward"]["verifier"] = {"kind": "judge", "model": "Qwen/Qwen2.5-72B-Instruct"}
+    assert composed(run).reward.reward_model.rollout.free_cache_engine is False
+
+
+# --- metrics over resumed launches --------------------------------------------------------
+
+
+def test_resumed_launches_keep_every_step_in_metrics(tmp_path, echo_reward):
+    """verl's file logger opens with "wb": each launch writes its own file, merged afterwards."""
+    run = make_run(tmp_path)
+    text = V.write_launch(run, tmp_path / "run").read_text()
+    assert "export VERL_FILE_LOGGER_PATH=" in text and "/train/attempts/metrics.$(date" in text
+    attempts = tmp_path / "run" / "train" / "attempts"
+    attempts.mkdir(parents=True)
+    line = lambda step, **data: json.dumps({"step": step, "data": data})  # noqa: E731
+    (attempts / "metrics.20260101T000000.1.jsonl").write_text(
+        "\n".join([line(0, **{"val-core/rlev/acc": 0.1}), line(1, loss=1.0), line(2, loss=0.9), line(3, loss=0.8)])
+    )  # killed after step 3, resumed from the checkpoint of step 2
+    (attempts / "metrics.20260102T000000.2.jsonl").write_text("\n".join([line(2, **{"val-core/rlev/acc": 0.2}),
+                                                                          line(3, loss=0.7), line(4, loss=0.6)]))
+    merged = [json.loads(x) for x in V.merge_metrics(tmp_path / "run").read_text().splitlines()]
+    assert [m["step"] for m in merged] == [0, 1, 2, 3, 4]
+    assert merged[2]["data"] == {"loss": 0.9, "val-core/rlev/acc": 0.2} and merged[3]["data"] == {"loss": 0.7}
+    (attempts / "metrics.20260103T000000.3.jsonl").write_text("not json\n")
+    with pytest.raises(ValueError, match=r"metrics\.20260103T000000\.3\.jsonl:1"):
+        V.merge_metrics(tmp_path / "run")
+
+
+# --- the reward path as verl's v1 reward loop drives it ------------------------------------
+
+
+class _Judge:
+    """An OpenAI-compatible judge on localhost that answers YES and records what it was asked."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        asked = self.asked = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                asked.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                body = json.dumps({"choices": [{"message": {"content": "YES"}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _run_parquet(tmp_path):
+    """A run's verl training file as the values rule writes it (extra_info: question, value, scale)."""
+    import pandas as pd
+    from test_verl_export import validated
+
+    from rlev.data.verl_export import write_verl_parquet
+    from rlev.values import verl_values_file
+
+    records = validated()
+    shared = write_verl_parquet(records, tmp_path / "shared.parquet", data_source="rlev")
+    table = pd.DataFrame({"id": records["id"], "value": [0.02, 0.05, 0.08], "scale": [1.2, 1.5, 1.8]})
+    verl_values_file(table, shared, tmp_path / "run_train.parquet")
+    return tmp_path / "run_train.parquet"
+
+
+def _v1_reward_call(worker, tokenizer, row, response: str, eos: bool):
+    """One sample as the v1 agent loop hands it to a reward loop worker (agent_loop._compute_score)."""
+    import numpy as np
+    import torch
+    from tensordict import TensorDict
+    from verl import DataProto
+
+    prompt = torch.tensor(tokenizer.apply_chat_template(row["raw_prompt"], add_generation_prompt=True,
+                                                        tokenize=True, return_dict=False))  # fmt: skip
+    ids = tokenizer(response, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if eos else [])
+    responses = torch.tensor(ids)
+    kwargs = {k: row[k] for k in ("data_source", "reward_model", "extra_info", "index")}
+    data = DataProto(
+        batch=TensorDict({"prompts": prompt[None], "responses": responses[None],
+                          "attention_mask": torch.ones(1, len(prompt) + len(ids), dtype=torch.int64)},
+                         batch_size=1),
+        non_tensor_batch={**{k: np.array([v]) for k, v in kwargs.items()},
+                          "tool_extra_fields": np.array([{}], dtype=object)},
+    )  # fmt: skip
+    return worker.loop.run_until_complete(worker.compute_score(data))  # the loop verl's worker runs on
+
+
+def test_v1_reward_loop_scores_a_runs_parquet_and_a_failing_judge_stops_the_run(tmp_path, monkeypatch):
+    """verl's RewardLoopWorker (the v1 reward path) with rlev's manager and compute_score on a
+    run's own parquet: the scale and the question arrive, truncation scores 0, and when the
+    judge fails nothing raises inside verl (which would drop the samples) but the launcher's
+    watch stops the run."""
+    import datasets
+    from omegaconf import OmegaConf
+    from test_verl_export import tiny_tokenizer
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    policy = tmp_path / "policy"
+    tokenizer = tiny_tokenizer()
+    tokenizer.save_pretrained(policy)
+    parquet = _run_parquet(tmp_path)
+    dataset = RLHFDataset(data_files=str(parquet), tokenizer=tokenizer,
+                          config=OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 512,
+                                                   "cache_dir": str(tmp_path / "verl_cache")}))  # fmt: skip
+    row = dataset[1]  # "计算 2+3。", answer 5, scale 1.5
+
+    judge = _Judge()
+    run = make_run(tmp_path, "rloo", scale={**PAPER_7B, "model": str(policy)})
+    run["dataset"]["verl_train"] = str(parquet)
+    run["reward"].update(verifier={"kind": "judge", "model": "judge", "url": judge.url}, judge_max_retries=0,
+                         judge_timeout_s=2)  # fmt: skip
+    run["reward"]["verifier"]["max_unverified_share"] = 0.25
+    worker = RewardLoopWorker(composed(run), None)
+
+    right = _v1_reward_call(worker, tokenizer, row, "2+3=5 #### 5", eos=True)
+    assert right["reward_score"] == pytest.approx(1.5)  # s(x) from the run's parquet
+    assert right["reward_extra_info"]["truncated"] == 0.0 and right["reward_extra_info"]["unverified"] == 0.0
+    user_turn = judge.asked[-1]["messages"][-1]["content"]
+    assert "计算 2+3。" in user_turn and "(not given)" not in user_turn  # the judge sees the question
+    cut = _v1_reward_call(worker, tokenizer, row, "2+3=5 #### 5", eos=False)  # hit the budget: no eos
+    assert cut["reward_score"] == 0.0 and cut["reward_extra_info"]["truncated"] == 1.0
+    assert len(judge.asked) == 1  # a truncated answer is wrong without asking the judge
+
+    stats = tmp_path / "run" / "reward_stats"
+    assert V.unverified_problem(tmp_path / "run", V.max_unverified_share(run)) is None
+    judge.stop()  # the judge goes down mid-run
+    for _ in range(3):
+        down = _v1_reward_call(worker, tokenizer, row, "#### 5", eos=True)
+        assert down["reward_score"] == 0.0 and down["reward_extra_info"]["unverified"] == 1.0
+    # verl loaded rlev/reward.py as a module of its own: rewrite the counts at the next sample
+    reward_module = worker.reward_manager.compute_score.args[0].__globals__
+    monkeypatch.setitem(reward_module, "STATS_WRITE_EVERY_S", 0.0)
+    _v1_reward_call(worker, tokenizer, row, "#### 5", eos=True)
+    assert list(stats.glob("*.json"))
+    problem = V.unverified_problem(tmp_path / "run", V.max_unverified_share(run))
+    assert problem and "4 of 6 samples" in problem and "max_unverified_share=0.25" in problem
+    # the launcher's watch stops a running verl (here: a long sleep) at its next look
+    start = time.monotonic()
+    with pytest.raises(V.RunStopped, match="could not be verified"):
+        V._stream(["sleep", "60"], tmp_path / "log.txt",
+                  check=lambda: V.unverified_problem(tmp_path / "run", V.max_unverified_share(run)),
+                  check_every_s=0.2)  # fmt: skip
+    assert time.monotonic() - start < 30
+
+
+def test_a_sample_that_raises_is_an_error_that_stops_the_run(tmp_path, monkeypatch):
+    """A row without the scale its variant needs: compute_score returns error=1 (verl would
+    drop a raising sample silently) and the launcher stops at any error."""
+    import rlev.reward
+    from rlev.reward import compute_score
+
+    monkeypatch.setattr(rlev.reward, "STATS_WRITE_EVERY_S", 0.0)
+    # counts are per process (one reward worker of one run); start from none here
+    monkeypatch.setattr(rlev.reward, "_STATS", {"scored": 0, "unverified": 0, "errors": 0, "first_error": None})
+    stats = tmp_path / "run" / "reward_stats"
+    out = asyncio.run(compute_score("rlev", "#### 5", "5", {"id": "q9", "split": "train", "value": 0.1},
+                                    variant="shuffled", stats_dir=str(stats)))  # fmt: skip
+    assert out["score"] == 0.0 and out["error"] == 1.0 and out["unverified"] == 1.0
+    assert set(out) == {"score", "correct", "value", "scale", "unverified", "truncated", "error"}
+    problem = V.unverified_problem(tmp_path / "run", max_share=0.5)
+    assert problem and "because of an error" in problem and "'q9'" in problem and "extra_info.scale" in problem
+
+
+def test_validation_extras_logged_by_verl_stop_the_run(tmp_path):
+    """verl logs validation reward extras as val-aux/<source>/<key>/mean@N: read them too."""
+    attempts = tmp_path / "run" / "train" / "attempts"
+    attempts.mkdir(parents=True)
+    record = {"step": 0, "data": {"val-aux/rlev/unverified/mean@1": 0.4, "val-core/rlev/acc/mean@1": 0.5}}
+    (attempts / "metrics.1.jsonl").write_text(json.dumps(record) + "\n")
+    assert V.unverified_problem(tmp_path / "run", max_share=0.5) is None
+    problem = V.unverified_problem(tmp_path / "run", max_share=0.1)
+    assert problem and "val-aux/rlev/unverified/mean@1 = 0.4" in problem

@@ -68,9 +68,10 @@ def test_frame_layout_and_uniform_extra_info():
     assert out.loc[2, "reward_model"] == {"style": "rule", "ground_truth": "2"}
     keys = [tuple(e) for e in out["extra_info"]]
     assert len(set(keys)) == 1
-    assert keys[0] == ("index", "id", "exam_id", "value", "score", "total", "difficulty", "split")
+    assert keys[0] == ("index", "id", "exam_id", "question", "value", "score", "total", "difficulty", "split")
     assert out.loc[1, "extra_info"]["difficulty"] == "" and out.loc[2, "extra_info"]["split"] == ""
     assert out.loc[1, "extra_info"]["value"] == pytest.approx(0.01)
+    assert out.loc[1, "extra_info"]["question"] == "计算 2+3。"  # what an LLM judge is shown
     assert [e["index"] for e in out["extra_info"]] == [0, 1, 2]
 
 

@@ -355,24 +355,32 @@ def extract_choice(response: str, options: list[str], letters: list[str]) -> str
 
 
 def evaluate_ood(model_path, rows_path, out_dir: Path, spec: dict) -> dict:
-    """Greedy answers of one model on one benchmark: samples.parquet and metrics.json (acc in %)."""
+    """Greedy answers of one model on one benchmark: samples.parquet and metrics.json (acc in %).
+
+    At a verl scale (`spec["backend"] == "verl"`) generation runs on vLLM over the scale's
+    tensor_parallel GPUs, as the in-domain evaluation does (a 32B model with the KV cache of a
+    batch does not fit one GPU); otherwise rlev's decoding loop on CPU or one GPU.
+    """
     import torch
 
+    from rlev.evaluate import greedy_generate, vllm_generate
     from rlev.model import load_policy, render_prompt
-    from rlev.rollout import generate
 
     torch.set_num_threads(spec["threads"])
     rows = pd.read_parquet(rows_path)
-    model, tokenizer = load_policy(model_path, spec["device"], spec["dtype"])
-    model.eval()
-    prompts = [render_prompt(tokenizer, mc_prompt(q, list(o), list(x)))
-               for q, o, x in zip(rows["question"], rows["options"], rows["letters"])]
-    texts, truncated = [], []
-    for start in range(0, len(prompts), spec["eval_batch"]):
-        ro = generate(model, tokenizer, prompts[start : start + spec["eval_batch"]], n=1,
-                      max_new_tokens=spec["max_new_tokens"], do_sample=False)
-        texts += ro.texts
-        truncated += ro.truncated.tolist()
+    questions = [mc_prompt(q, list(o), list(x)) for q, o, x in zip(rows["question"], rows["options"], rows["letters"])]
+    if spec.get("backend") == "verl":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        prompts = [render_prompt(tokenizer, q) for q in questions]
+        texts, _, truncated = vllm_generate(str(model_path), prompts, spec["max_new_tokens"], spec["dtype"],
+                                            int(spec.get("tensor_parallel", 1)))  # fmt: skip
+    else:
+        model, tokenizer = load_policy(model_path, spec["device"], spec["dtype"])
+        model.eval()
+        prompts = [render_prompt(tokenizer, q) for q in questions]
+        texts, _, truncated = greedy_generate(model, tokenizer, prompts, spec["max_new_tokens"], spec["eval_batch"])
     choices = [extract_choice(t, list(o), list(x)) for t, o, x in zip(texts, rows["options"], rows["letters"])]
     samples = rows[["id", "subject", "gold_letter"]].copy()
     samples["response"] = texts

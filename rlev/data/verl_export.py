@@ -8,8 +8,9 @@ One row per question with the columns verl's trainer reads (``data.prompt_key=pr
 - ``ability`` (str): a free label verl carries along;
 - ``reward_model`` (``{style: "rule", ground_truth: answer}``): ``ground_truth`` reaches
   ``compute_score`` as its ``ground_truth`` argument;
-- ``extra_info`` (``{index, id, exam_id, value, score, total, difficulty, split}``): reaches
-  ``compute_score`` as ``extra_info``; the RLEV reward reads ``value`` there.
+- ``extra_info`` (``{index, id, exam_id, question, value, score, total, difficulty, split}``):
+  reaches ``compute_score`` as ``extra_info``; the RLEV reward reads ``value`` there, and an
+  LLM judge is shown ``question`` (the user turn; verl hands compute_score only the response).
 
 ``extra_info`` has the same keys and types on every row (``index`` int64; ``value``,
 ``score``, ``total`` float64; the rest strings, ``""`` where missing) and is written with
@@ -43,6 +44,7 @@ VERL_SCHEMA = pa.schema(
                     pa.field("index", pa.int64()),
                     pa.field("id", pa.string()),
                     pa.field("exam_id", pa.string()),
+                    pa.field("question", pa.string()),
                     pa.field("value", pa.float64()),
                     pa.field("score", pa.float64()),
                     pa.field("total", pa.float64()),
@@ -85,14 +87,15 @@ def to_verl_frame(df: pd.DataFrame, data_source: str, ability: str = "exam") -> 
             "index": i,
             "id": str(qid),
             "exam_id": str(exam),
+            "question": q,
             "value": float(v),
             "score": float(s),
             "total": float(t),
             "difficulty": _label(d),
             "split": _label(sp),
         }
-        for i, (qid, exam, v, s, t, d, sp) in enumerate(
-            zip(df["id"], df["exam_id"], df["value"], df["score"], df["total"], df["difficulty"], df["split"])
+        for i, (qid, exam, q, v, s, t, d, sp) in enumerate(
+            zip(df["id"], df["exam_id"], questions, df["value"], df["score"], df["total"], df["difficulty"], df["split"])
         )
     ]
     return pd.DataFrame(

@@ -80,6 +80,10 @@ REWARD_MODULE = Path(__file__).resolve().parents[1] / "reward.py"
 REWARD_FUNCTION = "compute_score"
 COST_MANAGER_MODULE = Path(__file__).resolve().parent / "verl_cost.py"  # reward.cost.kind: length
 PER_TOKEN_KEY = "length_cost_per_token"  # reward.reward_kwargs.<this>: what verl_cost's manager reads
+REWARD_MANAGER_MODULE = Path(__file__).resolve().parent / "verl_reward_manager.py"
+REWARD_MANAGER_CLASS = "RlevRewardManager"
+REWARD_STATS_DIR = "reward_stats"  # <out_dir>/reward_stats/<host>-<pid>.json, see rlev.reward
+METRICS_ATTEMPTS_DIR = "train/attempts"  # one verl metrics file per launch, merged into train/metrics.jsonl
 PROJECT_NAME = "rlev"
 
 # Scale keys verl needs beyond what the paper states, with the values used when a scale
@@ -131,6 +135,24 @@ JUDGE_DEFAULTS: dict = {
     "gpu_memory_utilization": 0.85,
     "max_prompt_length": 4096,  # question + reference answer + the policy's response
     "max_response_length": 512,  # the verdict (with a short rationale)
+    "max_unverified_share": 0.01,  # above this share of samples the judge could not decide, the run stops
+}
+
+# Keys of verl 0.9.1's configs that compose (Hydra accepts them) but that the code that runs
+# does not read: the v1 trainer (trainer.use_v1, the default), its FSDP engine and reward
+# loop, and verl.trainer.sft_trainer for the score predictor. rlev never sets them (tested).
+COMPOSED_BUT_IGNORED: dict[str, str] = {
+    "actor_rollout_ref.actor.grad_clip": "the FSDP engine clips with actor.optim.clip_grad "
+    "(workers/engine/fsdp/transformer_impl.py, optimizer_step)",
+    "actor_rollout_ref.actor.fsdp_config.seed": "read only with fsdp_config.full_determinism "
+    "(workers/engine/fsdp/transformer_impl.py, __init__)",
+    "custom_reward_function.path": "legacy top-level key: the reward loop reads reward.custom_reward_function",
+    "custom_reward_function.name": "legacy top-level key: the reward loop reads reward.custom_reward_function",
+}
+# (data.micro_batch_size_per_gpu of the SFT config is ignored too while data.use_dynamic_bsz is
+# true, verl's default: rlev.predictor turns dynamic batching off when it sets a micro batch.)
+SFT_COMPOSED_BUT_IGNORED: dict[str, str] = {
+    "trainer.seed": "sft_trainer never reads it; its DistributedSampler shuffles with torch's default seed 0",
 }
 
 GROUP_ESTIMATORS = {"grpo", "rloo", "grpo_passk", "opo", "gpg"}  # need n >= 2 samples per prompt
@@ -246,7 +268,10 @@ def _cost_overrides(run: dict, scale: dict) -> list[tuple[str, object]]:
                 f"[1, max_response_length={scale['max_response_length']}]"
             )
         return [
-            ("reward.reward_manager.name", "dapo"),
+            # verl's DAPO manager plus the truncation flag (rlev.train.verl_reward_manager)
+            ("reward.reward_manager.source", "importlib"),
+            ("reward.reward_manager.name", "RlevDapoRewardManager"),
+            ("reward.reward_manager.module.path", str(REWARD_MANAGER_MODULE)),
             ("+reward.reward_kwargs.overlong_buffer_cfg.enable", True),
             ("+reward.reward_kwargs.overlong_buffer_cfg.len", int(cost["overlong_buffer"])),
             ("+reward.reward_kwargs.overlong_buffer_cfg.penalty_factor", float(cost["overlong_penalty"])),
@@ -260,7 +285,12 @@ def _cost_overrides(run: dict, scale: dict) -> list[tuple[str, object]]:
             ("reward.reward_manager.module.path", str(COST_MANAGER_MODULE)),
             (f"+reward.reward_kwargs.{PER_TOKEN_KEY}", float(cost["per_token"])),
         ]
-    return []
+    # verl's naive manager plus the truncation flag (rlev.train.verl_reward_manager)
+    return [
+        ("reward.reward_manager.source", "importlib"),
+        ("reward.reward_manager.name", REWARD_MANAGER_CLASS),
+        ("reward.reward_manager.module.path", str(REWARD_MANAGER_MODULE)),
+    ]
 
 
 def verl_overrides(run: dict) -> list[str]:
@@ -337,10 +367,10 @@ def verl_overrides(run: dict) -> list[str]:
         ("actor_rollout_ref.actor.clip_ratio_low", float(est["clip_ratio"])),
         ("actor_rollout_ref.actor.clip_ratio_high", float(est["clip_ratio"])),
         ("actor_rollout_ref.actor.loss_agg_mode", est["loss_agg_mode"]),
-        ("actor_rollout_ref.actor.grad_clip", float(est["grad_clip"])),
+        # verl's FSDP engine clips with optim.clip_grad; actor.grad_clip composes but is never read.
+        ("actor_rollout_ref.actor.optim.clip_grad", float(est["grad_clip"])),
         ("actor_rollout_ref.actor.entropy_coeff", float(est["entropy_coeff"])),
         ("actor_rollout_ref.actor.data_loader_seed", seed),
-        ("actor_rollout_ref.actor.fsdp_config.seed", seed),
         ("actor_rollout_ref.actor.fsdp_config.param_offload", bool(scale["param_offload"])),
         ("actor_rollout_ref.actor.fsdp_config.optimizer_offload", bool(scale["optimizer_offload"])),
         # rollout: sampling for training, greedy for validation (the paper evaluates greedily)
@@ -363,6 +393,8 @@ def verl_overrides(run: dict) -> list[str]:
     ]
     o += [(f"+reward.custom_reward_function.reward_kwargs.{k}", v) for k, v in _reward_kwargs(run).items()]
     o += _cost_overrides(run, scale)
+    # where compute_score's processes write what they could not score (watch_unverified)
+    o.append(("+reward.custom_reward_function.reward_kwargs.stats_dir", str(out_dir / REWARD_STATS_DIR)))
 
     verifier = verifier_settings(run)
     if verifier["kind"] == "judge" and not verifier.get("url"):
@@ -380,6 +412,9 @@ def verl_overrides(run: dict) -> list[str]:
             ("reward.reward_model.rollout.response_length", int(verifier["max_response_length"])),
             ("reward.reward_model.rollout.temperature", 0.0),
             ("reward.reward_model.rollout.do_sample", False),
+            # With free_cache_engine verl puts the judge to sleep at start, and with a pool of
+            # its own the only wake-up (RewardLoopManager.compute_rm_score) is never called.
+            ("reward.reward_model.rollout.free_cache_engine", False),
         ]
 
     o += [
@@ -411,6 +446,46 @@ def job_nodes(run: dict) -> int:
     if verifier["kind"] == "judge" and not verifier.get("url"):
         nodes += int(verifier["nodes"])
     return nodes
+
+
+def eval_gpus(scale: dict, verifier: dict | None = None) -> int:
+    """GPUs of one evaluation job at a verl scale: vLLM shards the policy over the scale's
+    tensor_parallel GPUs; a judge that verl serves in training is served by the evaluation job
+    itself (rlev.evaluate), so the job needs the larger of the two."""
+    gpus = int(scale.get("tensor_parallel", SCALE_DEFAULTS["tensor_parallel"]))
+    if verifier is not None:
+        verifier = {"kind": verifier} if isinstance(verifier, str) else verifier
+        if verifier.get("kind") == "judge" and not verifier.get("url"):
+            gpus = max(gpus, int(verifier.get("tensor_parallel", JUDGE_DEFAULTS["tensor_parallel"])))
+    return gpus
+
+
+def gpu_layout(config: dict, stage: str, scale_name: str, run: dict | None = None) -> tuple[int, int]:
+    """(nodes, GPUs per node) of one GPU job of the workflow; (1, 0) at a local scale.
+
+    SLURM gets them as `--nodes` and `--gres=gpu:<per node>`: a job-wide GPU count
+    (`--gpus`) may be spread over several nodes, which none of these programs can use.
+    stage: train (one verl RL run: `run` is its run config), evaluate (vLLM, in domain),
+    ood (vLLM, Table 2), eos (teacher-forced on one GPU), predictor_train (verl SFT),
+    predictor_generate (one GPU).
+    """
+    scale = config["scales"][scale_name]
+    if scale["backend"] == "local":
+        return 1, 0
+    if stage == "train":
+        if run is None:
+            raise ValueError("gpu_layout('train') needs the run config")
+        return job_nodes(run), int(scale_settings(run)["gpus_per_node"])
+    if stage == "evaluate":
+        return 1, eval_gpus(scale, config["reward"].get("verifier"))
+    if stage == "ood":
+        return 1, eval_gpus(scale)
+    if stage == "predictor_train":
+        predictor = config["predictor"]["verl"]
+        return int(predictor["nodes"]), int(predictor["gpus_per_node"])
+    if stage in ("eos", "predictor_generate"):
+        return 1, 1
+    raise ValueError(f"unknown GPU stage {stage!r}")
 
 
 def scale_invariance_warning(run: dict) -> str | None:
@@ -644,20 +719,27 @@ def launch_script(run: dict, overrides: list[str]) -> str:
     warning = scale_invariance_warning(run)
     if warning:
         header += ["#", *textwrap.wrap("WARNING: " + warning, 88, initial_indent="# ", subsequent_indent="#   ")]
-    metrics = Path(_abs(run["out_dir"])) / "train" / "metrics.jsonl"
+    attempts = Path(_abs(run["out_dir"])) / METRICS_ATTEMPTS_DIR
     body = [
         "set -euo pipefail",
         'PYTHON="${PYTHON:-python3}"',
-        # verl's `file` logger writes one JSON line per step here: the run's metrics.jsonl,
-        # the same file the local back end writes.
-        f"mkdir -p {shlex.quote(str(metrics.parent))}",
-        f"export VERL_FILE_LOGGER_PATH={shlex.quote(str(metrics))}",
+        # verl's `file` logger opens its file with "wb": a resumed run would erase the steps
+        # before it. So each launch logs to a file of its own, merged into train/metrics.jsonl
+        # afterwards (rlev.train.verl.merge_metrics).
+        f"mkdir -p {shlex.quote(str(attempts))}",
+        f'export VERL_FILE_LOGGER_PATH={shlex.quote(str(attempts))}/metrics.$(date -u +%Y%m%dT%H%M%S).$$.jsonl',
         "",
     ]
-    if job_nodes(run) > 1:
+    multi_node = job_nodes(run) > 1
+    if multi_node:
         body.append(_ray_cluster_block(run))
+    else:
+        # verl starts Ray itself; under SLURM, give it the job's CPUs, not the node's.
+        body += ['RAY_NUM_CPUS="${SLURM_CPUS_ON_NODE:-$(nproc)}"', ""]
     body.append('"$PYTHON" -m verl.trainer.main_ppo \\')
     body += [f"    {shlex.quote(o)} \\" for o in overrides]
+    if not multi_node:  # joining a running cluster (RAY_ADDRESS), ray.init refuses num_cpus
+        body.append('    "ray_kwargs.ray_init.num_cpus=$RAY_NUM_CPUS" \\')
     body.append('    "$@"')
     return "\n".join(header + [""] + body) + "\n"
 
@@ -672,6 +754,8 @@ def write_launch(run: dict, run_dir: Path | str | None = None, load_reward_fn: b
     run_dir = Path(run_dir if run_dir is not None else run["out_dir"])
     overrides = verl_overrides(run)
     cfg = compose_verl_config(overrides)
+    if job_nodes(run) == 1:  # the launch script adds the job's CPU count: check that it composes
+        compose_verl_config(overrides + ["ray_kwargs.ray_init.num_cpus=8"])
     validate_verl_config(cfg, load_reward_fn=load_reward_fn)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "verl_config.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -721,17 +805,136 @@ def merge_command(run: dict) -> list[str]:
 # --- the whole run ----------------------------------------------------------------------
 
 
-def _stream(cmd: list[str], log_path: Path) -> None:
-    """Run `cmd`, copying its output line by line to stdout and to `log_path`."""
+# --- metrics and what could not be scored ------------------------------------------------
+
+
+def merge_metrics(out_dir: Path | str) -> Path:
+    """Merge every launch's verl metrics file into `<out_dir>/train/metrics.jsonl`.
+
+    Lines are verl's `{"step": N, "data": {...}}`; a resumed launch repeats the steps after
+    its checkpoint, and the later launch wins for a step it logged again (its keys
+    replace the earlier ones). Returns the merged file's path.
+    """
+    import json
+
+    out_dir = Path(out_dir)
+    by_step: dict[int, dict] = {}
+    for path in sorted((out_dir / METRICS_ATTEMPTS_DIR).glob("metrics.*.jsonl")):  # names sort by start time
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                step = int(record["step"])
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{path}:{number}: not a verl metrics line ({err})") from err
+            by_step.setdefault(step, {}).update(record.get("data", {}))
+    merged = out_dir / "train" / "metrics.jsonl"
+    merged.parent.mkdir(parents=True, exist_ok=True)
+    merged.write_text("".join(json.dumps({"step": s, "data": by_step[s]}) + "\n" for s in sorted(by_step)))
+    return merged
+
+
+_VAL_EXTRA = re.compile(r"^val-(?:core|aux)/(?P<source>.+)/(?P<key>unverified|error)/mean@\d+$")
+
+
+def unverified_problem(out_dir: Path | str, max_share: float) -> str | None:
+    """Why the run must stop, or None: a sample compute_score could not score because of an
+    error, or a share of unverified samples above `max_share`.
+
+    Reads the counts rlev.reward's compute_score writes per reward worker process
+    (`<out_dir>/reward_stats/*.json`: training and validation samples) and verl's
+    validation extras in the launches' metrics files (`val-*/<source>/unverified|error/mean@N`).
+    verl 0.9.1's trainer logs the reward extras of validation only (trainer_base
+    `_val_metrics_update`), not of training batches, hence the counts files.
+    """
+    import json
+
+    out_dir = Path(out_dir)
+    scored = unverified = errors = 0
+    first_error = None
+    for path in sorted((out_dir / REWARD_STATS_DIR).glob("*.json")):
+        try:
+            counts = json.loads(path.read_text())
+        except ValueError:  # replaced while read: the next look sees it whole
+            continue
+        scored += int(counts.get("scored", 0))
+        unverified += int(counts.get("unverified", 0))
+        errors += int(counts.get("errors", 0))
+        first_error = first_error or counts.get("first_error")
+    if errors:
+        return (f"compute_score could not score {errors} sample(s) because of an error (first: {first_error}); "
+                f"see the reward workers' log. Counts: {out_dir / REWARD_STATS_DIR}")
+    if scored and unverified / scored > max_share:
+        return (f"{unverified} of {scored} samples ({unverified / scored:.1%}) could not be verified, above "
+                f"reward.verifier.max_unverified_share={max_share:g}; is the judge up? Counts: {out_dir / REWARD_STATS_DIR}")
+    for path in sorted((out_dir / METRICS_ATTEMPTS_DIR).glob("metrics.*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line being written
+                continue
+            for key, value in record.get("data", {}).items():
+                m = _VAL_EXTRA.match(key)
+                if not m or value is None:
+                    continue
+                if (m["key"] == "error" and value > 0) or (m["key"] == "unverified" and value > max_share):
+                    return (f"verl's validation at step {record.get('step')} logged {key} = {value:g} "
+                            f"(limit: {'0' if m['key'] == 'error' else f'{max_share:g}'}) in {path}")
+    return None
+
+
+def max_unverified_share(run: dict) -> float:
+    """The run's limit on unverified samples: 0 for the rule verifier and with judge_on_failure=stop."""
+    verifier = verifier_settings(run)
+    if verifier["kind"] != "judge" or run["reward"].get("judge_on_failure", verifier.get("on_failure")) == "stop":
+        return 0.0
+    return float(verifier.get("max_unverified_share", JUDGE_DEFAULTS["max_unverified_share"]))
+
+
+class RunStopped(RuntimeError):
+    """The launcher stopped a verl run (see unverified_problem)."""
+
+
+def _stream(cmd: list[str], log_path: Path, check=None, check_every_s: float = 30.0) -> None:
+    """Run `cmd`, copying its output line by line to stdout and to `log_path`.
+
+    With `check` (a function returning None or a reason), the run is stopped (its whole
+    process group) as soon as `check` gives a reason, checked every `check_every_s`.
+    """
+    import os
+    import signal
+    import threading
+
+    reason: list[str] = []
     with (
         open(log_path, "a") as log,
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                         start_new_session=True) as proc,
     ):
         log.write(f"$ {shlex.join(cmd)}\n")
+        done = threading.Event()
+
+        def watch():
+            while not done.wait(check_every_s):
+                problem = check()
+                if problem:
+                    reason.append(problem)
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    if not done.wait(60):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True) if check else None
+        if watcher:
+            watcher.start()
         for line in proc.stdout:
             sys.stdout.write(line)
             log.write(line)
         code = proc.wait()
+        done.set()
+    if reason:
+        raise RunStopped(f"stopped the run: {reason[0]} (log: {log_path})")
     if code:
         raise RuntimeError(f"command failed with exit code {code} (log: {log_path}): {shlex.join(cmd)}")
 
@@ -740,7 +943,9 @@ def train(run: dict) -> None:
     """Train one run with verl and leave a Hugging Face model in `<out_dir>/model`.
 
     Validates the config and writes the launch files first, so a machine without GPUs
-    still gets a checked, runnable script; then it stops with a clear error.
+    still gets a checked, runnable script; then it stops with a clear error. While verl
+    runs, the run is stopped when samples cannot be scored (unverified_problem); after it,
+    the launches' metrics are merged into train/metrics.jsonl.
     """
     out_dir = Path(run["out_dir"])
     warning = scale_invariance_warning(run)
@@ -756,8 +961,21 @@ def train(run: dict) -> None:
             f"The checked launch script is {script} (config: {out_dir / 'verl_config.yaml'}); "
             "run it on a GPU node, or submit the workflow with --profile profiles/slurm."
         )
+    model = scale_settings(run).get("init_model") or run["scale"]["model"]
+    if not Path(model).expanduser().exists():  # a Hub id: rlev's reward manager reads its stop ids from the cache
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(model, "generation_config.json")
     log_path = out_dir / "verl_train.log"
-    _stream(["bash", str(script)], log_path)
+    limit = max_unverified_share(run)
+    check = lambda: unverified_problem(out_dir, limit)  # noqa: E731
+    try:
+        _stream(["bash", str(script)], log_path, check=check)
+    finally:
+        merge_metrics(out_dir)
+    problem = check()  # the last samples of the run
+    if problem:
+        raise RunStopped(f"run {run['run_id']}: {problem}")
     _stream(merge_command(run), log_path)
     # Record which checkpoint became the model, beside it.
     record = {"run_id": run["run_id"], "checkpoint": str(last_checkpoint(out_dir / "checkpoints"))}

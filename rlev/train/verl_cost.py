@@ -19,14 +19,13 @@ logged as the extra `cost` beside compute_score's `score`.
 
 from __future__ import annotations
 
-from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
-
 from rlev.reward import response_cost
 from rlev.train.verl import PER_TOKEN_KEY
+from rlev.train.verl_reward_manager import RlevRewardManager
 
 
-class LengthCostRewardManager(NaiveRewardManager):
-    """verl's naive reward manager minus rlev's per-token length cost."""
+class LengthCostRewardManager(RlevRewardManager):
+    """verl's naive reward manager (with rlev's truncation flag) minus rlev's per-token length cost."""
 
     def __init__(self, config, tokenizer, compute_score, reward_router_address=None, reward_model_tokenizer=None):
         super().__init__(config, tokenizer, compute_score, reward_router_address, reward_model_tokenizer)

@@ -20,7 +20,8 @@ rule eos_run:
     threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
-        gpu=1,
+        nodes=get_nodes("eos"),
+        gres=get_gres("eos"),
     shell:
         "rlev eos --spec {input.config} --model {input.model} --test {input.test} "
         "--samples {input.samples} --out {output} 2> {log}"

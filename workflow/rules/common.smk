@@ -110,14 +110,44 @@ def get_table_runs(experiment):
     return [run.path for run in experiment_runs(config, experiment)]
 
 
+def init_evaluation(dataset, scale):
+    """The starting policy's evaluation: the built model's (sft_eval), else the model id's (base_eval)."""
+    path = policy_init_path(config, dataset, scale)
+    if path.startswith("results/"):
+        return f"{path}_eval/metrics.json"
+    return f"results/models/{dataset}/{scale}/base_eval/metrics.json"
+
+
 def get_init_evaluations(wildcards=None):
-    path = policy_init_path(config, config["dataset"], config["scale"])
-    return [f"{path}_eval/metrics.json"] if path.startswith("results/") else []
+    return [init_evaluation(config["dataset"], config["scale"])]
 
 
-def get_eval_gpus(wildcards):
-    """GPUs a job needs to run a trained policy (none on the local back end, one otherwise)."""
-    return 0 if get_scale(wildcards)["backend"] == "local" else 1
+def get_eval_spec(wildcards):
+    """The evaluation settings: the scale's, and the verifier the runs were trained with (reward.verifier)."""
+    return spec({**get_scale(wildcards), "verifier": config["reward"]["verifier"]})
+
+
+def get_gpu_layout(wildcards, stage):
+    """(nodes, GPUs per node) of a GPU job (rlev.train.verl.gpu_layout); (1, 0) at a local scale."""
+    from rlev.train.verl import gpu_layout
+
+    run = run_config(config, get_run(wildcards)) if stage == "train" else None
+    return gpu_layout(config, stage, wildcards.scale, run)
+
+
+def get_nodes(stage):
+    """The `nodes` resource of a GPU rule: SLURM's --nodes."""
+    return lambda wildcards: get_gpu_layout(wildcards, stage)[0]
+
+
+def get_gres(stage):
+    """The `gres` resource of a GPU rule: GPUs per node (SLURM's --gres=gpu:N), empty at a local scale."""
+
+    def gres(wildcards):
+        gpus = get_gpu_layout(wildcards, stage)[1]
+        return f"gpu:{gpus}" if gpus else ""
+
+    return gres
 
 
 def get_policy_env(wildcards):
@@ -177,13 +207,6 @@ def get_predictor_spec(wildcards):
     return predictor_spec(config, wildcards.scale)
 
 
-def get_predictor_gpus(wildcards, stage):
-    """GPUs of a predictor job: none locally; at verl scales the SFT job's GPUs, one to generate."""
-    if get_scale(wildcards)["backend"] == "local":
-        return 0
-    return config["predictor"]["verl"]["gpus_per_node"] if stage == "train" else 1
-
-
 def get_run_train_data(wildcards):
     """The training split a run reads: the predictor's labelled copy for `predicted` runs."""
     return run_config(config, get_run(wildcards))["dataset"]["train"]
@@ -192,8 +215,7 @@ def get_run_train_data(wildcards):
 def get_noisy_init_evaluations(wildcards=None):
     """The starting policy's evaluation on the noisy-value dataset (Table 3's base row), when built here."""
     dataset = config["experiments"]["noisy"].get("dataset") or config["dataset"]
-    path = policy_init_path(config, dataset, config["scale"])
-    return [f"{path}_eval/metrics.json"] if path.startswith("results/") else []
+    return [init_evaluation(dataset, config["scale"])]
 
 
 def get_ood_benchmarks():

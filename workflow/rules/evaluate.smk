@@ -22,8 +22,9 @@ rule evaluate_verl:
     resources:
         mem_mb=128000,
         runtime=240,
-        # vLLM shards the policy over tensor_parallel GPUs.
-        gpu=lambda wc: get_scale(wc)["tensor_parallel"],
+        # vLLM shards the policy over tensor_parallel GPUs (and serves a verl-served judge).
+        nodes=get_nodes("evaluate"),
+        gres=get_gres("evaluate"),
     params:
         out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
@@ -45,7 +46,33 @@ rule evaluate_init:
     resources:
         mem_mb=4000,
     params:
-        spec=lambda wc: spec(get_scale(wc)),
+        spec=get_eval_spec,
         out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
         "rlev evaluate --spec {params.spec} --model {input.model} --test {input.test} --out {params.out} 2> {log}"
+
+
+# The starting model itself when the pipeline does not build it (a Hugging Face id or a path
+# outside results/, e.g. Qwen/Qwen2.5-7B): the base rows of Tables 1 and 3, with vLLM at the
+# verl scales.
+rule evaluate_base:
+    input:
+        test="results/data/{dataset}/test.parquet",
+    output:
+        samples="results/models/{dataset}/{scale}/base_eval/samples.parquet",
+        metrics="results/models/{dataset}/{scale}/base_eval/metrics.json",
+    log:
+        "results/logs/evaluate/{dataset}/{scale}/base.log",
+    conda:
+        get_policy_env
+    threads: lambda wc: get_scale(wc)["threads"]
+    resources:
+        mem_mb=lambda wc: 4000 if get_scale(wc)["backend"] == "local" else 128000,
+        nodes=get_nodes("evaluate"),
+        gres=get_gres("evaluate"),
+    params:
+        spec=get_eval_spec,
+        model=lambda wc: policy_init_path(config, wc.dataset, wc.scale),
+        out=lambda wc, output: os.path.dirname(output.metrics),
+    shell:
+        "rlev evaluate --spec {params.spec} --model {params.model} --test {input.test} --out {params.out} 2> {log}"

@@ -37,7 +37,8 @@ rule ood_run:
     threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
-        gpu=get_eval_gpus,
+        nodes=get_nodes("ood"),
+        gres=get_gres("ood"),
     params:
         out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
@@ -60,7 +61,8 @@ rule ood_base:
     threads: lambda wc: get_scale(wc)["threads"]
     resources:
         mem_mb=4000,
-        gpu=get_eval_gpus,
+        nodes=get_nodes("ood"),
+        gres=get_gres("ood"),
     params:
         spec=lambda wc: spec(get_scale(wc)),
         model=lambda wc: policy_init_path(config, wc.dataset, wc.scale),

@@ -15,7 +15,8 @@ rule predictor_train:
     threads: lambda wc: get_predictor_spec(wc)["threads"]
     resources:
         mem_mb=4000,
-        gpu=lambda wc: get_predictor_gpus(wc, "train"),
+        nodes=get_nodes("predictor_train"),
+        gres=get_gres("predictor_train"),
     params:
         spec=lambda wc: spec(get_predictor_spec(wc)),
         out=lambda wc, output: os.path.dirname(output.model),
@@ -38,7 +39,8 @@ rule predictor_evaluate:
     threads: lambda wc: get_predictor_spec(wc)["threads"]
     resources:
         mem_mb=4000,
-        gpu=lambda wc: get_predictor_gpus(wc, "evaluate"),
+        nodes=get_nodes("predictor_generate"),
+        gres=get_gres("predictor_generate"),
     params:
         spec=lambda wc: spec(get_predictor_spec(wc)),
         out=lambda wc, output: os.path.dirname(output.metrics),
@@ -63,7 +65,8 @@ rule predictor_label:
     threads: lambda wc: get_predictor_spec(wc)["threads"]
     resources:
         mem_mb=4000,
-        gpu=lambda wc: get_predictor_gpus(wc, "label"),
+        nodes=get_nodes("predictor_generate"),
+        gres=get_gres("predictor_generate"),
     params:
         spec=lambda wc: spec(get_predictor_spec(wc)),
     shell:

@@ -93,8 +93,10 @@ rule train_verl:
     resources:
         # verl's checkpoints (<run>/checkpoints) are not an output: a job that hits its
         # time limit is resubmitted and resumes from them (trainer.resume_mode=auto).
-        gpu=lambda wc: get_scale(wc)["gpus_per_node"],
-        mem_mb=480000,
+        # The policy's nodes plus a verl-served judge's, the same GPUs on each.
+        nodes=get_nodes("train"),
+        gres=get_gres("train"),
+        mem_mb=lambda wc: get_scale(wc)["mem_mb"],
         runtime=2880,
     shell:
         "rlev train --spec {input.config} 2> {log}"
