@@ -23,6 +23,16 @@ ESTIMATOR_NAMES = {"reinforce_plus_plus": "REINFORCE++", "reinforce_plus_plus_ba
                    "rloo": "RLOO", "grpo": "GRPO"}
 
 
+def kl_label(est: dict) -> str:
+    """Where a run's KL to the initial policy went (none, in the reward, or in the loss), as tables print it."""
+    parts = []
+    if est.get("use_kl_in_reward"):
+        parts.append(f"in reward {est.get('kl_coef', 0.001):g} ({est.get('kl_penalty', 'kl')})")
+    if est.get("use_kl_loss"):
+        parts.append(f"loss {est.get('kl_loss_coef', 0.001):g} ({est.get('kl_loss_type', 'low_var_kl')})")
+    return ", ".join(parts) or "none"
+
+
 def load_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -39,7 +49,9 @@ def load_run(run_dir: str | Path) -> dict:
         "form": config["reward"]["form"],
         "seed": config["seed"],
         "run": str(run_dir),
+        "kl": kl_label(est),
         **metrics,
+        "verifier": metrics.get("verifier", "rule"),  # what scored the evaluation (rlev.evaluate)
     }
 
 
@@ -92,6 +104,8 @@ def table1(run_dirs: list[str], init_metrics: list[str], out: Path) -> pd.DataFr
                   f"length {m['length']:.1f}, density {m['density']:.2f}.\n")
     md.append(f"Runs: {len(rows)} ({rows['seed'].nunique()} seed(s) each); cells are means, "
               "with a 95% t-interval in brackets when there are several seeds.\n")
+    md.append(f"Scored by: {', '.join(sorted(set(rows['verifier'])))}; KL to the initial policy: "
+              f"{', '.join(sorted(set(rows['kl'])))}.\n")
     out.with_suffix(".md").write_text("\n".join(md))
     return table
 
