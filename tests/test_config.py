@@ -176,3 +176,21 @@ def test_the_judge_settings_reach_both_back_ends(raw, tmp_path):
                                                               "unverified")
         assert (judge.timeout_s, judge.max_retries, judge.concurrency, judge.max_tokens) == (7.5, 2, 5, 64)
         assert judge.cache_path == tmp_path / "verdicts.sqlite"
+
+
+def test_schema_and_config_have_no_duplicate_keys():
+    """YAML keeps the last of two equal keys without a word: a key documented twice loses one meaning."""
+    import yaml
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+        dupes = {k for k in keys if keys.count(k) > 1}
+        assert not dupes, f"duplicate key(s) {dupes} at line {node.start_mark.line + 1}"
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    for path in ("workflow/schemas/config.schema.yaml", "config.yaml", "profiles/slurm/config.yaml"):
+        yaml.load((REPO / path).read_text(), Loader=Strict)

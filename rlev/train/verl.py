@@ -135,7 +135,7 @@ JUDGE_DEFAULTS: dict = {
     "gpu_memory_utilization": 0.85,
     "max_prompt_length": 4096,  # question + reference answer + the policy's response
     "max_response_length": 512,  # the verdict (with a short rationale)
-    "max_unverified_share": 0.01,  # above this share of samples the judge could not decide, the run stops
+    "max_unverified_share": 0.1,  # above this share of samples the judge could not decide, the run stops
 }
 
 # Keys of verl 0.9.1's configs that compose (Hydra accepts them) but that the code that runs
