@@ -109,3 +109,14 @@ def test_timing_counts_module_loads_as_start_up_and_the_rest_as_work(tmp_path, m
     _, startup, cli, imports, work = timing_pattern().search(record.getMessage()).groups()
     assert float(imports) >= 0.3 and 0.2 <= float(work) < 0.3 + 0.2
     assert float(startup) == pytest.approx(float(cli) + float(imports), abs=0.011)
+
+
+def test_the_command_process_skips_collecting_garbage_at_exit(tmp_path):
+    """Run as the program (no argv), rlev leaves its objects to the OS; called with argv (tests, scripts) it does not."""
+    code = ("import gc, sys; from rlev.cli import main; sys.argv = ['rlev', 'plan', '--base', %r]; main(); "
+            "print('FROZEN', gc.get_freeze_count() > 0); gc.unfreeze(); main(sys.argv[1:]); "
+            "print('FROZEN', gc.get_freeze_count() > 0)"
+            % str(REPO / "config.yaml"))
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [line for line in out.stdout.splitlines() if line.startswith("FROZEN")] == ["FROZEN True", "FROZEN False"]
