@@ -52,9 +52,12 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--config", default=str(REPO_ROOT / "config.yaml"))
+    ap.add_argument("--test-rows", type=int, default=0, help="evaluate on the first this-many test rows (0: all)")
     args = ap.parse_args()
     config = load_config(args.config)
     test = pd.read_parquet(REPO_ROOT / "results" / "data" / config["dataset"] / "test.parquet")
+    if args.test_rows:
+        test = test.iloc[: args.test_rows]
     args.out.mkdir(parents=True, exist_ok=True)
     curves = open(args.out / "curves.jsonl", "a")
     for spec in json.loads(args.runs):

@@ -1,4 +1,4 @@
-"""The default testbed's matrix: a scale's trims of the experiment
+"""The default testbed's matrix: seeds by default, and a scale's trims of the experiment
 matrix (scales.<scale>.experiments) that leave the paper's scales untouched."""
 
 from __future__ import annotations
@@ -13,6 +13,17 @@ from rlev.config import REPO_ROOT, ConfigError, experiment_runs, load_config, pl
 
 def raw_config() -> dict:
     return yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+
+
+def test_every_comparison_has_three_seeds_by_default():
+    config = load_config()
+    assert len(config["seeds"]) >= 3
+    for name in config["experiments"]:
+        runs = experiment_runs(config, name)
+        per_setting = {}
+        for run in runs:
+            per_setting.setdefault((run.estimator, run.reward), set()).add(run.seed)
+        assert all(len(seeds) >= 3 for seeds in per_setting.values()), name
 
 
 def test_the_tiny_trims_do_not_reach_the_paper_scales():
