@@ -113,9 +113,15 @@ def prediction_metrics(gold, predicted) -> dict:
 
 
 def predictor_examples(rows: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
-    """SFT examples (question, system prompt with the exam's total, [score]) from canonical rows."""
+    """SFT examples (question, system prompt with the exam's total, [score]) from canonical rows.
+
+    A question's own statement of its points (the synthetic exams' "(6 points) ...") is
+    removed: the prompts the predictor labels state none, and copying it would be no prediction.
+    """
+    from rlev.data.synthetic import without_points
+
     return [
-        (q, system_prompt(t), [score_text(s)])
+        (without_points(q), system_prompt(t), [score_text(s)])
         for q, t, s in zip(rows["question"], rows["total"], rows["score"])
     ]
 
@@ -324,7 +330,9 @@ def predict_scores(model_dir, questions: list[str], totals: list[float], max_new
     torch.set_num_threads(threads)
     model, tokenizer = load_policy(model_dir, device, dtype)
     model.eval()
-    prompts = [render_prompt(tokenizer, q, system_prompt(t)) for q, t in zip(questions, totals)]
+    from rlev.data.synthetic import without_points
+
+    prompts = [render_prompt(tokenizer, without_points(q), system_prompt(t)) for q, t in zip(questions, totals)]
     replies = []
     for start in range(0, len(prompts), batch_size):
         ro = generate(model, tokenizer, prompts[start : start + batch_size], n=1, max_new_tokens=max_new_tokens,

@@ -91,3 +91,13 @@ def test_difficulty_labels_of_the_noisy_set_are_a_noisy_copy_of_the_true_difficu
     n_terms = noisy["question"].str.count(r"\+") + 1
     true_terms = noisy["score"].map({p: t for t, p in LEVELS.values()})
     assert (n_terms == true_terms).all()  # the question itself still tells the truth
+
+
+def test_the_score_predictor_never_sees_the_stated_points():
+    """It labels prompts that state no points; reading them off the exams would be no prediction."""
+    from rlev.predictor import predictor_examples
+
+    df = pd.DataFrame(generate(3, 0, 5, seed=1)[0])
+    for (question, _, [target]), row in zip(predictor_examples(df), df.itertuples()):
+        assert stated_points(row.question) == row.score and stated_points(question) is None
+        assert question == without_points(row.question)
