@@ -14,6 +14,14 @@ run, we write
 and, on a GPU node, run the script and merge the last FSDP checkpoint into a Hugging
 Face model at `<out_dir>/model` with `python -m verl.model_merger`.
 
+verl 0.9.1 runs its new trainer by default (`trainer.use_v1`: `verl/trainer/ppo/v1/`, the
+reward loop of `verl/experimental/reward_loop`, `workers/engine_workers.py`, the FSDP
+engine); every override here is one that path reads (tests read the composed config back
+through the dataclasses its workers build). COMPOSED_BUT_IGNORED lists keys that compose
+but are not read there. While verl runs, `train` watches what compute_score could not
+score (`unverified_problem`) and stops the run; each launch logs its own metrics file
+(verl's file logger truncates its file), merged into `<out_dir>/train/metrics.jsonl`.
+
 By hand:
 
     python -c "import yaml, rlev.train.verl as v; v.train(yaml.safe_load(open('run.yaml')))"
