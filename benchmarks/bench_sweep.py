@@ -11,7 +11,10 @@ checkout's Snakefile) and reads two records of every job it ran:
   marked incomplete) and ended (its newest output written): the job's seconds;
 - the job's log, where `rlev` writes one line (rlev.timing.LINE) splitting the command's
   wall time into start-up (interpreter, CLI and every module loaded while it ran:
-  torch, transformers, verl, pandas, ...) and work.
+  torch, transformers, verl, pandas, ...) and work, and the same split in CPU seconds.
+
+Wall-clock start-up grows with whatever else runs on the machine; the CPU columns do not,
+so compare those between machines or busy runs.
 
 Prints per rule: jobs, job-seconds, start-up seconds, work seconds and the rest (Snakemake's
 job handling, the shell), then the sweep's wall time against its compute limit, the sum
@@ -35,8 +38,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"smoke": REPO / "tests" / "config_smoke" / "config.yaml", "default": REPO / "config.yaml"}
-# rlev.timing.LINE, as written into a job's log.
-TIMING = re.compile(r"rlev (\S+): start-up (\S+) s \(interpreter and CLI (\S+) s, imports (\S+) s\), work (\S+) s")
+# rlev.timing.LINE, as written into a job's log (logs written before the CPU split lack it).
+TIMING = re.compile(r"rlev (\S+): start-up (\S+) s \(interpreter and CLI (\S+) s, imports (\S+) s\), work (\S+) s"
+                    r"(?:; CPU: start-up (\S+) s, work (\S+) s)?")
 
 
 def snakemake(*args: str, cwd: Path) -> float:
@@ -80,7 +84,8 @@ def job_timing(workdir: Path, job: dict) -> dict | None:
         if path.is_file():
             for line in reversed(path.read_text(errors="replace").splitlines()):
                 if m := TIMING.search(line):
-                    return {"startup": float(m.group(2)), "imports": float(m.group(4)), "work": float(m.group(5))}
+                    return {"startup": float(m.group(2)), "imports": float(m.group(4)), "work": float(m.group(5)),
+                            "startup_cpu": float(m.group(6) or 0), "work_cpu": float(m.group(7) or 0)}
     return None
 
 
@@ -99,6 +104,8 @@ def summarise(workdir: Path, wall: float | None, cores: int) -> dict:
         row["startup_s"] += timing["startup"]
         row["imports_s"] += timing["imports"]
         row["work_s"] += timing["work"]
+        row["startup_cpu_s"] += timing["startup_cpu"]
+        row["work_cpu_s"] += timing["work_cpu"]
         row["other_s"] += seconds - timing["startup"] - timing["work"]
     if wall is None:  # a sweep run elsewhere: from its first job's start to its last job's end
         wall = max(j["end"] for j in jobs) - min(j["start"] for j in jobs)
@@ -113,16 +120,19 @@ def print_table(summary: dict, title: str) -> None:
     rows, total = summary["rows"], summary["total"]
     print(f"\n{title}")
     header = f"{'rule':<20} {'jobs':>5} {'job-s':>8} {'start-up s':>11} {'(imports)':>10} {'work s':>8} " \
-             f"{'other s':>8} {'start-up %':>10}"
+             f"{'other s':>8} {'start-up %':>10} {'CPU: start-up s':>15} {'work s':>8} {'start-up %':>10}"
     print(header)
     print("-" * len(header))
 
     def line(name, row):
         share = 100 * row.get("startup_s", 0) / row["job_s"] if row.get("job_s") else 0.0
+        cpu = row.get("startup_cpu_s", 0) + row.get("work_cpu_s", 0)
+        cpu_share = 100 * row.get("startup_cpu_s", 0) / cpu if cpu else 0.0
         note = f"  ({int(row['unmeasured'])} without a timing line)" if row.get("unmeasured") else ""
         print(f"{name:<20} {int(row['jobs']):>5} {row['job_s']:>8.1f} {row.get('startup_s', 0):>11.1f} "
               f"{row.get('imports_s', 0):>10.1f} {row.get('work_s', 0):>8.1f} {row.get('other_s', 0):>8.1f} "
-              f"{share:>9.1f}%{note}")
+              f"{share:>9.1f}% {row.get('startup_cpu_s', 0):>15.1f} {row.get('work_cpu_s', 0):>8.1f} "
+              f"{cpu_share:>9.1f}%{note}")
 
     for name in sorted(rows, key=lambda r: -rows[r]["job_s"]):
         line(name, rows[name])
@@ -134,6 +144,11 @@ def print_table(summary: dict, title: str) -> None:
           f"wall / limit {wall / limit if limit else float('nan'):.2f}x")
     print(f"job-seconds / cores {total['job_s'] / cores:.1f} s; start-up share of job-seconds "
           f"{100 * total.get('startup_s', 0) / total['job_s']:.1f}%")
+    cpu = total.get("startup_cpu_s", 0) + total.get("work_cpu_s", 0)
+    if cpu:  # unaffected by other processes on the machine, unlike the wall-clock figures above
+        print(f"CPU seconds of the commands {cpu:.1f}: start-up {total['startup_cpu_s']:.1f} "
+              f"({100 * total['startup_cpu_s'] / cpu:.1f}%), work {total['work_cpu_s']:.1f}; "
+              f"work CPU / cores {total['work_cpu_s'] / cores:.1f} s")
 
 
 def plan_seconds(workdir: Path) -> float:

@@ -1,6 +1,7 @@
 """Start-up against work of one `rlev` command, written as one line at its end.
 
-    rlev train: start-up 5.84 s (interpreter and CLI 0.31 s, imports 5.53 s), work 11.20 s
+    rlev train: start-up 5.84 s (interpreter and CLI 0.31 s, imports 5.53 s), work 11.20 s;
+      CPU: start-up 5.02 s, work 10.90 s      (one line in the log)
 
 A pipeline job pays start-up before it computes anything: the interpreter, the CLI, and
 every module the command imports (torch, transformers, verl, pandas, ...), whether at the
@@ -11,8 +12,11 @@ top of a module or inside a function. Start-up is measured as
 - imports: the wall time spent loading modules while the command runs (the outermost of
   nested loads; a module already loaded costs nothing),
 
-and work is the rest of the command's wall time. benchmarks/bench_sweep.py reads these
-lines from the job logs. Measuring costs one timer pair per module loaded.
+and work is the rest of the command's wall time. The same split in CPU seconds (the
+process's CPU time when the command starts, plus the main thread's CPU time in module
+loading, against the rest) does not grow when other processes share the cores.
+benchmarks/bench_sweep.py reads these lines from the job logs. Measuring costs two timer
+pairs per module loaded.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import time
 log = logging.getLogger("rlev.timing")
 
 # What benchmarks/bench_sweep.py parses; keep the two in step.
-LINE = "rlev %s: start-up %.2f s (interpreter and CLI %.2f s, imports %.2f s), work %.2f s"
+LINE = ("rlev %s: start-up %.2f s (interpreter and CLI %.2f s, imports %.2f s), work %.2f s; "
+        "CPU: start-up %.2f s, work %.2f s")
 
 
 def process_age() -> float | None:
@@ -43,10 +48,11 @@ def process_age() -> float | None:
 
 
 class _ImportClock:
-    """Wall time spent inside importlib's module loading (outermost calls only)."""
+    """Wall and CPU time spent inside importlib's module loading (outermost calls only)."""
 
     def __init__(self):
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         self._depth = 0
         self._thread = threading.get_ident()  # loads in other threads overlap the main one's: not counted
         self._original = _bootstrap._find_and_load
@@ -55,11 +61,12 @@ class _ImportClock:
         if self._depth or threading.get_ident() != self._thread:
             return self._original(*args, **kwargs)
         self._depth += 1
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         try:
             return self._original(*args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
+            self.cpu_seconds += time.thread_time() - start_cpu
             self._depth -= 1
 
     def __enter__(self):
@@ -74,13 +81,14 @@ class _ImportClock:
 @contextlib.contextmanager
 def command_timer(command: str):
     """Time the body as `command`; log LINE when it ends (also when it fails)."""
-    before = process_age()
+    before, before_cpu = process_age(), time.process_time()
     start = time.perf_counter()
     with _ImportClock() as imports:
         try:
             yield
         finally:
-            total = time.perf_counter() - start
+            total, total_cpu = time.perf_counter() - start, time.process_time() - before_cpu
             cli = before if before is not None else float("nan")
             log.info(LINE, command, (before or 0.0) + imports.seconds, cli, imports.seconds,
-                     max(total - imports.seconds, 0.0))
+                     max(total - imports.seconds, 0.0), before_cpu + imports.cpu_seconds,
+                     max(total_cpu - imports.cpu_seconds, 0.0))

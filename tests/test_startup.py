@@ -90,8 +90,8 @@ def timing_pattern():
 def test_the_sweep_benchmark_reads_the_timing_line():
     from rlev.timing import LINE
 
-    m = timing_pattern().search(LINE % ("train", 5.5, 0.25, 5.25, 12.0))
-    assert m and [float(g) for g in m.groups()[1:]] == [5.5, 0.25, 5.25, 12.0]
+    m = timing_pattern().search(LINE % ("train", 5.5, 0.25, 5.25, 12.0, 4.5, 11.0))
+    assert m and [float(g) for g in m.groups()[1:]] == [5.5, 0.25, 5.25, 12.0, 4.5, 11.0]
 
 
 def test_timing_counts_module_loads_as_start_up_and_the_rest_as_work(tmp_path, monkeypatch, caplog):
@@ -105,10 +105,12 @@ def test_timing_counts_module_loads_as_start_up_and_the_rest_as_work(tmp_path, m
     with caplog.at_level(logging.INFO, logger="rlev.timing"), command_timer("probe"):
         import slow_module_for_timing  # noqa: F401
         time.sleep(0.2)
+        sum(range(3_000_000))  # CPU work
     (record,) = caplog.records
-    _, startup, cli, imports, work = timing_pattern().search(record.getMessage()).groups()
-    assert float(imports) >= 0.3 and 0.2 <= float(work) < 0.3 + 0.2
+    _, startup, cli, imports, work, startup_cpu, work_cpu = timing_pattern().search(record.getMessage()).groups()
+    assert float(imports) >= 0.3 and float(work) >= 0.2
     assert float(startup) == pytest.approx(float(cli) + float(imports), abs=0.011)
+    assert 0.01 < float(work_cpu) < float(work)  # the sum counts, the sleep does not
 
 
 def test_the_command_process_skips_collecting_garbage_at_exit(tmp_path):
