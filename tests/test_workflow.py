@@ -291,7 +291,8 @@ def test_html_report_holds_every_table_and_figure(smoke):
 
 @pytest.mark.slow
 def test_a_changed_setting_reruns_only_the_runs_that_read_it(smoke):
-    """shuffle_seed: only the shuffled run (and the tables); reward.alpha: no correctness run."""
+    """shuffle_seed: only the shuffled run (and the tables); reward.alpha: no correctness run;
+    rl_steps: every run, but not the tiny model, its SFT or its evaluation."""
     changed = smoke / "changed.yaml"
     changed.write_text(yaml.safe_dump({"reward": {"shuffle_seed": 987654}}))
     proc = snakemake("-n", "--configfile", str(changed), cwd=smoke)
@@ -304,6 +305,11 @@ def test_a_changed_setting_reruns_only_the_runs_that_read_it(smoke):
     retrained = planned_outputs(proc.stdout, "train_local")
     assert retrained and not [p for p in retrained if "/correctness/" in p], retrained
     assert any("/human-a5-additive_clipped/" in p for p in retrained)
+
+    changed.write_text(yaml.safe_dump({"scales": {"tiny": {"rl_steps": 3}}}))
+    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), cwd=smoke).stdout)
+    assert jobs["train_local"] == len(run_dirs(smoke))  # every run reads rl_steps ...
+    assert not {"init_model", "sft", "evaluate_init"} & set(jobs), jobs  # ... the shared warm start does not
 
 
 @pytest.mark.slow

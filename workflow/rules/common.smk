@@ -70,6 +70,25 @@ def get_scale(wildcards):
     return config["scales"][wildcards.scale]
 
 
+# The scale settings each shared stage reads (rlev/cli.py): its params hold only these, so
+# another RL setting (rl_steps, lr, n, ...) leaves the tiny model, its SFT and its evaluation as they are.
+STAGE_SCALE_KEYS = {
+    "init_model": ("tiny",),
+    "sft": ("sft_steps", "sft_batch", "sft_lr", "sft_threads", "device", "dtype"),
+    "evaluate": ("backend", "max_new_tokens", "eval_batch", "threads", "device", "dtype", "tensor_parallel"),
+}
+
+
+def get_stage_spec(stage):
+    """A params function: the scale settings `stage` reads, as rlev's --spec."""
+
+    def stage_spec(wildcards):
+        scale = get_scale(wildcards)
+        return spec({k: scale[k] for k in STAGE_SCALE_KEYS[stage] if k in scale})
+
+    return stage_spec
+
+
 def get_dataset_source(wildcards):
     """The source config prepare loads; synthetic data is read back as a canonical table."""
     ds = config["datasets"][wildcards.dataset]
@@ -123,8 +142,11 @@ def get_init_evaluations(wildcards=None):
 
 
 def get_eval_spec(wildcards):
-    """The evaluation settings: the scale's, and the verifier the runs were trained with (reward.verifier)."""
-    return spec({**get_scale(wildcards), "verifier": config["reward"]["verifier"]})
+    """The evaluation settings: the scale's that evaluation reads, and the verifier the runs were
+    trained with (reward.verifier)."""
+    scale = get_scale(wildcards)
+    used = {k: scale[k] for k in STAGE_SCALE_KEYS["evaluate"] if k in scale}
+    return spec({**used, "verifier": config["reward"]["verifier"]})
 
 
 def get_gpu_layout(wildcards, stage):

@@ -16,7 +16,7 @@ rule init_model:
     resources:
         mem_mb=2000,
     params:
-        spec=lambda wc: spec(get_scale(wc)),
+        spec=get_stage_spec("init_model"),
         demos=lambda wc, input: f"--demos {input.demonstrations}" if input.demonstrations else "",
     shell:
         "rlev init-model --spec {params.spec} --train {input.train} {params.demos} --out {output} 2> {log}"
@@ -38,7 +38,7 @@ rule sft:
     resources:
         mem_mb=4000,
     params:
-        spec=lambda wc: spec(get_scale(wc)),
+        spec=get_stage_spec("sft"),
         demos=lambda wc, input: f"--demos {input.demonstrations}" if input.demonstrations else "",
     shell:
         "rlev sft --spec {params.spec} --init {input.init} --train {input.train} {params.demos} "
