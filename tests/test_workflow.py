@@ -2,14 +2,12 @@
 what a user does to it (change one thing, interrupt it, bring own data, train by hand).
 
 One smoke sweep (module fixture `smoke`) is shared by every test that needs finished runs;
-tests that change a sweep work on a copy of it, and only the fault-injection test runs a
-second sweep.
+tests that change a sweep work on a copy of it.
 """
 
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -322,88 +320,3 @@ def test_a_run_whose_training_failed_is_rebuilt_by_a_plain_rerun(smoke, tmp_path
     proc = snakemake("-n", cwd=work)
     assert [p for p in planned_outputs(proc.stdout, "train_local") if "/rloo/correctness/seed0/" in p], \
         proc.stdout[-3000:]
-
-
-@pytest.mark.slow
-def test_a_table_refuses_a_run_directory_that_is_not_the_planned_run(smoke, tmp_path):
-    work = copy_sweep(smoke, tmp_path / "sweep")
-    run = "results/runs/synthetic/tiny/rloo/shuffled-a10-additive_clipped/seed0"
-    saved = yaml.safe_load((work / run / "config.yaml").read_text())
-    saved["reward"]["shuffle_seed"] += 7  # e.g. an edited copy trained into the run directory by hand
-    (work / run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
-    runs = pd.read_csv(work / "results" / "tables" / "table4.csv")["runs"].str.split(";").explode().tolist()
-    proc = rlev("report", "table4", "--plan", "results/plan.json", "--runs", *runs, "--out", "t4", cwd=work,
-                check=False)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert f"{run}/config.yaml differs from the current plan at reward.shuffle_seed" in proc.stderr
-    assert not (work / "t4.csv").exists()
-    # the workflow itself retrains it: the edited config is newer than the run's outputs
-    assert any("/shuffled-" in p for p in planned_outputs(snakemake("-n", cwd=work).stdout, "train_local"))
-
-
-@pytest.mark.slow
-def test_rlev_plan_merges_a_config_file_says_which_runs_are_done_and_refuses_clearly(smoke):
-    proc = rlev("plan", cwd=smoke)
-    lines = proc.stdout.splitlines()
-    assert lines and all(line.rstrip().endswith("done") for line in lines), proc.stdout
-    (smoke / "mine.yaml").write_text(yaml.safe_dump({"reward": {"alpha": 5}}))
-    proc = rlev("plan", "--config", "mine.yaml", cwd=smoke)
-    assert "human-a5-additive_clipped/seed0  to do" in proc.stdout
-    assert "rloo/correctness/seed0  done" in proc.stdout  # merged: the rest of config.yaml still holds
-    proc = rlev("plan", "--set", "dataset=mine", cwd=smoke, check=False)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "dataset: 'mine' is not defined under `datasets`" in proc.stderr
-
-
-@pytest.mark.slow
-def test_rlev_by_hand_reads_a_run_config_and_keeps_hand_made_runs_apart(smoke, tmp_path):
-    run = "results/runs/synthetic/tiny/rloo/correctness/seed0"
-    rlev("evaluate", "--spec", f"{run}/config.yaml", "--out", str(tmp_path / "eval"), cwd=smoke)
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == \
-        {**json.loads((smoke / run / "eval" / "metrics.json").read_text()),
-         "model": f"{run}/model"}
-    edited = yaml.safe_load((smoke / run / "config.yaml").read_text())
-    edited["scale"]["rl_steps"] = 1
-    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(edited))
-    proc = rlev("train", "--spec", str(tmp_path / "edited.yaml"), cwd=smoke, check=False)
-    assert proc.returncode == 1 and "--out" in proc.stderr  # would overwrite the workflow's run
-    proc = rlev("train", "--spec", str(tmp_path / "edited.yaml"), "--out", str(tmp_path / "hand"), cwd=smoke)
-    assert len((tmp_path / "hand" / "train" / "metrics.jsonl").read_text().splitlines()) == 1
-    assert (tmp_path / "hand" / "eval" / "metrics.json").exists()
-    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake("-n", cwd=smoke))
-
-
-def line_written(path: Path) -> bool:
-    try:
-        return path.stat().st_size > 0
-    except FileNotFoundError:  # removed by Snakemake in between
-        return False
-
-
-@pytest.mark.slow
-def test_a_sweep_killed_mid_training_ends_with_the_same_tables_after_one_plain_rerun(smoke, tmp_path):
-    """Ctrl-C during RL training, then the README's command once: the tables equal the uninterrupted sweep's.
-
-    The sweep starts from the smoke sweep's data and warm start (its RL runs, tables and
-    figures removed), so the test pays for the RL part only."""
-    work = copy_sweep(smoke, tmp_path / "sweep")
-    for done in ("runs", "tables", "figures", "plan.json"):
-        shutil.rmtree(work / "results" / done) if (work / "results" / done).is_dir() else \
-            (work / "results" / done).unlink()
-    proc = subprocess.Popen(README_COMMAND, cwd=work, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        while proc.poll() is None:
-            if any(line_written(m) for m in (work / "results" / "runs").glob("*/*/*/*/seed*/train/metrics.jsonl")):
-                break  # a run is between its first and last step
-            time.sleep(0.2)
-        assert proc.poll() is None, "the sweep ended before any training started"
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
-        proc.wait(timeout=600)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert not (work / "results" / "tables" / "table1.csv").exists()
-    snakemake(cwd=work)
-    assert tables(work) == tables(smoke)

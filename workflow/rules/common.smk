@@ -271,6 +271,11 @@ def get_final_output():
     outputs += get_value_output()
     outputs += get_analysis_output()
     outputs += get_ablation_output()
+    # Every planned run's files too: Snakemake reruns a job whose outputs are missing only when
+    # something downstream needs to run or asks for them directly, so a run whose training was
+    # killed (its model and metrics removed, its evaluation or the tables left from before) is
+    # rebuilt only because the default target asks for its files.
+    outputs += list(dict.fromkeys(f for name in config["experiments"] for f in get_run_files(name)))
     # each table job writes its .html (the report's rendering) beside its .csv and .md
     return outputs + [
         p[: -len(".md")] + ".html" for p in outputs if p.startswith("results/tables/") and p.endswith(".md")
