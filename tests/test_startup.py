@@ -72,8 +72,8 @@ def test_values_command_loads_no_torch(tmp_path):
 
 
 def test_rule_verifier_does_not_load_the_judge_client(tmp_path):
-    code = ("import sys; from rlev.verify import build_verifier; build_verifier({'kind': 'rule'}); "
-            "print('aiohttp' in sys.modules)")
+    code = ("import sys; from rlev.verify import build_verifier, run_verifier; build_verifier({'kind': 'rule'}); "
+            "run_verifier({'kind': 'rule'}); print('aiohttp' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
