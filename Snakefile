@@ -18,6 +18,7 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/predictor.smk"
 include: "workflow/rules/ood.smk"
+include: "workflow/rules/mechanism.smk"
 
 
 rule all:

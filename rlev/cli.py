@@ -21,6 +21,8 @@ Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.y
     rlev table-html --md results/tables/table8.md --out results/tables/table8.html
     rlev eos     --spec SCALE --model RUN/model --test ... --samples RUN/eval/samples.parquet --out RUN/eval/eos.parquet
     rlev figure2 --eos RUN/eval/eos.parquet... --out results/figures/figure2
+    rlev mechanism --runs RUN_DIR... --test TEST.parquet --init SFT_EVAL/samples.parquet --out results/tables/mechanism
+    rlev length-by-value --runs RUN_DIR... --out results/figures/length_by_value_main
 """
 
 from __future__ import annotations
@@ -297,6 +299,19 @@ def cmd_figure2(args) -> None:
     figure2(args.eos, Path(args.out), BINS if args.bins is None else args.bins)
 
 
+def cmd_mechanism(args) -> None:
+    from rlev.analysis.mechanism import PERMUTATIONS, SEED, mechanism
+
+    mechanism(args.runs, args.test, Path(args.out), args.init or [],
+              PERMUTATIONS if args.permutations is None else args.permutations, SEED if args.seed is None else args.seed)
+
+
+def cmd_length_by_value(args) -> None:
+    from rlev.analysis.mechanism import length_by_value
+
+    length_by_value(args.runs, Path(args.out))
+
+
 def _overrides(pairs: list[str] | None) -> dict:
     out = {}
     for pair in pairs or []:
@@ -373,6 +388,14 @@ def main(argv: list[str] | None = None) -> None:
         ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
         ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")),
         ("--bins", dict(type=int, help="relative-position bins (default rlev.analysis.eos.BINS)")))
+    add("mechanism", cmd_mechanism, ("--runs", dict(nargs="+", required=True)),
+        ("--test", dict(required=True, help="the runs' test split (points and difficulty per prompt)")),
+        ("--init", dict(nargs="*", help="the starting policy's eval/samples.parquet (a row of its own)")),
+        ("--permutations", dict(type=int, help="within-difficulty shuffles (default rlev.analysis.mechanism.PERMUTATIONS)")),
+        ("--seed", dict(type=int, help="numpy seed of the permutations (default rlev.analysis.mechanism.SEED)")),
+        ("--out", dict(required=True, help="path without suffix; .csv and .md are written")))
+    add("length-by-value", cmd_length_by_value, ("--runs", dict(nargs="+", required=True)),
+        ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

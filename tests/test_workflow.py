@@ -229,9 +229,10 @@ def test_smoke_run_writes_every_table_from_run_directories(smoke):
     assert len(table1) == 4  # smoke: RLOO and mean-centred GRPO x {correctness, human}
     assert set(table1["reward"]) == {"correctness", "human-aligned"}
     assert table1["estimator"].str.contains("GRPO \\(mean-centred\\)").any()
-    for name in ("table2", "table3", "table4", "table5", "table6", "table8", "bootstrap", "value_stats"):
+    for name in ("table2", "table3", "table4", "table5", "table6", "table8", "bootstrap", "value_stats",
+                 "mechanism"):
         assert (tables_dir / f"{name}.csv").exists() and (tables_dir / f"{name}.html").exists(), name
-    for name in ("figure2", "figure3", "figure4"):
+    for name in ("figure2", "figure3", "figure4", "length_by_value_main", "length_by_value_mechanism"):
         assert (smoke / "results" / "figures" / f"{name}.png").exists(), name
     rl_steps = yaml.safe_load(SMOKE_CONFIG.read_text())["scales"]["tiny"]["rl_steps"]
     # every cell is traceable to run directories that hold the run's config, metrics, model and evaluation
@@ -279,9 +280,9 @@ def test_a_second_run_has_nothing_to_do(smoke):
 def test_html_report_holds_every_table_and_figure(smoke):
     snakemake("--report", "results/report.html", cwd=smoke)
     report = (smoke / "results" / "report.html").read_text()
-    for name in ("table1", "table2", "table3", "table4", "table5", "table6", "table8", "bootstrap"):
+    for name in ("table1", "table2", "table3", "table4", "table5", "table6", "table8", "bootstrap", "mechanism"):
         assert f"{name}.html" in report, f"{name}.html is not in the report"
-    for name in ("figure2", "figure3", "figure4"):
+    for name in ("figure2", "figure3", "figure4", "length_by_value_main", "length_by_value_mechanism"):
         assert f"{name}.png" in report, f"{name}.png is not in the report"
     assert "Table 8 of the paper" in report  # a caption, rendered
 

@@ -264,6 +264,26 @@ def get_ood_output():
     return [f"results/tables/table2.{ext}" for ext in ("csv", "md")] if "ood" in config["experiments"] else []
 
 
+def get_mechanism_dataset():
+    """The dataset of the mechanism experiment's runs (its own `dataset`, or the main one)."""
+    return config["experiments"]["mechanism"].get("dataset") or config["dataset"]
+
+
+def get_init_samples(wildcards=None):
+    """The starting policy's test answers on the mechanism's dataset (its table's first row), when built here."""
+    path = policy_init_path(config, get_mechanism_dataset(), config["scale"])
+    return [f"{path}_eval/samples.parquet"] if path.startswith("results/") else []
+
+
+def get_mechanism_output():
+    """Length by value decile for the main runs, and the mechanism table and figure when declared."""
+    experiments = ["main"] + (["mechanism"] if "mechanism" in config["experiments"] else [])
+    outputs = [f"results/figures/length_by_value_{e}.{ext}" for e in experiments for ext in ("png", "svg", "csv")]
+    if "mechanism" in config["experiments"]:
+        outputs += [f"results/tables/mechanism.{ext}" for ext in ("csv", "md")]
+    return outputs
+
+
 def get_final_output():
     outputs = ["results/tables/table1.csv", "results/tables/table1.md"]
     outputs += get_ood_output()
@@ -271,6 +291,7 @@ def get_final_output():
     outputs += get_value_output()
     outputs += get_analysis_output()
     outputs += get_ablation_output()
+    outputs += get_mechanism_output()
     # Every planned run's files too: Snakemake reruns a job whose outputs are missing only when
     # something downstream needs to run or asks for them directly, so a run whose training was
     # killed (its model and metrics removed, its evaluation or the tables left from before) is
