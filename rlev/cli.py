@@ -21,8 +21,8 @@ Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.y
     rlev table-html --md results/tables/table8.md --out results/tables/table8.html
     rlev eos     --spec SCALE --model RUN/model --test ... --samples RUN/eval/samples.parquet --out RUN/eval/eos.parquet
     rlev figure2 --eos RUN/eval/eos.parquet... --out results/figures/figure2
-    rlev mechanism --runs RUN_DIR... --test TEST.parquet --init SFT_EVAL/samples.parquet --out results/tables/mechanism
-    rlev length-by-value --runs RUN_DIR... --out results/figures/length_by_value_main
+    rlev mechanism --plan results/plan.json --runs RUN_DIR... --test TEST.parquet --init SFT_EVAL/samples.parquet --out results/tables/mechanism
+    rlev length-by-value --plan results/plan.json --runs RUN_DIR... --out results/figures/length_by_value_main
 """
 
 from __future__ import annotations
@@ -302,13 +302,16 @@ def cmd_figure2(args) -> None:
 def cmd_mechanism(args) -> None:
     from rlev.analysis.mechanism import PERMUTATIONS, SEED, mechanism
 
+    check_plan(args.plan, args.runs)
     mechanism(args.runs, args.test, Path(args.out), args.init or [],
               PERMUTATIONS if args.permutations is None else args.permutations, SEED if args.seed is None else args.seed)
+    _write_table_html(Path(args.out))
 
 
 def cmd_length_by_value(args) -> None:
     from rlev.analysis.mechanism import length_by_value
 
+    check_plan(args.plan, args.runs)
     length_by_value(args.runs, Path(args.out))
 
 
@@ -388,13 +391,14 @@ def main(argv: list[str] | None = None) -> None:
         ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
         ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")),
         ("--bins", dict(type=int, help="relative-position bins (default rlev.analysis.eos.BINS)")))
-    add("mechanism", cmd_mechanism, ("--runs", dict(nargs="+", required=True)),
+    plan = ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it"))
+    add("mechanism", cmd_mechanism, plan, ("--runs", dict(nargs="+", required=True)),
         ("--test", dict(required=True, help="the runs' test split (points and difficulty per prompt)")),
         ("--init", dict(nargs="*", help="the starting policy's eval/samples.parquet (a row of its own)")),
         ("--permutations", dict(type=int, help="within-difficulty shuffles (default rlev.analysis.mechanism.PERMUTATIONS)")),
         ("--seed", dict(type=int, help="numpy seed of the permutations (default rlev.analysis.mechanism.SEED)")),
         ("--out", dict(required=True, help="path without suffix; .csv and .md are written")))
-    add("length-by-value", cmd_length_by_value, ("--runs", dict(nargs="+", required=True)),
+    add("length-by-value", cmd_length_by_value, plan, ("--runs", dict(nargs="+", required=True)),
         ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,

@@ -102,9 +102,12 @@ def test_attach_points_joins_the_test_split_and_names_a_foreign_prompt():
 
 
 def test_cost_label():
+    from rlev.config import parse_reward_tag
+
     assert cost_label({"variant": "human"}) == "none"
-    assert cost_label({"cost": {"length": 0.0}}) == "none"
-    assert cost_label({"cost": {"length": 0.35}}) == "length 0.35"
+    assert cost_label({"cost": {"kind": "none"}}) == "none"
+    assert cost_label({"cost": parse_reward_tag("human-a10-additive_clipped-len0.005")["cost"]}) == "length 0.005/token"
+    assert cost_label({"cost": parse_reward_tag("correctness-overlong16x1")["cost"]}) == "overlong 16x1"
 
 
 def balanced_test():
@@ -134,7 +137,7 @@ def _experiment(tmp_path, effect_pp_per_point=0.1, seeds=3):
     lv = level_index(test)
     rng = np.random.default_rng(5)
     runs = []
-    for cost in (None, {"length": 0.3}):
+    for cost in (None, {"kind": "length", "per_token": 0.3}):
         for reward in ("correctness", "uniform", "shuffled", "human"):
             for seed in range(seeds):
                 if cost is None:
@@ -156,16 +159,16 @@ def test_mechanism_table_on_a_fixture_with_a_known_answer(tmp_path):
                       init_samples=[f"{init}/eval/samples.parquet"], permutations=2000)
     cells = table[table["kind"] == "cell"].set_index(["reward", "cost"])
     assert len(cells) == 8 and (cells["seeds"] == 3).all()
-    rlev = cells.loc[("human-aligned", "length 0.3")]
+    rlev = cells.loc[("human-aligned", "length 0.3/token")]
     assert rlev["worked_slope"] == pytest.approx(10, abs=2.5)  # pp per point
     assert rlev["worked_slope_lo"] > 0 and rlev["worked_slope_p"] < 0.01 and rlev["length_slope_p"] < 0.01
     for reward in ("correctness", "uniform scaling", "random weights (shuffled)"):
-        for cost in ("none", "length 0.3"):
+        for cost in ("none", "length 0.3/token"):
             c = cells.loc[(reward, cost)]
             assert c["worked_slope_lo"] < 0 < c["worked_slope_hi"], (reward, cost)
     contrasts = table[table["kind"] == "contrast"].set_index(["reward", "cost"])
     assert len(contrasts) == 6
-    assert contrasts.loc[("human-aligned - uniform scaling", "length 0.3"), "worked_slope_lo"] > 0
+    assert contrasts.loc[("human-aligned - uniform scaling", "length 0.3/token"), "worked_slope_lo"] > 0
     start = table[table["kind"] == "start"].iloc[0]
     assert start["worked_share"] == 0 and start["seeds"] == 1 and math.isnan(start["worked_slope_lo"])
     md = (tmp_path / "tables" / "mechanism.md").read_text()
@@ -186,7 +189,7 @@ def test_mechanism_flat_fixture_gives_zero_slopes_whatever_the_level(tmp_path):
             assert np.allclose(cells[column], 0, atol=1e-9), column
         assert (cells.loc[cells["kind"] == "cell", f"{m}_p"] > 0.5).all(), m
     levels = cells[cells["kind"] == "cell"].groupby("cost")["worked_share"]
-    assert np.allclose(levels.min()["none"], 90) and np.allclose(levels.max()["length 0.3"], 20)
+    assert np.allclose(levels.min()["none"], 90) and np.allclose(levels.max()["length 0.3/token"], 20)
 
 
 def test_seed_interval_covers_a_zero_slope_95_times_in_100():

@@ -57,12 +57,14 @@ def is_worked(responses: pd.Series) -> pd.Series:
 
 
 def cost_label(reward: dict) -> str:
-    """A run's value-independent cost in words (`none` without one), from its config's reward block."""
-    cost = reward.get("cost") or {}
-    active = {k: v for k, v in cost.items() if v not in (None, 0, 0.0, False, "none")}
-    if not active:
-        return NO_COST
-    return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(active.items()))
+    """A run's value-independent cost in words (`none` without one), from its config's reward block
+    (rlev.config._run_reward writes `cost` only when its kind is not none)."""
+    cost = reward.get("cost") or {"kind": "none"}
+    if cost["kind"] == "length":
+        return f"length {cost['per_token']:g}/token"
+    if cost["kind"] == "overlong":
+        return f"overlong {cost['overlong_buffer']:g}x{cost['overlong_penalty']:g}"
+    return NO_COST
 
 
 def load_run_samples(run_dir: str | Path, test: pd.DataFrame) -> tuple[dict, pd.DataFrame]:

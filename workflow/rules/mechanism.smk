@@ -5,12 +5,12 @@
 
 rule mechanism:
     input:
-        samples=lambda wc: expand("{run}/eval/samples.parquet", run=get_table_runs("mechanism")),
+        runs=lambda wc: get_run_files("mechanism"),
         test=lambda wc: f"results/data/{get_mechanism_dataset()}/test.parquet",
         init=get_init_samples,
+        plan="results/plan.json",
     output:
-        csv=report("results/tables/mechanism.csv", caption="../report/mechanism.rst", category="Tables"),
-        md="results/tables/mechanism.md",
+        **table_outputs("mechanism"),
     log:
         "results/logs/report/mechanism.log",
     conda:
@@ -21,14 +21,16 @@ rule mechanism:
     params:
         runs=lambda wc: get_table_runs("mechanism"),
         permutations=lambda wc: config["experiments"]["mechanism"]["permutations"],
+        caption=lambda wc: table_caption("mechanism"),
     shell:
-        "rlev mechanism --runs {params.runs} --test {input.test} --init {input.init} "
+        "rlev mechanism --plan {input.plan} --runs {params.runs} --test {input.test} --init {input.init} "
         "--permutations {params.permutations} --out results/tables/mechanism 2> {log}"
 
 
 rule length_by_value:
     input:
-        lambda wc: expand("{run}/eval/samples.parquet", run=get_table_runs(wc.experiment)),
+        runs=lambda wc: get_run_files(wc.experiment),
+        plan="results/plan.json",
     output:
         png=report(
             "results/figures/length_by_value_{experiment}.png",
@@ -49,5 +51,5 @@ rule length_by_value:
     params:
         runs=lambda wc: get_table_runs(wc.experiment),
     shell:
-        "rlev length-by-value --runs {params.runs} "
+        "rlev length-by-value --plan {input.plan} --runs {params.runs} "
         "--out results/figures/length_by_value_{wildcards.experiment} 2> {log}"
