@@ -172,6 +172,7 @@ def test_mechanism_table_on_a_fixture_with_a_known_answer(tmp_path):
     start = table[table["kind"] == "start"].iloc[0]
     assert start["worked_share"] == 0 and start["seeds"] == 1 and math.isnan(start["worked_slope_lo"])
     md = (tmp_path / "tables" / "mechanism.md").read_text()
+    assert "No power in 1 of 9 rows" in md  # the starting policy never works
     rows = [line for line in md.splitlines() if line.startswith("| RLOO") or line.startswith("| starting")]
     assert len(rows) == 15
     for line in rows:  # n in every cell with a number
@@ -188,6 +189,7 @@ def test_mechanism_flat_fixture_gives_zero_slopes_whatever_the_level(tmp_path):
         for column in (m, f"{m}_lo", f"{m}_hi"):
             assert np.allclose(cells[column], 0, atol=1e-9), column
         assert (cells.loc[cells["kind"] == "cell", f"{m}_p"] > 0.5).all(), m
+    assert "No power" not in (tmp_path / "m.md").read_text()
     levels = cells[cells["kind"] == "cell"].groupby("cost")["worked_share"]
     assert np.allclose(levels.min()["none"], 90) and np.allclose(levels.max()["length 0.3/token"], 20)
 

@@ -295,6 +295,11 @@ def _markdown(result: pd.DataFrame, test: pd.DataFrame, permutations: int, seed:
               f"permutations, numpy seed {seed}, one permutation shared by every seed). Rows 'A - B' are RLEV minus "
               "a control under the same cost, paired by seed. Run directories are in the `runs` column of "
               f"{out.with_suffix('.csv').name}.", ""]
+    cells = result[result["kind"] != "contrast"]
+    one_form = cells[(cells["worked_share"] <= 0) | (cells["worked_share"] >= 100)]
+    if len(one_form):
+        lines += [f"No power in {len(one_form)} of {len(cells)} rows: every answer there has the same form (worked "
+                  "share 0% or 100%), so the worked slope is 0 by construction and says nothing about the value.", ""]
     return "\n".join(lines)
 
 
