@@ -361,11 +361,17 @@ def length_by_value(run_dirs: list[str], out: Path, deciles: int = DECILES) -> p
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True)
     colours = {REWARD_NAMES["correctness"]: "tab:blue", REWARD_NAMES["human"]: "tab:red",
                REWARD_NAMES["uniform"]: "tab:green", REWARD_NAMES["shuffled"]: "tab:grey"}
+    # identical curves (e.g. uniform scaling equal to correctness) must stay visible: wider lines
+    # first, each reward its own dash and marker, and markers shifted a little along x
+    widths = [3.5, 2.5, 1.8, 1.2]
+    dashes = ["-", "--", ":", "-."]
+    markers = ["o", "s", "^", "x"]
     for ax, (estimator, scale, cost) in zip(axes[0], panels):
         panel = data[(data["estimator"] == estimator) & (data["scale"] == scale) & (data["cost"] == cost)]
-        for reward, line in panel.groupby("reward", sort=False):
+        for k, (reward, line) in enumerate(panel.groupby("reward", sort=False)):
             n = int(line["seeds"].min())
-            ax.plot(line["decile"], line["length"], marker=".", color=colours.get(reward), label=f"{reward} (n={n})")
+            ax.plot(line["decile"] + 0.08 * (k - 1.5), line["length"], dashes[k % 4], marker=markers[k % 4],
+                    linewidth=widths[k % 4], markersize=4, color=colours.get(reward), label=f"{reward} (n={n})")
             if n > 1:
                 ax.fill_between(line["decile"], line["length_lo"], line["length_hi"], color=colours.get(reward),
                                 alpha=0.2, linewidth=0)
