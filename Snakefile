@@ -20,6 +20,9 @@ include: "workflow/rules/predictor.smk"
 include: "workflow/rules/ood.smk"
 
 
+report: get_report_text()
+
+
 rule all:
     default_target: True
     input:
