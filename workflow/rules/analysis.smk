@@ -51,7 +51,11 @@ rule figure2:
 # Training curves per experiment (reward, accuracy, length, length by value quarter over steps).
 rule curves:
     input:
-        lambda wc: [f"{r.path}/{f}" for r in experiment_runs(config, wc.experiment) for f in ("config.yaml", "train/metrics.jsonl")],
+        lambda wc: [
+            f"{r.path}/{f}"
+            for r in experiment_runs(config, wc.experiment)
+            for f in ("config.yaml", "train/metrics.jsonl")
+        ],
     output:
         png=report(
             "results/figures/curves_{experiment}.png",

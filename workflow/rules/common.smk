@@ -251,13 +251,9 @@ def get_predictor_reports(wildcards=None):
 def table_outputs(table, in_report=True):
     """A table's CSV and Markdown, and its HTML (written by the same job) for the report."""
     html = f"results/tables/{table}.html"
-    return {
-        "csv": f"results/tables/{table}.csv",
-        "md": f"results/tables/{table}.md",
-        "html": report(html, caption="../report/table.rst", category=REPORT_GROUPS.get(table, "6. Other"))
-        if in_report
-        else html,
-    }
+    group = REPORT_GROUPS.get(table, "6. Other")  # the report's category: the paper table it belongs to
+    in_html = report(html, caption="../report/table.rst", category=group) if in_report else html
+    return {"csv": f"results/tables/{table}.csv", "md": f"results/tables/{table}.md", "html": in_html}
 
 
 def get_analysis_output():
