@@ -158,11 +158,11 @@ def test_table1_says_which_verifier_scored_and_where_the_kl_went(tmp_path):
 
     plain = write_run(tmp_path, "rloo", "human", 0, [True] * 10, VALUES)
     judged = write_run(tmp_path, "grpo", "human", 0, [True] * 10, VALUES)
-    metrics = json.loads((tmp_path / "runs/grpo/human/seed0/eval/metrics.json").read_text())
-    (tmp_path / "runs/grpo/human/seed0/eval/metrics.json").write_text(json.dumps({**metrics, "verifier": "judge:J"}))
-    config = yaml.safe_load((tmp_path / "runs/grpo/human/seed0/config.yaml").read_text())
+    metrics = json.loads((Path(judged) / "eval/metrics.json").read_text())
+    (Path(judged) / "eval/metrics.json").write_text(json.dumps({**metrics, "verifier": "judge:J"}))
+    config = yaml.safe_load((Path(judged) / "config.yaml").read_text())
     config["estimator"].update(use_kl_loss=True, kl_loss_coef=0.001, kl_loss_type="low_var_kl")
-    (tmp_path / "runs/grpo/human/seed0/config.yaml").write_text(yaml.safe_dump(config))
+    (Path(judged) / "config.yaml").write_text(yaml.safe_dump(config))
     table1([plain, judged], [], tmp_path / "table1")
     text = (tmp_path / "table1.md").read_text()
     assert "Scored by: judge:J, rule; KL to the initial policy: loss 0.001 (low_var_kl), none." in text
