@@ -76,7 +76,7 @@ rule curves:
         mem_mb=1000,
     params:
         runs=lambda wc: get_table_runs(wc.experiment),
-        title=lambda wc: EXPERIMENT_GROUPS.get(wc.experiment, wc.experiment),
+        title=lambda wc: f"experiments.{wc.experiment}",
     shell:
         "rlev curves --runs {params.runs} --title {params.title:q} --out results/figures/curves_{wildcards.experiment} "
         "2> {log}"
