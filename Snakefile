@@ -21,6 +21,9 @@ include: "workflow/rules/ood.smk"
 include: "workflow/rules/mechanism.smk"
 
 
+report: get_report_text()
+
+
 rule all:
     default_target: True
     input:

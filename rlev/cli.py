@@ -194,15 +194,15 @@ def evaluate_local_run(run: dict) -> None:
     """A local run's final policy, right after training in the same process: greedy evaluation on
     the test split (eval/samples.parquet, eval/metrics.json) and the EOS probabilities of Figure 2
     (eval/eos.parquet), the same files `rlev evaluate` and `rlev eos` write."""
-    from rlev.analysis.eos import PROMPTS_PER_EXTREME, run_eos
+    from rlev.analysis.eos import EOS_BATCH, SHARE, run_eos
     from rlev.evaluate import evaluate
 
     s, out = run["scale"], Path(run["out_dir"])
     model, test = str(out / "model"), run["dataset"]["test"]
     evaluate(model, test, out / "eval", s["max_new_tokens"], s["eval_batch"], s["threads"], s["device"], s["dtype"],
              verifier=run["reward"].get("verifier"))  # the verifier the run trained with
-    run_eos(model, test, str(out / "eval" / "samples.parquet"), out / "eval" / "eos.parquet", PROMPTS_PER_EXTREME,
-            s["eval_batch"], s["threads"], s["device"], s["dtype"])
+    run_eos(model, test, str(out / "eval" / "samples.parquet"), out / "eval" / "eos.parquet", SHARE, EOS_BATCH,
+            s["threads"], s["device"], s["dtype"])
 
 
 def cmd_evaluate(args) -> None:
@@ -233,18 +233,19 @@ def cmd_report(args) -> None:
     from rlev import report
 
     check_plan(args.plan, args.runs)
+    init = [str(Path(m).parent) for m in args.init or []]  # the starting policy's eval folders
     if args.table == "table1":
-        report.table1(args.runs, args.init or [], Path(args.out))
+        report.table1(args.runs, init, Path(args.out))
     elif args.table == "table8":
-        report.table8(args.runs, Path(args.out))
+        report.table8(args.runs, Path(args.out), init)
     elif args.table == "bootstrap":
-        report.bootstrap_table(args.runs, Path(args.out), args.resamples, args.seed)
+        report.bootstrap_table(args.runs, Path(args.out), args.resamples, args.seed, args.cluster or "exam")
     elif args.table in ("table4", "table5", "table6"):
-        getattr(report, args.table)(args.runs, Path(args.out))
+        getattr(report, args.table)(args.runs, Path(args.out), init)
     elif args.table == "table2":
         report.table2(args.runs, args.base, args.benchmarks or [], Path(args.out))
     elif args.table == "table3":
-        report.table3(args.runs, [str(Path(m).parent) for m in args.init or []], Path(args.out))
+        report.table3(args.runs, init, Path(args.out), args.truth, args.predictor or [])
     _write_table_html(Path(args.out))
 
 
@@ -284,19 +285,30 @@ def cmd_table_html(args) -> None:
 
 
 def cmd_eos(args) -> None:
-    from rlev.analysis.eos import PROMPTS_PER_EXTREME, run_eos
+    from rlev.analysis.eos import EOS_BATCH, SHARE, run_eos
 
     s = scale_of(read_spec(args.spec))
-    prompts = PROMPTS_PER_EXTREME if args.prompts is None else args.prompts
-    run_eos(args.model, args.test, args.samples, Path(args.out), prompts, s["eval_batch"], s["threads"],
-            s["device"], s["dtype"])
+    run_eos(args.model, args.test, args.samples, Path(args.out), SHARE if args.share is None else args.share,
+            EOS_BATCH if args.batch is None else args.batch, s["threads"], s["device"], s["dtype"])
 
 
 def cmd_figure2(args) -> None:
-    from rlev.analysis.eos import BINS, figure2
+    from rlev.analysis.eos import MIN_RESPONSES, figure2
 
     check_plan(args.plan, [str(Path(p).parent.parent) for p in args.eos])  # <run>/eval/eos.parquet
-    figure2(args.eos, Path(args.out), BINS if args.bins is None else args.bins)
+    figure2(args.eos, Path(args.out), MIN_RESPONSES if args.min_responses is None else args.min_responses)
+
+
+def cmd_curves(args) -> None:
+    from rlev.analysis.curves import curves
+
+    curves(args.runs, Path(args.out), args.title)
+
+
+def cmd_landing(args) -> None:
+    from rlev.report import landing_page
+
+    landing_page(args.runs, Path(args.table1), Path(args.bootstrap) if args.bootstrap else None, Path(args.out))
 
 
 def cmd_mechanism(args) -> None:
@@ -367,6 +379,10 @@ def main(argv: list[str] | None = None) -> None:
         ("--out", dict(required=True, help="path without suffix; .csv and .md are written")),
         ("--resamples", dict(type=int, help="bootstrap: prompt resamples (default rlev.stats.RESAMPLES)")),
         ("--seed", dict(type=int, help="bootstrap: numpy seed of the resampling (default rlev.stats.SEED)")),
+        ("--cluster", dict(choices=["exam", "prompt"], default="exam",
+                           help="bootstrap: resample whole exams (the split is by exam) or single prompts")),
+        ("--truth", dict(default=None, help="table3: generated records with a true_difficulty per id")),
+        ("--predictor", dict(nargs="*", help="table3: the score predictor's metrics.json and label_stats.json")),
         ("--base", dict(default=None, help="table2: the starting policy's OOD folder (<benchmark>/metrics.json)")),
         ("--benchmarks", dict(nargs="*", help="table2: benchmark names, in column order")))
     add("predictor", cmd_predictor, ("action", dict(choices=["train", "evaluate", "label"])), spec,
@@ -385,12 +401,21 @@ def main(argv: list[str] | None = None) -> None:
     add("eos", cmd_eos, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
         ("--samples", dict(required=True, help="the run's eval/samples.parquet")),
         ("--out", dict(required=True, help="eos.parquet")),
-        ("--prompts", dict(type=int, help="highest- and lowest-valued prompts each (capped at n/2; default "
-                                          "rlev.analysis.eos.PROMPTS_PER_EXTREME)")))
+        ("--share", dict(type=float, help="share of the test set in each of the top- and bottom-valued groups "
+                                          "(default rlev.analysis.eos.SHARE = 0.025, the paper's 200 of 8,000)")),
+        ("--batch", dict(type=int, help="prompts per teacher-forced forward pass (default rlev.analysis.eos.EOS_BATCH)")))
     add("figure2", cmd_figure2, ("--eos", dict(nargs="+", required=True, help="<run>/eval/eos.parquet files")),
         ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
-        ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")),
-        ("--bins", dict(type=int, help="relative-position bins (default rlev.analysis.eos.BINS)")))
+        ("--out", dict(required=True, help="path without suffix; .png, .svg, .csv and _stop.csv are written")),
+        ("--min-responses", dict(type=int, help="draw a position while at least this many responses of a run "
+                                                "still run (default rlev.analysis.eos.MIN_RESPONSES)")))
+    add("landing", cmd_landing, ("--runs", dict(nargs="+", required=True, help="every planned run directory")),
+        ("--table1", dict(required=True, help="results/tables/table1.csv")),
+        ("--bootstrap", dict(default=None, help="results/tables/bootstrap.csv")),
+        ("--out", dict(required=True, help="the landing page (.rst)")))
+    add("curves", cmd_curves, ("--runs", dict(nargs="+", required=True, help="run directories of one experiment")),
+        ("--title", dict(default="runs", help="what the runs are, for the figure title")),
+        ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")))
     plan = ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it"))
     add("mechanism", cmd_mechanism, plan, ("--runs", dict(nargs="+", required=True)),
         ("--test", dict(required=True, help="the runs' test split (points and difficulty per prompt)")),

@@ -265,56 +265,99 @@ def _check_data(config: dict) -> None:
 WHITENING_ESTIMATORS = ("reinforce_plus_plus", "reinforce_plus_plus_baseline")  # whiten over the batch
 
 
-def cancels_value_scale(estimator: dict, variant: str = "human") -> bool:
-    """True when `estimator` divides the value variant's reward scale out of its advantages.
+def value_scale_invariance(estimator: dict, variant: str = "human", cost: dict | None = None) -> str | None:
+    """Why the value variant's reward scale cannot change the policy update, or None when it can.
 
-    s(x) is constant within a prompt's group of samples. Std-normalised GRPO computes
-    (r - mean) / std per group, so any per-prompt s(x) cancels exactly and a value run
-    equals its correctness baseline. The `uniform` variant scales every prompt by the same
-    s_bar, which batch whitening (REINFORCE++ and REINFORCE++-baseline in verl) also
-    divides out. A KL penalty inside the reward (verl's algorithm.use_kl_in_reward) is not
-    scaled by s(x) and breaks both invariances. tests/test_guard.py measures all of this
-    with verl's estimators. RLOO and mean-centred GRPO keep every scale.
+    s(x) is constant within a prompt's group of samples.
+    - "std_grpo": std-normalised GRPO computes (r - mean) / std per group, so any per-prompt
+      s(x) cancels exactly and a value run equals its correctness baseline.
+    - "whitening": the `uniform` variant scales every prompt by the same s_bar, which batch
+      whitening (REINFORCE++ and REINFORCE++-baseline in verl) divides out exactly.
+    - "adam": with any other estimator, `uniform` multiplies every advantage, and so the
+      policy-gradient loss and its gradient, by the one constant s_bar. Both back ends
+      optimise with AdamW, whose step m / (sqrt(v) + eps) does not change when every gradient
+      is multiplied by a constant (up to floating point and eps; a gradient-norm clip that
+      binds on some steps of one run and not the other also breaks the tie). Unless the loss
+      has a term s_bar does not scale (entropy_coeff, use_kl_loss), uniform trains like
+      correctness.
+    A term in the reward that s(x) does not scale (a value-independent `cost`, reward.cost,
+    or verl's algorithm.use_kl_in_reward) breaks all three.
+    tests/test_guard.py measures the first two with verl's estimators and the third with
+    torch's AdamW.
     """
     if variant == "correctness" or estimator.get("use_kl_in_reward", False):
-        return False
+        return None
+    if (cost or {}).get("kind", "none") != "none":
+        return None
     if estimator["adv_estimator"] == "grpo" and estimator.get("norm_adv_by_std_in_grpo", True):
-        return True
-    return variant == "uniform" and estimator["adv_estimator"] in WHITENING_ESTIMATORS
+        return "std_grpo"
+    if variant != "uniform":
+        return None
+    if estimator["adv_estimator"] in WHITENING_ESTIMATORS:
+        return "whitening"
+    if not estimator.get("entropy_coeff", 0) and not estimator.get("use_kl_loss", False):
+        return "adam"
+    return None
 
 
-def scale_invariance_message(name: str, estimator: str, settings: dict, variants: list[str]) -> str:
-    if settings["adv_estimator"] == "grpo":
+def cancels_value_scale(estimator: dict, variant: str = "human") -> bool:
+    """True when `estimator` divides the value variant's reward scale out of its advantages
+    exactly (value_scale_invariance's "std_grpo" and "whitening"; the "adam" case only warns)."""
+    return value_scale_invariance(estimator, variant) in ("std_grpo", "whitening")
+
+
+def scale_invariance_message(where: str, estimator: str, settings: dict, variants: list[str],
+                             reason: str) -> str:
+    """The one message for every place that finds a no-op comparison (config validation, the verl launcher).
+
+    `where` names the experiment (`experiments.<name>`) or the run.
+    """
+    if reason == "std_grpo":
         why = ("is GRPO with norm_adv_by_std_in_grpo: true and no KL in the reward; dividing each group's "
                "rewards by their std cancels the per-prompt value scale")
         fix = (f"set norm_adv_by_std_in_grpo: false under estimators.{estimator} (mean-centred GRPO, Dr.GRPO), "
                "or use rloo / reinforce_plus_plus")
-    else:
+        outcome = "would train exactly like the correctness baseline (a no-op comparison)"
+    elif reason == "whitening":
         why = (f"is {settings['adv_estimator']}, which whitens advantages over the batch and so cancels the one "
                "scale s_bar the uniform variant gives every prompt")
         fix = "use rloo or mean-centred GRPO (grpo with norm_adv_by_std_in_grpo: false) for the uniform ablation"
-    return (
-        f"experiments.{name}: estimator {estimator!r} {why}, so its {'/'.join(variants)} run(s) would train "
-        f"exactly like the correctness baseline (a no-op comparison). Fix: {fix}; or set "
-        f"experiments.{name}.allow_scale_invariant: true to run it anyway."
+        outcome = "would train exactly like the correctness baseline (a no-op comparison)"
+    else:  # "adam"
+        why = (f"(adv_estimator {settings['adv_estimator']}) passes the one scale s_bar of the uniform variant into "
+               "every advantage, and AdamW's step does not change when every gradient is multiplied by a constant; the "
+               "loss has no term s_bar leaves unscaled (entropy_coeff 0, no KL)")
+        fix = ("read uniform as a check that equals correctness, or give the reward or loss a value-independent "
+               "term (a length cost, use_kl_in_reward, use_kl_loss or entropy_coeff) so the mean scale matters")
+        outcome = ("trains like the correctness baseline up to floating point (Adam's eps, and gradient-norm clips "
+                   "that bind on different steps)")
+    return f"{where}: estimator {estimator!r} {why}, so its {'/'.join(variants)} run(s) {outcome}. Fix: {fix}" + (
+        f"; or set {where}.allow_scale_invariant: true to run it anyway." if reason != "adam" else "."
     )
 
 
 def _check_scale_invariance(config: dict) -> None:
     """The guard against no-op comparisons: refuse (or, when opted in, warn about) value runs
-    whose estimator cancels their reward scale. See cancels_value_scale."""
+    whose estimator cancels their reward scale exactly; warn about those that AdamW makes a
+    no-op up to floating point. See value_scale_invariance."""
     import warnings
 
     for name, exp in config["experiments"].items():
         for est in exp["estimators"]:
             settings = config["estimators"][est]
-            variants = [v for v in exp["rewards"] if cancels_value_scale(settings, v)]
-            if not variants:
-                continue
-            message = scale_invariance_message(name, est, settings, variants)
-            if not exp.get("allow_scale_invariant", False):
-                raise ConfigError(message)
-            warnings.warn("WARNING (allowed by allow_scale_invariant): " + message, stacklevel=2)
+            by_reason: dict[str, list[str]] = {}
+            costs = exp.get("costs") or [config["reward"].get("cost")]
+            for v in exp["rewards"]:
+                # a run with a value-independent cost is never a no-op; the experiment's runs without one may be
+                reason = next((r for c in costs if (r := value_scale_invariance(settings, v, c))), None)
+                if reason:
+                    by_reason.setdefault(reason, []).append(v)
+            for reason, variants in by_reason.items():
+                message = scale_invariance_message(f"experiments.{name}", est, settings, variants, reason)
+                if reason != "adam" and not exp.get("allow_scale_invariant", False):
+                    raise ConfigError(message)
+                prefix = "" if reason == "adam" else "(allowed by allow_scale_invariant) "
+                warnings.warn("WARNING " + prefix + message, stacklevel=2)
 
 
 def _check_verifier(config: dict) -> None:

@@ -141,7 +141,9 @@ def predictor_spec(config: dict, scale: str) -> dict:
                 "tiny": {**s["tiny"], **p["local"]["tiny"]}}
     else:
         spec = dict(p["verl"])
-    return {**spec, "backend": s["backend"], "label_total": p["label_total"]}
+    # label_stats.json compares the predictions with the weak (difficulty-label) points too
+    return {**spec, "backend": s["backend"], "label_total": p["label_total"],
+            "weak_points": dict(config["reward"]["weak_points"])}
 
 
 def train(spec: dict, train_rows: pd.DataFrame, out_dir: Path, name: str) -> Path:
@@ -260,13 +262,63 @@ def sft_script(spec: dict, overrides: list[str], name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_sft_launch(spec: dict, train_rows: pd.DataFrame, out_dir: Path, name: str) -> Path:
-    """SFT data, composed config and launch script for the verl back end; returns the script."""
+SFT_REJECTS = "sft_rejects.csv"  # rows verl's SFT would refuse, beside the launch files
+
+
+def drop_overlong(sft_file: Path, rows: pd.DataFrame, tokenizer, max_length: int, report: Path) -> int:
+    """Remove from `sft_file` the examples longer than `max_length` tokens, listing them in `report`.
+
+    verl's SFT dataset (MultiTurnSFTDataset with truncation=error) raises inside
+    __getitem__, mid-training, on such a row; so each example is built here with verl's own
+    dataset class and tokenizer, and a row it refuses goes to the report (id, exam_id,
+    tokens, max_length, reason) instead of the training file. Returns the rows dropped;
+    an error when none would be left.
+    """
+    from omegaconf import OmegaConf
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    config = OmegaConf.create({"max_length": max_length, "truncation": "error", "messages_key": "messages"})
+    dataset = MultiTurnSFTDataset(str(sft_file), tokenizer, config)
+    too_long = {}
+    for i in range(len(dataset)):
+        try:
+            dataset[i]
+        except ValueError as err:
+            m = re.search(r"sequence_length=(\d+) is larger than", str(err))
+            if not m:
+                raise
+            too_long[i] = int(m.group(1))
+    ids = rows["id"].astype(str).tolist() if "id" in rows.columns else [str(i) for i in range(len(rows))]
+    exams = rows["exam_id"].astype(str).tolist() if "exam_id" in rows.columns else [""] * len(rows)
+    pd.DataFrame([{"id": ids[i], "exam_id": exams[i], "tokens": n, "max_length": max_length,
+                   "reason": f"system + question + score is {n} tokens, over predictor.verl.max_length {max_length}"}
+                  for i, n in too_long.items()],
+                 columns=["id", "exam_id", "tokens", "max_length", "reason"]).to_csv(report, index=False)
+    if len(too_long) == len(rows):
+        raise ValueError(f"score predictor SFT: all {len(rows)} examples are over predictor.verl.max_length "
+                         f"{max_length} tokens (listed in {report}); raise max_length")
+    if too_long:
+        kept = pd.read_parquet(sft_file).drop(index=list(too_long)).reset_index(drop=True)
+        kept.to_parquet(sft_file, index=False)
+        log.warning("score predictor SFT: %d of %d examples are over %d tokens and are left out (listed in %s)",
+                    len(too_long), len(rows), max_length, report)
+    return len(too_long)
+
+
+def write_sft_launch(spec: dict, train_rows: pd.DataFrame, out_dir: Path, name: str, tokenizer=None) -> Path:
+    """SFT data, composed config and launch script for the verl back end; returns the script.
+
+    With the model's `tokenizer`, examples over `max_length` tokens are left out of the data
+    and listed in sft_rejects.csv (drop_overlong), so verl's SFT cannot stop on them mid-run.
+    """
     from omegaconf import OmegaConf
 
     out_dir = Path(out_dir)
     train_file = out_dir / "sft_train.parquet"
     write_sft_parquet(train_rows, train_file)
+    if tokenizer is not None:
+        drop_overlong(train_file, train_rows.reset_index(drop=True), tokenizer, spec["max_length"],
+                      out_dir / SFT_REJECTS)
     overrides = verl_sft_overrides(spec, train_file, out_dir, name)
     cfg = compose_sft_config(overrides)
     (out_dir / "verl_sft_config.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -293,8 +345,11 @@ def train_verl(spec: dict, train_rows: pd.DataFrame, out_dir: Path, name: str) -
     import subprocess
 
     import torch
+    from transformers import AutoTokenizer
 
-    script = write_sft_launch(spec, train_rows, out_dir, name)
+    # the model's own tokenizer measures each example as verl's SFT will (over-long rows are reported, not fatal)
+    tokenizer = AutoTokenizer.from_pretrained(spec["model"])
+    script = write_sft_launch(spec, train_rows, out_dir, name, tokenizer)
     if not torch.cuda.is_available():
         raise RuntimeError(
             f"score predictor {name}: the verl back end needs CUDA GPUs and none is visible here. "
@@ -321,7 +376,7 @@ def _json(obj) -> str:
 
 def predict_scores(model_dir, questions: list[str], totals: list[float], max_new_tokens: int, batch_size: int,
                    threads: int, device: str = "auto", dtype: str = "float32") -> list[str]:
-    """Greedy replies of the predictor for each (question, total)."""
+    """Greedy replies of the predictor for each (question, total); questions are read without stated points."""
     import torch
 
     from rlev.model import load_policy, render_prompt
@@ -401,6 +456,7 @@ def label_dataset(model_dir, train_path, out_path: Path, spec: dict, total: floa
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     labelled.to_parquet(out_path, index=False)
+    predicted = [None if m else s for s, m in zip(scores, imputed)]
     stats = {
         "model": str(model_dir),
         "data": str(train_path),
@@ -408,13 +464,24 @@ def label_dataset(model_dir, train_path, out_path: Path, spec: dict, total: floa
         "rows": int(len(rows)),
         "imputed": int(imputed.sum()),
         "mean_predicted_value": float(values.mean()),
-        # Agreement with the only value the dataset has (its category's points): how noisy "predicted" is.
-        "versus_category_points": prediction_metrics(rows["score"].astype(float),
-                                                     [None if m else s for s, m in zip(scores, imputed)]),
+        # Against the dataset's own points (the synthetic stand-in: the TRUE difficulty's points; WebInstruct:
+        # its category's points, the only value it has, so there this is the weak label too).
+        "versus_true_points": prediction_metrics(rows["score"].astype(float), predicted),
         "by_difficulty": {
             str(k): float(v) for k, v in labelled.groupby("difficulty")[PREDICTED_VALUE].mean().items()
         },
     }
+    weak_points = spec.get("weak_points")
+    if weak_points and rows["difficulty"].notna().all():
+        unknown = sorted(set(rows["difficulty"]) - set(weak_points))
+        if unknown:
+            raise ValueError(f"{train_path}: difficulty {unknown[0]!r} has no points in reward.weak_points "
+                             f"({sorted(weak_points)})")
+        weak = rows["difficulty"].map(weak_points).astype(float) * total / 100
+        # Against the weak value the `weak` runs train with (the difficulty LABEL's points), and how often
+        # the weak label itself is right: the two noisy value sources Table 3 compares.
+        stats["versus_weak_label"] = prediction_metrics(weak, predicted)
+        stats["weak_label_versus_true_points"] = prediction_metrics(rows["score"].astype(float), weak.tolist())
     out_path.with_name("label_stats.json").write_text(_json(stats))
     log.info("labelled %d rows of %s (%d imputed); mean predicted value %.4f", len(rows), train_path,
              stats["imputed"], stats["mean_predicted_value"])

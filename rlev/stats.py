@@ -1,4 +1,4 @@
-"""Statistics beyond the paper: a paired bootstrap over test prompts.
+"""Statistics beyond the paper: a paired bootstrap over test prompts or whole exams.
 
 The paper reports one run per cell and no intervals. Across seeds, `rlev.report.aggregate`
 gives a 95% t-interval per cell (`rlev.metrics.mean_and_interval`). This module answers
@@ -13,6 +13,13 @@ w over the n prompts) and recomputes the metric difference on it; for H-Acc
 
 (Acc is the same with v = 1). We report the observed difference, the 2.5 / 97.5
 percentiles of diff over `resamples` resamples, and the share of resamples with diff > 0.
+
+Cluster bootstrap (`cluster="exam"`, what the bootstrap table uses). The paper splits train and test by
+exam, so the test set is a sample of exams, and prompts of one exam are not independent
+(same paper, same subject, same value scale: v = points / the exam's total). A resample
+then draws the exams with replacement, each drawn exam bringing all its prompts: w_i is
+the number of times prompt i's exam was drawn. `cluster="prompt"` draws prompts (each
+prompt its own cluster), which understates the spread when exams differ.
 
 Several seeds. Seed k of RLEV is paired with seed k of the baseline, and every seed pair
 is evaluated on the *same* prompt resample; the statistic of a resample is the mean over
@@ -44,13 +51,16 @@ class BootstrapResult:
     seed_pairs: int
     resamples: int
     seed: int
+    cluster: str = "prompt"  # what one resample draws with replacement: "exam" or "prompt"
+    n_clusters: int = 0      # exams (or prompts) drawn from
 
 
 def paired_samples(treatment: pd.DataFrame, baseline: pd.DataFrame, what: str = "") -> pd.DataFrame:
-    """One row per test prompt: value, correct_t, correct_b, matched on `id`.
+    """One row per test prompt: id, value, correct_t, correct_b (and exam_id), matched on `id`.
 
-    Both frames are evaluation samples (columns id, value, correct). The two must hold
-    the same prompts with the same values, or the pairing means nothing: say which differ.
+    Both frames are evaluation samples (columns id, value, correct, and exam_id when the
+    cluster bootstrap needs it). The two must hold the same prompts with the same values,
+    or the pairing means nothing: say which differ.
     """
     for name, frame in (("treatment", treatment), ("baseline", baseline)):
         if frame["id"].duplicated().any():
@@ -68,19 +78,27 @@ def paired_samples(treatment: pd.DataFrame, baseline: pd.DataFrame, what: str = 
     if mismatch.any():
         raise ValueError(f"{what}: prompt id {merged.loc[mismatch, 'id'].iloc[0]!r} has different values "
                          "in the two runs (different test sets?)")
-    return pd.DataFrame({"id": merged["id"], "value": merged["value_t"].astype(float),
-                         "correct_t": merged["correct_t"].astype(float),
-                         "correct_b": merged["correct_b"].astype(float)})
+    out = pd.DataFrame({"id": merged["id"], "value": merged["value_t"].astype(float),
+                        "correct_t": merged["correct_t"].astype(float),
+                        "correct_b": merged["correct_b"].astype(float)})
+    if "exam_id" in treatment.columns:
+        out["exam_id"] = out["id"].map(dict(zip(treatment["id"], treatment["exam_id"])))
+    return out
 
 
 def paired_bootstrap(pairs: list[pd.DataFrame], metric: str = "h_acc", resamples: int = RESAMPLES,
-                     seed: int = SEED) -> BootstrapResult:
-    """Bootstrap over prompts of treatment-minus-baseline `metric` ("h_acc" or "acc").
+                     seed: int = SEED, cluster: str = "prompt") -> BootstrapResult:
+    """Bootstrap of treatment-minus-baseline `metric` ("h_acc" or "acc") over prompts or exams.
 
-    `pairs` holds one `paired_samples` frame per seed pair, all over the same prompts.
+    `pairs` holds one `paired_samples` frame per seed pair, all over the same prompts;
+    `cluster="exam"` resamples whole exams (the frames need `exam_id`).
     """
     if metric not in ("h_acc", "acc"):
         raise ValueError(f"metric must be 'h_acc' or 'acc', not {metric!r}")
+    if cluster not in ("exam", "prompt"):
+        raise ValueError(f"cluster must be 'exam' or 'prompt', not {cluster!r}")
+    if cluster == "exam" and "exam_id" not in pairs[0].columns:
+        raise ValueError("cluster='exam' needs an exam_id column in the evaluation samples (or use cluster='prompt')")
     ids = pairs[0]["id"].sort_values().to_numpy()
     aligned = []
     for k, p in enumerate(pairs):
@@ -100,9 +118,13 @@ def paired_bootstrap(pairs: list[pd.DataFrame], metric: str = "h_acc", resamples
         return 100 * (num / den).mean(axis=1)
 
     observed = float(statistic(np.ones((1, n)))[0])
+    # prompt i belongs to cluster codes[i]; a resample draws the clusters, each with all its prompts
+    codes = pd.factorize(aligned[0]["exam_id"])[0] if cluster == "exam" else np.arange(n)
+    n_clusters = int(codes.max()) + 1
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)  # (B, n)
+    drawn = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=resamples)  # (B, clusters)
+    counts = drawn[:, codes].astype(float)  # (B, n): times each prompt is in the resample
     diffs = statistic(counts)
     lo, hi = np.percentile(diffs, [2.5, 97.5])
     return BootstrapResult(observed, float(lo), float(hi), float((diffs > 0).mean()), n, len(pairs), resamples,
-                           seed)
+                           seed, cluster, n_clusters)

@@ -21,7 +21,7 @@ from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo import core_algos
 
 from rlev import report
-from rlev.config import ConfigError, cancels_value_scale, load_config, run_config, validate, Run
+from rlev.config import ConfigError, cancels_value_scale, load_config, run_config, validate, value_scale_invariance, Run
 from rlev.values import reward_scales
 from conftest import REPO
 
@@ -172,3 +172,58 @@ def test_tables_4_to_6_say_which_grpo_ran(tmp_path, table):
     assert out["acc"].tolist() == [50, 40, 60]
     md = (tmp_path / "tables" / f"{table}.md").read_text()
     assert "GRPO (mean-centred)" in md and "GRPO (std-norm)" in md
+
+
+def adamw_parameters(scale: float, entropy_coeff: float = 0.0, steps: int = 30) -> torch.Tensor:
+    """A small policy's parameters after `steps` AdamW steps on scale * (policy-gradient loss) - entropy term."""
+    torch.manual_seed(0)
+    logits = torch.nn.Parameter(torch.randn(4, 6))
+    opt = torch.optim.AdamW([logits], lr=1e-2, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        actions = torch.randint(0, 6, (4, 8), generator=gen)
+        advantages = torch.randn(4, 8, generator=gen)
+        logp = torch.log_softmax(logits, -1)
+        pg = -(scale * advantages * logp.gather(1, actions)).mean()
+        entropy = -(logp.exp() * logp).sum(-1).mean()
+        opt.zero_grad()
+        (pg - entropy_coeff * entropy).backward()
+        opt.step()
+    return logits.detach().clone()
+
+
+def test_adamw_ignores_one_constant_scale_of_the_advantages_unless_the_loss_has_an_unscaled_term():
+    """The measurement behind value_scale_invariance's "adam" case (uniform = s_bar * correctness advantages)."""
+    base = adamw_parameters(1.0)
+    assert (adamw_parameters(1.2) - base).abs().max().item() < 1e-5  # s_bar = 1.2: the same policy
+    assert (adamw_parameters(1.0) - base).abs().max().item() == 0.0
+    moved = (adamw_parameters(1.0, entropy_coeff=0.5) - adamw_parameters(1.2, entropy_coeff=0.5)).abs().max().item()
+    assert moved > 1e-3  # an entropy term s_bar does not scale: the mean scale matters
+
+
+def test_uniform_under_adam_is_flagged_but_allowed():
+    rloo = {"adv_estimator": "rloo"}
+    assert value_scale_invariance(rloo, "uniform") == "adam" and not cancels_value_scale(rloo, "uniform")
+    assert value_scale_invariance(rloo, "human") is None  # per-prompt scales change the update
+    assert value_scale_invariance({**rloo, "entropy_coeff": 0.01}, "uniform") is None
+    assert value_scale_invariance({**rloo, "use_kl_loss": True}, "uniform") is None
+    assert value_scale_invariance({**rloo, "use_kl_in_reward": True}, "uniform") is None
+    assert value_scale_invariance({"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False}, "uniform") == "adam"
+    # a value-independent cost in the reward is a term s_bar does not scale: never a no-op
+    assert value_scale_invariance(rloo, "uniform", {"kind": "length", "per_token": 0.005}) is None
+    assert value_scale_invariance({"adv_estimator": "grpo"}, "human", {"kind": "overlong"}) is None
+    assert value_scale_invariance(rloo, "uniform", {"kind": "none"}) == "adam"
+
+
+def test_the_default_ablation_warns_that_uniform_is_a_no_op_under_adamw(raw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        validate(raw)  # a warning, not an error: the run still answers "is uniform == correctness?"
+    messages = [str(w.message) for w in caught if "AdamW" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert messages[0].startswith("WARNING experiments.ablation: estimator 'rloo'") and "uniform run(s)" in messages[0]
+    raw["reward"]["cost"] = {"kind": "length", "per_token": 0.005}  # every run pays a cost s_bar does not scale
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        validate(raw)
+    assert not [w for w in caught if "AdamW" in str(w.message)]

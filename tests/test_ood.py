@@ -124,3 +124,48 @@ def test_synthetic_mc_is_seeded_and_the_gold_is_the_sum():
         assert int(gold) == sum(int(t) for t in row["question"].rstrip("=?").split("+"))
     assert set(rows["gold_letter"]) == set("ABCD")
     assert np.isclose(rows["gold_letter"].value_counts(normalize=True).max(), 0.25, atol=0.15)
+
+
+def test_synthetic_sums_are_longer_than_any_trained_and_answered_in_the_sft_format(tmp_path, monkeypatch):
+    """Table 2 at the tiny scale: free-form sums of 9-12 terms (training: 2-8), scored by the rule verifier."""
+    import json
+
+    import rlev.evaluate
+    import rlev.model
+    from rlev.data.ood import evaluate_ood, load_benchmark
+    from rlev.data.synthetic import LEVELS
+
+    rows = load_benchmark({"loader": "synthetic_sums", "rows": 40, "terms": [9, 12], "seed": 7})
+    n_terms = rows["question"].str.count(r"\+") + 1
+    assert n_terms.between(9, 12).all() and n_terms.min() > max(t for t, _ in LEVELS.values())
+    from rlev.data.synthetic import stated_points, without_points
+
+    assert all(int(a) == sum(map(int, without_points(q).rstrip("=?").split("+")))
+               for q, a in zip(rows["question"], rows["answer"]))
+    assert rows["question"].map(stated_points).isin([1, 2, 4, 6, 8]).all()  # stated as on the exams
+    pd.testing.assert_frame_equal(rows, load_benchmark({"loader": "synthetic_sums", "rows": 40, "terms": [9, 12],
+                                                        "seed": 7}))
+    with pytest.raises(SourceError, match="terms"):
+        load_benchmark({"loader": "synthetic_sums", "rows": 2, "terms": [5, 3]})
+    rows = rows.head(4)
+    rows.to_parquet(tmp_path / "rows.parquet")
+
+    class Tok:
+        chat_template = None
+
+    seen = []
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size):  # the model is not under test here
+        seen.extend(prompts)
+        answers = rows["answer"].tolist()
+        texts = [f"#### {answers[0]}", f"1+2=3 #### {answers[1]}", f"#### {int(answers[2]) + 1}", "1+2=3 1"]
+        return texts, [5, 9, 5, 16], [False, False, False, True]
+
+    monkeypatch.setattr(rlev.model, "load_policy", lambda *a: (type("M", (), {"eval": lambda self: self})(), Tok()))
+    monkeypatch.setattr(rlev.evaluate, "greedy_generate", fake_generate)
+    spec = {"threads": 1, "device": "cpu", "dtype": "float32", "eval_batch": 8, "max_new_tokens": 16}
+    metrics = evaluate_ood("model", tmp_path / "rows.parquet", tmp_path / "out", spec)
+    assert seen == [q + "\n" for q in rows["question"]]  # asked exactly as a training question is
+    assert (metrics["acc"], metrics["chance"], metrics["truncated"], metrics["n"]) == (50.0, None, 25.0, 4)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["chance"] is None and saved["benchmark"] == "synthetic_sums"

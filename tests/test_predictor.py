@@ -83,8 +83,10 @@ def test_predicted_values_are_in_range_and_bad_replies_are_imputed_and_counted()
 def test_labelling_writes_predicted_value(tmp_path, monkeypatch):
     import rlev.predictor as predictor
 
+    # true points 1, 2, 8; the labels of b and c are one level off (weak points 4 and 6)
     rows = pd.DataFrame({"id": ["a", "b", "c"], "question": ["1+1=?", "1+2+3=?", "x"], "score": [1.0, 2.0, 8.0],
-                         "total": [100.0] * 3, "difficulty": ["primary", "junior", "phd"], "value": [0.01, 0.02, 0.08]})
+                         "total": [100.0] * 3, "difficulty": ["primary", "senior", "university"],
+                         "value": [0.01, 0.02, 0.08]})
     rows.to_parquet(tmp_path / "train.parquet")
     replies = {"1+1=?": "1", "1+2+3=?": "3", "x": "no idea"}
     seen_totals = []
@@ -94,7 +96,8 @@ def test_labelling_writes_predicted_value(tmp_path, monkeypatch):
         return [replies[q] for q in questions]
 
     monkeypatch.setattr(predictor, "predict_scores", fake_predict)
-    spec = {"max_new_tokens": 8, "eval_batch": 4, "threads": 1, "device": "cpu", "dtype": "float32"}
+    spec = {"max_new_tokens": 8, "eval_batch": 4, "threads": 1, "device": "cpu", "dtype": "float32",
+            "weak_points": {"primary": 1, "junior": 2, "senior": 4, "university": 6, "phd": 8}}
     stats = label_dataset("model", tmp_path / "train.parquet", tmp_path / "labels" / "train.parquet", spec)
     out = pd.read_parquet(tmp_path / "labels" / "train.parquet")
     assert set(seen_totals) == {100.0}
@@ -103,7 +106,15 @@ def test_labelling_writes_predicted_value(tmp_path, monkeypatch):
     assert out.drop(columns=["predicted_score", PREDICTED_VALUE]).equals(rows)
     assert stats["imputed"] == 1 and stats["rows"] == 3
     saved = json.loads((tmp_path / "labels" / "label_stats.json").read_text())
-    assert saved["versus_category_points"]["exact_match"] == pytest.approx(100 / 3)
+    # predicted 1, 3, (imputed): right on a against the true points; right on a against the weak label too
+    assert saved["versus_true_points"]["exact_match"] == pytest.approx(100 / 3)
+    assert saved["versus_weak_label"]["exact_match"] == pytest.approx(100 / 3)
+    assert saved["versus_weak_label"]["parsed"] == 2 and saved["versus_weak_label"]["mae"] == pytest.approx(0.5)
+    assert saved["versus_true_points"]["mae"] == pytest.approx(0.5)
+    assert saved["weak_label_versus_true_points"]["exact_match"] == pytest.approx(100 / 3)  # only a's label is right
+    rows.assign(difficulty=["primary", "junior", "expert"]).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match="'expert' has no points in reward.weak_points"):
+        label_dataset("model", tmp_path / "bad.parquet", tmp_path / "labels" / "bad.parquet", spec)
 
 
 def test_verl_sft_launch_composes_against_verl(tmp_path):
@@ -154,3 +165,62 @@ def test_tiny_predictor_trains_evaluates_and_labels(tmp_path):
         assert "none of the 15 predictor replies" in str(err)
     else:
         assert stats["rows"] == 15
+
+
+def test_overlong_sft_rows_are_left_out_and_reported_before_launch(tmp_path):
+    """verl's SFT dataset raises mid-training on a row over max_length (truncation=error): such rows are
+    measured with verl's own dataset class before launch, left out and listed in sft_rejects.csv."""
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+    from omegaconf import OmegaConf
+
+    from rlev.model import build_tiny, load_policy
+    from rlev.predictor import SFT_REJECTS
+
+    texts = ["1+2=? 3", system_prompt(100), "4+5+6=?"] * 10
+    shape = dict(vocab_size=300, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                 max_position=512)
+    build_tiny(texts, shape, tmp_path / "tok", seed=0)
+    _, tok = load_policy(tmp_path / "tok", "cpu")
+    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    long_q = "+".join(["7"] * 300) + "=?"
+    rows = pd.DataFrame({"id": ["a", "b", "c"], "exam_id": ["e1", "e1", "e2"], "question": ["1+2=?", long_q, "4+5=?"],
+                         "total": [100.0] * 3, "score": [1.0, 8.0, 2.0]})
+    spec = {"model": "unused", "epochs": 2, "lr": 1e-5, "batch": 2, "micro_batch_per_gpu": 1, "max_length": 400,
+            "gpus_per_node": 1, "nodes": 1, "seed": 0}
+    write_sft_launch(spec, rows, tmp_path / "out", "p", tokenizer=tok)
+    kept = pd.read_parquet(tmp_path / "out" / "sft_train.parquet")
+    assert [list(m)[1]["content"] for m in kept["messages"]] == ["1+2=?", "4+5=?"]
+    rejects = pd.read_csv(tmp_path / "out" / SFT_REJECTS)
+    assert rejects["id"].tolist() == ["b"] and rejects["exam_id"].tolist() == ["e1"]
+    assert (rejects["tokens"] > 400).all() and "predictor.verl.max_length 400" in rejects["reason"].iloc[0]
+    # what is left is exactly what verl's SFT reads without error
+    config = OmegaConf.create({"max_length": 400, "truncation": "error", "messages_key": "messages"})
+    dataset = MultiTurnSFTDataset(str(tmp_path / "out" / "sft_train.parquet"), tok, config)
+    assert len(dataset) == 2 and all(dataset[i]["input_ids"].shape[0] == 400 for i in range(2))
+    with pytest.raises(ValueError, match=r"all 3 examples are over predictor.verl.max_length 5 tokens"):
+        write_sft_launch({**spec, "max_length": 5}, rows, tmp_path / "out2", "p", tokenizer=tok)
+
+
+def test_the_predictor_never_sees_the_points_an_exam_question_states(tmp_path, monkeypatch):
+    """The synthetic exams print '(6 points) ...': training examples and prompts drop it, or exact match is a copy."""
+    import rlev.model
+    import rlev.rollout
+    from rlev.data.synthetic import generate
+    from rlev.predictor import predict_scores, predictor_examples, score_text
+
+    rows = pd.DataFrame(generate(3, 0, 5, seed=0)[0])
+    assert rows["question"].str.contains(r"^\(\d+ points?\) ").all()
+    examples = predictor_examples(rows)
+    assert all("point" not in q for q, _, _ in examples)
+    assert [r[0] for _, _, r in examples] == [score_text(s) for s in rows["score"]]
+    seen = []
+
+    class Tok:
+        chat_template = None
+
+    monkeypatch.setattr(rlev.model, "load_policy", lambda *a: (type("M", (), {"eval": lambda self: self})(), Tok()))
+    monkeypatch.setattr(rlev.rollout, "generate", lambda model, tok, prompts, **kw: seen.extend(prompts) or
+                        type("RO", (), {"texts": ["1"] * len(prompts)})())
+    predict_scores("m", rows["question"].tolist()[:2], [100, 100], 4, 8, 1)
+    assert seen and all("point" not in p.split("\n", 1)[1] for p in seen)

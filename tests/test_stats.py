@@ -92,3 +92,41 @@ def test_unpaired_or_inconsistent_samples_are_refused_by_name():
         paired_samples(samples(["x", "x"], [1, 1], [1, 0]), a)
     with pytest.raises(ValueError, match="metric"):
         paired_bootstrap([paired_samples(a, a)], "length")
+
+
+def exam_samples(exams: int, per_exam: int, correct) -> pd.DataFrame:
+    ids = [f"e{e}-q{q}" for e in range(exams) for q in range(per_exam)]
+    return pd.DataFrame({"id": ids, "exam_id": [i.split("-")[0] for i in ids], "value": np.ones(len(ids)),
+                         "correct": correct})
+
+
+def test_exam_bootstrap_draws_whole_exams():
+    # 10 exams of 20 prompts; RLEV is better on every prompt of exam e0 and nowhere else: +10 points.
+    # Drawing exams, a resample misses e0 with probability 0.9^10 = 0.349 and then shows no difference,
+    # so about 65% of resamples are positive and the interval reaches 0; drawing prompts, e0's 20 prompts
+    # are spread over the resample and (almost) every resample is positive.
+    n = 200
+    base = exam_samples(10, 20, np.zeros(n, bool))
+    rlev = exam_samples(10, 20, np.arange(n) < 20)
+    pair = paired_samples(rlev, base)
+    by_exam = paired_bootstrap([pair], "acc", resamples=4000, seed=0, cluster="exam")
+    by_prompt = paired_bootstrap([pair], "acc", resamples=4000, seed=0, cluster="prompt")
+    assert by_exam.diff == by_prompt.diff == pytest.approx(10.0)
+    assert by_exam.share_positive == pytest.approx(1 - 0.9**10, abs=0.03)
+    assert by_exam.lo == 0.0 and by_prompt.lo > 5
+    assert (by_exam.cluster, by_exam.n_clusters, by_prompt.n_clusters) == ("exam", 10, 200)
+
+
+def test_one_prompt_per_exam_is_the_prompt_bootstrap():
+    rng = np.random.default_rng(4)
+    n = 40
+    ids = [f"q{i}" for i in range(n)]
+    t = pd.DataFrame({"id": ids, "exam_id": ids, "value": rng.uniform(0.01, 0.2, n), "correct": rng.random(n) < 0.6})
+    b = t.assign(correct=rng.random(n) < 0.5)
+    pair = paired_samples(t, b)
+    by_exam = paired_bootstrap([pair], resamples=500, seed=3, cluster="exam")
+    by_prompt = paired_bootstrap([pair], resamples=500, seed=3, cluster="prompt")
+    assert (by_exam.diff, by_exam.lo, by_exam.hi) == (by_prompt.diff, by_prompt.lo, by_prompt.hi)
+    with pytest.raises(ValueError, match="exam_id"):
+        paired_bootstrap([paired_samples(samples(ids, np.ones(n), t["correct"]), samples(ids, np.ones(n), b["correct"]))],
+                         cluster="exam")

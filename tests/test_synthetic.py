@@ -88,9 +88,19 @@ def test_difficulty_labels_of_the_noisy_set_are_a_noisy_copy_of_the_true_difficu
     assert (clean["score"] == clean["difficulty"].map(points)).all()
     off = noisy["score"] != noisy["difficulty"].map(points)
     assert 0.2 < off.mean() < 0.4  # about label_noise of the labels are wrong
+    assert (noisy["score"] == noisy["true_difficulty"].map(points)).all()
     n_terms = noisy["question"].str.count(r"\+") + 1
     true_terms = noisy["score"].map({p: t for t, p in LEVELS.values()})
-    assert (n_terms == true_terms).all()  # the question itself still tells the truth
+    assert (n_terms == true_terms).all()  # without surface noise the question tells the truth
+    blurred = pd.DataFrame(generate_categories(200, 0, seed=3, label_noise=0.3, surface_noise=0.3)[0])
+    n_terms = blurred["question"].str.count(r"\+") + 1
+    shown = n_terms.map({t: name for name, (t, _) in LEVELS.items()})
+    assert 0.2 < (shown != blurred["true_difficulty"]).mean() < 0.4  # the text is a neighbouring level's
+    names = list(LEVELS)
+    assert ((shown.map(names.index) - blurred["true_difficulty"].map(names.index)).abs() <= 1).all()
+    # the label's errors and the surface's are independent
+    both = (shown != blurred["true_difficulty"]) & (blurred["difficulty"] != blurred["true_difficulty"])
+    assert 0.03 < both.mean() < 0.15
 
 
 def test_the_score_predictor_never_sees_the_stated_points():

@@ -269,12 +269,15 @@ def test_std_normalised_grpo_is_flagged_as_scale_invariant(tmp_path):
     run = make_run(tmp_path, "grpo")
     assert V.scale_invariance_warning(run) is None
     run["estimator"]["norm_adv_by_std_in_grpo"] = True
-    assert "divides the per-prompt value scale" in V.scale_invariance_warning(run)
+    assert "cancels the per-prompt value scale" in V.scale_invariance_warning(run)
     run["reward"]["variant"] = "correctness"
     assert V.scale_invariance_warning(run) is None
     # a uniform scale is whitened away by REINFORCE++ (the rule of rlev.config.cancels_value_scale)
     run = make_run(tmp_path, "reinforce_plus_plus", variant="uniform")
     assert V.scale_invariance_warning(run) is not None
+    # under RLOO the uniform scale reaches the gradient, which AdamW's step ignores
+    run = make_run(tmp_path, "rloo", variant="uniform")
+    assert "AdamW's step does not change" in V.scale_invariance_warning(run)
 
 
 def test_last_checkpoint_and_merge_command(tmp_path):

@@ -285,6 +285,10 @@ def test_html_report_holds_every_table_and_figure(smoke):
     for name in ("figure2", "figure3", "figure4", "length_by_value_main", "length_by_value_mechanism"):
         assert f"{name}.png" in report, f"{name}.png is not in the report"
     assert "Table 8 of the paper" in report  # a caption, rendered
+    # the landing page says what ran and the headline; items are grouped by paper table
+    assert "What ran" in report and "Headline: Table 1" in report
+    assert "Table 1: main results" in report and "Tables 4-6: ablations" in report
+    assert "curves_main.png" in report
 
 
 @pytest.mark.slow

@@ -6,14 +6,21 @@ phd 8) out of a total of 100 for every prompt, and trains on 2,000 rows per cate
 generator writes rows of the same shape, so the noisy-value experiment runs end to end on a
 laptop:
 
-- the question is a sum of one-digit numbers, with as many terms as the category has in
-  `rlev.data.synthetic.LEVELS` (primary 2 ... phd 8), answered directly or worked step by
-  step (demonstrations as for the synthetic exams);
-- `total` is 100 and `score` is the points of the question's TRUE difficulty (`LEVELS`,
-  the paper's 1 / 2 / 4 / 6 / 8), so `value` = points / 100 is the value H-Acc weighs by;
+- each prompt has a TRUE difficulty (`true_difficulty`, kept in the generated records for
+  Table 3's per-difficulty columns; prepare does not carry it into the splits);
+- `total` is 100 and `score` is the points of the TRUE difficulty (`LEVELS`, the paper's
+  1 / 2 / 4 / 6 / 8), so `value` = points / 100 is the value H-Acc weighs by;
+- the question is a sum of one-digit numbers with as many terms as a level of
+  `rlev.data.synthetic.LEVELS` has (primary 2 ... phd 8), answered directly or worked
+  step by step (demonstrations as for the synthetic exams). The text shows the true level
+  only most of the time: with probability `surface_noise` it is written at a neighbouring
+  level (one level up or down, at random), as a real question can look harder or easier
+  than it is worth. So nothing that reads the question (the score predictor) can recover
+  the true points exactly; before this, the term count gave them away on every row;
 - `difficulty` is the category LABEL, as an annotator would give it: with probability
-  `label_noise` it is one level off the true one (up or down, at random). The `weak`
-  variant reads the label, so its values are right only as often as the labels are;
+  `label_noise` it is one level off the true one (up or down, at random), independently of
+  the surface. The `weak` variant reads the label, so its values are right only as often as
+  the labels are;
 - every prompt is its own 100-point "exam" (`exam_id` = `id`), and the split is given:
   `rows_per_category` training rows per true category, `test_rows` test rows with
   categories drawn uniformly.
@@ -36,9 +43,17 @@ from rlev.data.synthetic import LEVELS, sum_question
 TOTAL = 100  # the paper gives every WebInstruct prompt a 100-point total
 
 
-def generate_categories(rows_per_category: int, test_rows: int, seed: int, label_noise: float = 0.0
-                        ) -> tuple[list[dict], list[dict]]:
-    """(canonical records, demonstrations) of the difficulty-only dataset.
+def _neighbour(rng, names: list[str], name: str, noise: float) -> str:
+    """`name`, or with probability `noise` the level one up or down (at random; clipped at the ends)."""
+    if rng.random() >= noise:
+        return name
+    level = names.index(name) + int(rng.choice([-1, 1]))
+    return names[min(max(level, 0), len(names) - 1)]
+
+
+def generate_categories(rows_per_category: int, test_rows: int, seed: int, label_noise: float = 0.0,
+                        surface_noise: float = 0.0) -> tuple[list[dict], list[dict]]:
+    """(canonical records + `true_difficulty`, demonstrations) of the difficulty-only dataset.
 
     >>> records, demos = generate_categories(2, 3, seed=0)
     >>> len(records), len(demos), {r["total"] for r in records}
@@ -53,11 +68,11 @@ def generate_categories(rows_per_category: int, test_rows: int, seed: int, label
     records, demos = [], []
     for k, (split, name) in enumerate(plan):
         qid = f"cat-{split}-{k:06d}"
+        surface = _neighbour(rng, names, name, surface_noise)  # the level the question's text looks like
         # each prompt is its own "exam" of total 100, as WebInstruct's prompts are
-        record, demo = sum_question(rng, qid, qid, name, LEVELS[name][1], TOTAL, split)
-        if rng.random() < label_noise:  # the annotator is one level off
-            level = names.index(name) + int(rng.choice([-1, 1]))
-            record["difficulty"] = names[min(max(level, 0), len(names) - 1)]
+        record, demo = sum_question(rng, qid, qid, surface, LEVELS[name][1], TOTAL, split)
+        record["difficulty"] = _neighbour(rng, names, name, label_noise)  # the annotator's label
+        record["true_difficulty"] = name
         records.append(record)
         demos.append(demo)
     return records, demos

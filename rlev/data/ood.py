@@ -1,6 +1,6 @@
-"""Out-of-distribution multiple-choice benchmarks (Table 2): loaders, one prompt, one answer ladder.
+"""Out-of-distribution benchmarks (Table 2): loaders, one prompt, one answer ladder.
 
-Every benchmark becomes rows of one shape (``MC_COLUMNS``)::
+Every multiple-choice benchmark becomes rows of one shape (``MC_COLUMNS``)::
 
     id           str         benchmark row id
     question     str
@@ -25,10 +25,17 @@ General-Reasoner loader code; see ../shared/data/ood/SCHEMAS.md):
   shown, and every other option keeps its original letter, so ``answer`` stays valid.
 - ``supergpqa`` (``m-a-p/SuperGPQA``, split ``train``, MIT): ``question``, ``options`` (up to
   10), ``answer_letter``, ``discipline``.
-- ``synthetic`` (the default scale): sums of one-digit numbers as in the synthetic exams
+- ``synthetic`` : sums of one-digit numbers as in the synthetic exams
   (``rlev.data.synthetic.LEVELS``), four options (the sum and three distinct distractors
-  within +-3), seeded; the tiny model is trained on such sums, so this is the one OOD set
-  where it can be above chance (25%).
+  within +-3), seeded. The tiny model never learnt the letter format (its replies are
+  mostly truncated), so it scores ~0 here, below chance: kept as a format probe.
+- ``synthetic_sums`` (the default scale's Table 2): free-form sums LONGER than any trained
+  on (``terms``: an inclusive range, default 9 to 12 one-digit terms; training sums have 2
+  to 8), asked exactly as the training questions are (points stated first, drawn from
+  ``rlev.data.synthetic.POINTS``: only the length is new) and answered in the format SFT
+  taught (``#### N``, worked or direct). The tiny model can attempt these, so the table measures
+  whether RL's gains carry over to longer problems. Rows of ``FREE_COLUMNS`` (id, question,
+  answer, subject = "<k> terms", source), scored by the rule verifier; no chance level.
 
 A benchmark config has ``loader`` plus ``hf_id`` / ``config`` / ``split`` (Hub, through
 ``datasets``) or ``path`` (a local copy: one file, or a folder whose data files are read;
@@ -70,7 +77,8 @@ log = logging.getLogger(__name__)
 
 MC_COLUMNS: tuple[str, ...] = ("id", "question", "options", "letters", "gold_letter", "subject", "source")
 LETTERS = "ABCDEFGHIJKLMNOP"
-LOADERS: tuple[str, ...] = ("gpqa", "ceval", "mmlu_pro", "supergpqa", "synthetic")
+FREE_COLUMNS: tuple[str, ...] = ("id", "question", "answer", "subject", "source")
+LOADERS: tuple[str, ...] = ("gpqa", "ceval", "mmlu_pro", "supergpqa", "synthetic", "synthetic_sums")
 SPLIT_NAMES = frozenset({"train", "test", "val", "validation", "dev"})
 
 
@@ -213,6 +221,28 @@ def synthetic_rows(n_rows: int, seed: int) -> pd.DataFrame:
     return _frame(records)
 
 
+def synthetic_sum_rows(n_rows: int, seed: int, terms: tuple[int, int] = (9, 12)) -> pd.DataFrame:
+    """Seeded free-form sums of `terms[0]`..`terms[1]` one-digit numbers, in the synthetic exams' question form.
+
+    >>> rows = synthetic_sum_rows(2, seed=0, terms=(10, 10))
+    >>> rows["subject"].tolist(), [q.count("+") for q in rows["question"]], rows["question"][0][:10]
+    (['10 terms', '10 terms'], [9, 9], '(6 points)')
+    """
+    from rlev.data.synthetic import POINTS, with_points
+
+    lo, hi = int(terms[0]), int(terms[1])
+    if not 2 <= lo <= hi:
+        raise SourceError(f"synthetic_sums: 'terms' must be [min, max] with 2 <= min <= max, got {terms}")
+    rng = np.random.default_rng(seed)
+    records = []
+    for k in range(n_rows):
+        values = [int(t) for t in rng.integers(1, 10, size=int(rng.integers(lo, hi + 1)))]
+        question = with_points("+".join(map(str, values)) + "=?", int(rng.choice(POINTS)))
+        records.append({"id": f"synthetic_sums-{k:05d}", "question": question,
+                        "answer": str(sum(values)), "subject": f"{len(values)} terms", "source": "synthetic_sums"})
+    return pd.DataFrame.from_records(records, columns=list(FREE_COLUMNS))
+
+
 # --- reading a benchmark: Hub or local copy ------------------------------------------------------
 
 
@@ -291,6 +321,8 @@ def load_benchmark(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
         raise SourceError(f"OOD benchmark needs 'loader', one of {', '.join(LOADERS)}; got {loader!r}")
     if loader == "synthetic":
         rows = synthetic_rows(int(cfg.get("rows", 200)), int(cfg.get("seed", 0)))
+    elif loader == "synthetic_sums":
+        rows = synthetic_sum_rows(int(cfg.get("rows", 200)), int(cfg.get("seed", 0)), tuple(cfg.get("terms", (9, 12))))
     elif cfg.get("path"):
         rows = _load_local(cfg, base_dir)
     elif cfg.get("hf_id"):
@@ -360,6 +392,8 @@ def evaluate_ood(model_path, rows_path, out_dir: Path, spec: dict) -> dict:
     At a verl scale (`spec["backend"] == "verl"`) generation runs on vLLM over the scale's
     tensor_parallel GPUs, as the in-domain evaluation does (a 32B model with the KV cache of a
     batch does not fit one GPU); otherwise rlev's decoding loop on CPU or one GPU.
+    Multiple-choice rows get `mc_prompt` and the letter ladder; free-form rows (an `answer`
+    column, no options) are asked as they are and scored by the rule verifier.
     """
     import torch
 
@@ -368,7 +402,11 @@ def evaluate_ood(model_path, rows_path, out_dir: Path, spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     rows = pd.read_parquet(rows_path)
-    questions = [mc_prompt(q, list(o), list(x)) for q, o, x in zip(rows["question"], rows["options"], rows["letters"])]
+    free_form = "options" not in rows.columns
+    if free_form:
+        questions = rows["question"].tolist()
+    else:
+        questions = [mc_prompt(q, list(o), list(x)) for q, o, x in zip(rows["question"], rows["options"], rows["letters"])]
     if spec.get("backend") == "verl":
         from transformers import AutoTokenizer
 
@@ -381,25 +419,38 @@ def evaluate_ood(model_path, rows_path, out_dir: Path, spec: dict) -> dict:
         model.eval()
         prompts = [render_prompt(tokenizer, q) for q in questions]
         texts, _, truncated = greedy_generate(model, tokenizer, prompts, spec["max_new_tokens"], spec["eval_batch"])
-    choices = [extract_choice(t, list(o), list(x)) for t, o, x in zip(texts, rows["options"], rows["letters"])]
-    samples = rows[["id", "subject", "gold_letter"]].copy()
+    truncated = [bool(t) for t in truncated]
+    if free_form:
+        from rlev.verify import build_verifier, extract_final_answer
+
+        samples = rows[["id", "subject", "answer"]].copy()
+        choices = [extract_final_answer(t) for t in texts]
+        verdicts = build_verifier({"kind": "rule"})(rows["answer"].tolist(), texts, rows["question"].tolist())
+        correct = [bool(v) and not t for v, t in zip(verdicts, truncated)]  # a truncated reply is wrong
+        chance = None  # a free-form answer has no guessing rate
+    else:
+        samples = rows[["id", "subject", "gold_letter"]].copy()
+        choices = [extract_choice(t, list(o), list(x)) for t, o, x in zip(texts, rows["options"], rows["letters"])]
+        correct = [c == g for c, g in zip(choices, rows["gold_letter"])]
+        # Expected accuracy of a uniform random guess, for reading the numbers honestly.
+        chance = 100 * float(np.mean([1 / len(x) for x in rows["letters"]]))
     samples["response"] = texts
     samples["truncated"] = truncated
     samples["choice"] = choices
-    samples["correct"] = [c == g for c, g in zip(choices, rows["gold_letter"])]
+    samples["correct"] = correct
     metrics = {
         "model": str(model_path),
         "benchmark": str(rows["source"].iloc[0]) if len(rows) else "",
         "acc": 100 * float(samples["correct"].mean()),
         "unanswered": 100 * float(pd.isna(samples["choice"]).mean()),
-        # Expected accuracy of a uniform random guess, for reading the numbers honestly.
-        "chance": 100 * float(np.mean([1 / len(x) for x in rows["letters"]])),
+        "truncated": 100 * float(np.mean(truncated)),
+        "chance": chance,
         "n": int(len(rows)),
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     samples.to_parquet(out_dir / "samples.parquet", index=False)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("%s on %s: acc %.1f%% (chance %.1f%%, unanswered %.1f%%, n %d)", model_path, metrics["benchmark"],
-             metrics["acc"], metrics["chance"], metrics["unanswered"], metrics["n"])
+    log.info("%s on %s: acc %.1f%% (chance %s, unanswered %.1f%%, n %d)", model_path, metrics["benchmark"],
+             metrics["acc"], "none" if chance is None else f"{chance:.1f}%", metrics["unanswered"], metrics["n"])
     return metrics

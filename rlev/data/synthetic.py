@@ -155,7 +155,7 @@ def write(cfg: dict, exams_path: Path, demos_path: Path) -> None:
         from rlev.data.noisy import generate_categories
 
         records, demos = generate_categories(cfg["rows_per_category"], cfg["test_rows"], cfg["seed"],
-                                             cfg["label_noise"])
+                                             cfg["label_noise"], cfg["surface_noise"])
     else:
         records, demos = generate(cfg["train_exams"], cfg["test_exams"], cfg["questions_per_exam"], cfg["seed"],
                                   cfg["points_follow_difficulty"])

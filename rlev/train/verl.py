@@ -498,17 +498,15 @@ def gpu_layout(config: dict, stage: str, scale_name: str, run: dict | None = Non
 
 def scale_invariance_warning(run: dict) -> str | None:
     """Say so when the value scale s(x) cannot change this run's policy update
-    (the rule is rlev.config.cancels_value_scale, which config validation enforces)."""
-    from rlev.config import cancels_value_scale
+    (the rule is rlev.config.value_scale_invariance, which config validation enforces)."""
+    from rlev.config import scale_invariance_message, value_scale_invariance
 
-    if not cancels_value_scale(estimator_settings(run), run["reward"]["variant"]):
+    settings = estimator_settings(run)
+    reason = value_scale_invariance(settings, run["reward"]["variant"], run["reward"].get("cost"))
+    if reason is None:
         return None
-    return (
-        f"run {run['run_id']}: the estimator divides the per-prompt value scale s(x) out of the "
-        "advantages (std-normalised GRPO, or a uniform scale under batch whitening), so this run "
-        "trains exactly like its correctness baseline. Use mean-centred GRPO "
-        "(norm_adv_by_std_in_grpo: false) or RLOO for an RLEV comparison."
-    )
+    return scale_invariance_message(f"run {run['run_id']}", run["estimator"]["name"], settings,
+                                    [run["reward"]["variant"]], reason)
 
 
 # --- compose and validate ---------------------------------------------------------------

@@ -33,9 +33,10 @@ rule figure2:
         runs=lambda wc: get_run_files("main"),
         plan="results/plan.json",
     output:
-        png=report("results/figures/figure2.png", caption="../report/figure2.rst", category="Figures"),
+        png=report("results/figures/figure2.png", caption="../report/figure2.rst", category=REPORT_GROUPS["figure2"]),
         svg="results/figures/figure2.svg",
         csv="results/figures/figure2.csv",
+        stop="results/figures/figure2_stop.csv",
     log:
         "results/logs/report/figure2.log",
     conda:
@@ -47,9 +48,44 @@ rule figure2:
         "rlev figure2 --plan {input.plan} --eos {input.eos} --out results/figures/figure2 2> {log}"
 
 
+# Training curves per experiment (reward, accuracy, length, length by value quarter over steps).
+rule curves:
+    input:
+        lambda wc: [
+            f"{r.path}/{f}"
+            for r in experiment_runs(config, wc.experiment)
+            for f in ("config.yaml", "train/metrics.jsonl")
+        ],
+    output:
+        png=report(
+            "results/figures/curves_{experiment}.png",
+            caption="../report/curves.rst",
+            category=get_report_group,
+            subcategory="Training curves",
+        ),
+        svg="results/figures/curves_{experiment}.svg",
+        csv="results/figures/curves_{experiment}.csv",
+    log:
+        "results/logs/report/curves_{experiment}.log",
+    wildcard_constraints:
+        experiment=r"[A-Za-z0-9_]+",
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        runs=lambda wc: get_table_runs(wc.experiment),
+        title=lambda wc: f"experiments.{wc.experiment}",
+    shell:
+        "rlev curves --runs {params.runs} --title {params.title:q} --out results/figures/curves_{wildcards.experiment} "
+        "2> {log}"
+
+
 rule table8:
     input:
         runs=lambda wc: get_run_files("main"),
+        init=get_init_evaluations,
         plan="results/plan.json",
     output:
         **table_outputs("table8"),
@@ -64,7 +100,8 @@ rule table8:
         runs=lambda wc: get_table_runs("main"),
         caption=lambda wc: table_caption("table8"),
     shell:
-        "rlev report table8 --plan {input.plan} --runs {params.runs} --out results/tables/table8 2> {log}"
+        "rlev report table8 --plan {input.plan} --runs {params.runs} --init {input.init} "
+        "--out results/tables/table8 2> {log}"
 
 
 rule bootstrap:

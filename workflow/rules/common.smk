@@ -185,20 +185,83 @@ def table_caption(table):
     return path.read_text().strip()
 
 
+# The HTML report groups its items by the paper table they belong to.
+REPORT_GROUPS = {
+    "table1": "1. Table 1: main results",
+    "table8": "1. Table 1: main results",
+    "bootstrap": "1. Table 1: main results",
+    "figure2": "1. Table 1: main results",
+    "table2": "2. Table 2: out of distribution",
+    "table3": "3. Table 3: noisy values",
+    "table4": "4. Tables 4-6: ablations",
+    "table5": "4. Tables 4-6: ablations",
+    "table6": "4. Tables 4-6: ablations",
+    "value_stats": "5. Values (Figures 3-4)",
+    "figure3": "5. Values (Figures 3-4)",
+    "mechanism": "7. Beyond the paper: mechanism",
+}
+EXPERIMENT_GROUPS = {
+    "main": "table1",
+    "ood": "table2",
+    "noisy": "table3",
+    "ablation": "table4",
+    "alpha": "table5",
+    "form": "table6",
+    "mechanism": "mechanism",
+}
+
+
+def get_report_group(wildcards):
+    """The report category of an experiment's training curves (wildcard `experiment`)."""
+    return REPORT_GROUPS.get(EXPERIMENT_GROUPS.get(wildcards.experiment, ""), "6. Other")
+
+
+def get_curves_output():
+    """Training curves of every experiment that trains runs (the OOD experiment reuses Table 1's)."""
+    names = [e for e in config["experiments"] if e != "ood"]
+    return [f"results/figures/curves_{e}.{ext}" for e in names for ext in ("png", "svg", "csv")]
+
+
+LANDING_PAGE = "results/report/landing.rst"
+
+
+def get_report_text():
+    """The report's first page: the generated landing page once the sweep wrote it, else the static one."""
+    landing = Path(LANDING_PAGE).resolve()
+    return str(landing) if landing.is_file() else "workflow/report/workflow.rst"
+
+
+def get_noisy_truth(wildcards=None):
+    """The generated records of the noisy-value dataset (each prompt's true difficulty), when generated here."""
+    dataset = config["experiments"]["noisy"].get("dataset") or config["dataset"]
+    if config["datasets"][dataset]["source"] == "synthetic":
+        return [f"data/{dataset}/exams.jsonl"]
+    return []
+
+
+def get_predictor_reports(wildcards=None):
+    """The score predictor's exam-test metrics and label statistics, when a `predicted` run is planned."""
+    from rlev.config import parse_reward_tag, predictor_dir
+
+    planned = [run for run in plan_runs(config) if parse_reward_tag(run.reward)["variant"] == "predicted"]
+    if not planned:
+        return []
+    folder = predictor_dir(config, config["scale"])
+    return [f"{folder}/metrics.json"] + sorted({f"{folder}/labels/{run.dataset}/label_stats.json" for run in planned})
+
+
 def table_outputs(table, in_report=True):
     """A table's CSV and Markdown, and its HTML (written by the same job) for the report."""
     html = f"results/tables/{table}.html"
-    return {
-        "csv": f"results/tables/{table}.csv",
-        "md": f"results/tables/{table}.md",
-        "html": report(html, caption="../report/table.rst", category="Tables") if in_report else html,
-    }
+    group = REPORT_GROUPS.get(table, "6. Other")  # the report's category: the paper table it belongs to
+    in_html = report(html, caption="../report/table.rst", category=group) if in_report else html
+    return {"csv": f"results/tables/{table}.csv", "md": f"results/tables/{table}.md", "html": in_html}
 
 
 def get_analysis_output():
     """Table 8, the paired bootstrap and Figure 2 (all over the main experiment's runs)."""
     tables = [f"results/tables/{t}.{ext}" for t in ("table8", "bootstrap") for ext in ("csv", "md")]
-    figures = [f"results/figures/figure2.{ext}" for ext in ("png", "svg", "csv")]
+    figures = [f"results/figures/figure2.{ext}" for ext in ("png", "svg", "csv")] + ["results/figures/figure2_stop.csv"]
     return tables + figures
 
 
@@ -297,6 +360,8 @@ def get_final_output():
     # killed (its model and metrics removed, its evaluation or the tables left from before) is
     # rebuilt only because the default target asks for its files.
     outputs += list(dict.fromkeys(f for name in config["experiments"] for f in get_run_files(name)))
+    outputs += get_curves_output()
+    outputs.append(LANDING_PAGE)
     # each table job writes its .html (the report's rendering) beside its .csv and .md
     return outputs + [
         p[: -len(".md")] + ".html" for p in outputs if p.startswith("results/tables/") and p.endswith(".md")

@@ -50,9 +50,13 @@ rule value_report:
         others=expand("results/data/{dataset}/train.parquet", dataset=get_other_datasets()),
     output:
         **table_outputs("value_stats"),
-        figure3=report("results/figures/figure3.png", caption="../report/figure3.rst", category="Figures"),
+        figure3=report(
+            "results/figures/figure3.png", caption="../report/figure3.rst", category=REPORT_GROUPS["figure3"]
+        ),
         figure3_svg="results/figures/figure3.svg",
-        figure4=report("results/figures/figure4.png", caption="../report/figure4.rst", category="Figures"),
+        figure4=report(
+            "results/figures/figure4.png", caption="../report/figure4.rst", category=REPORT_GROUPS["figure3"]
+        ),
         figure4_svg="results/figures/figure4.svg",
     log:
         "results/logs/report/value_report.log",

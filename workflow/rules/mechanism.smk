@@ -35,7 +35,7 @@ rule length_by_value:
         png=report(
             "results/figures/length_by_value_{experiment}.png",
             caption="../report/length_by_value.rst",
-            category="Figures",
+            category=get_report_group,
         ),
         svg="results/figures/length_by_value_{experiment}.svg",
         csv="results/figures/length_by_value_{experiment}.csv",

@@ -42,6 +42,7 @@ rule table1:
 rule table4:
     input:
         runs=lambda wc: get_run_files("ablation"),
+        init=get_init_evaluations,
         plan="results/plan.json",
     output:
         **table_outputs("table4"),
@@ -56,12 +57,14 @@ rule table4:
         runs=lambda wc: get_table_runs("ablation"),
         caption=lambda wc: table_caption("table4"),
     shell:
-        "rlev report table4 --plan {input.plan} --runs {params.runs} --out results/tables/table4 2> {log}"
+        "rlev report table4 --plan {input.plan} --runs {params.runs} --init {input.init} "
+        "--out results/tables/table4 2> {log}"
 
 
 rule table5:
     input:
         runs=lambda wc: get_run_files("alpha"),
+        init=get_init_evaluations,
         plan="results/plan.json",
     output:
         **table_outputs("table5"),
@@ -76,12 +79,14 @@ rule table5:
         runs=lambda wc: get_table_runs("alpha"),
         caption=lambda wc: table_caption("table5"),
     shell:
-        "rlev report table5 --plan {input.plan} --runs {params.runs} --out results/tables/table5 2> {log}"
+        "rlev report table5 --plan {input.plan} --runs {params.runs} --init {input.init} "
+        "--out results/tables/table5 2> {log}"
 
 
 rule table6:
     input:
         runs=lambda wc: get_run_files("form"),
+        init=get_init_evaluations,
         plan="results/plan.json",
     output:
         **table_outputs("table6"),
@@ -96,4 +101,27 @@ rule table6:
         runs=lambda wc: get_table_runs("form"),
         caption=lambda wc: table_caption("table6"),
     shell:
-        "rlev report table6 --plan {input.plan} --runs {params.runs} --out results/tables/table6 2> {log}"
+        "rlev report table6 --plan {input.plan} --runs {params.runs} --init {input.init} "
+        "--out results/tables/table6 2> {log}"
+
+
+# The HTML report's landing page: what ran (from the run directories) and the headline result.
+rule landing:
+    input:
+        runs=lambda wc: [f"{r.path}/{f}" for r in plan_runs(config) for f in ("config.yaml", "train/metrics.jsonl")],
+        table1="results/tables/table1.csv",
+        bootstrap="results/tables/bootstrap.csv",
+    output:
+        "results/report/landing.rst",
+    log:
+        "results/logs/report/landing.log",
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        runs=lambda wc: [r.path for r in plan_runs(config)],
+    shell:
+        "rlev landing --runs {params.runs} --table1 {input.table1} --bootstrap {input.bootstrap} --out {output} "
+        "2> {log}"
