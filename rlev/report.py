@@ -613,10 +613,10 @@ def landing_page(run_dirs: list[str], table1_csv: Path, bootstrap_csv: Path | No
              *_rst_title("What ran (estimator: reward variants, with the seeds of each)")]
     for estimator, group in rows.groupby("estimator", sort=False):
         arms = []
-        for (reward, alpha, form), g in group.groupby(["reward", "alpha", "form"], sort=False):
+        group = group.assign(dataset=group["params"].map(lambda p: p.get("dataset.name", "?")))
+        for (reward, alpha, form, dataset), g in group.groupby(["reward", "alpha", "form", "dataset"], sort=False):
             arm = reward if alpha == "-" else f"{reward} (alpha {alpha}, {form})"
-            datasets = sorted({p.get("dataset.name", "?") for p in g["params"]})
-            arms.append(f"{arm} on {'/'.join(datasets)}: seeds {sorted(int(s) for s in g['seed'])}")
+            arms.append(f"{arm} on {dataset}: seeds {sorted(int(s) for s in g['seed'])}")
         lines.append(f"- **{estimator}**: " + "; ".join(arms))
     lines += ["", *_rst_title("Headline: Table 1 (H-Acc in %, seed mean [95% t-interval])")]
     t1 = pd.read_csv(table1_csv, keep_default_na=False)

@@ -325,3 +325,61 @@ def test_a_run_whose_training_failed_is_rebuilt_by_a_plain_rerun(smoke, tmp_path
     proc = snakemake("-n", cwd=work)
     assert [p for p in planned_outputs(proc.stdout, "train_local") if "/rloo/correctness/seed0/" in p], \
         proc.stdout[-3000:]
+
+
+# --- run directories against the plan, and rlev by hand (no sweep needed) ---------------------
+
+
+def planned_run_dir(workdir: Path, variant: str):
+    """A run of the smoke plan with its config.yaml written as the workflow writes it."""
+    from rlev.config import load_config, plan_runs, write_run_config
+
+    config = load_config(SMOKE_CONFIG)
+    run = next(r for r in plan_runs(config) if r.reward.startswith(variant))
+    write_run_config(config, run, workdir / run.path / "config.yaml")
+    return config, run
+
+
+def test_a_run_directory_that_is_not_the_planned_run_is_refused_naming_the_keys(tmp_path):
+    from rlev.config import ConfigError, check_run_dirs, write_plan
+
+    config, run = planned_run_dir(tmp_path, "shuffled-")
+    run_dir = tmp_path / run.path
+    check_run_dirs(config, [str(run_dir)])  # the planned run: accepted
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    planned_seed = saved["reward"]["shuffle_seed"]
+    saved["reward"]["shuffle_seed"] = planned_seed + 7  # e.g. an edited copy trained into it by hand
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    with pytest.raises(ConfigError, match=f"reward.shuffle_seed: saved {planned_seed + 7}, planned {planned_seed}"):
+        check_run_dirs(config, [str(run_dir)])
+    # what a table job does: one line naming the directory and the key, no table written
+    write_plan(config, tmp_path / "results" / "plan.json")
+    proc = rlev("report", "table4", "--plan", "results/plan.json", "--runs", run.path, "--out", "t4", cwd=tmp_path,
+                check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"{run.path}/config.yaml differs from the current plan at reward.shuffle_seed" in proc.stderr
+    assert not (tmp_path / "t4.csv").exists()
+
+
+def test_rlev_plan_merges_a_config_file_says_what_is_to_do_and_refuses_clearly(tmp_path):
+    smoke_dir(tmp_path)
+    assert all(line.rstrip().endswith("to do") for line in rlev("plan", cwd=tmp_path).stdout.splitlines())
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"reward": {"alpha": 5}}))
+    plan = rlev("plan", "--config", "mine.yaml", cwd=tmp_path).stdout
+    assert "grpo/human-a5-additive_clipped/seed0" in plan and "grpo/human-a10-" not in plan
+    assert "rloo/correctness/seed0" in plan  # merged: config.yaml's experiments still hold
+    proc = rlev("plan", "--set", "dataset=mine", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "dataset: 'mine' is not defined under `datasets`" in proc.stderr
+
+
+def test_rlev_train_keeps_hand_made_runs_out_of_the_workflows_run_directories(tmp_path):
+    _, run = planned_run_dir(tmp_path, "correctness")
+    edited = yaml.safe_load((tmp_path / run.path / "config.yaml").read_text())
+    edited["scale"]["rl_steps"] = 1
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(edited))
+    proc = rlev("train", "--spec", "edited.yaml", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "--out DIR outside results/runs/" in proc.stderr
+    proc = rlev("train", "--spec", "edited.yaml", "--out", "results/runs/mine", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "holds the workflow's runs" in proc.stderr
+    assert not (tmp_path / run.path / "train").exists()  # nothing was trained over the workflow's run
