@@ -10,20 +10,20 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
-@pytest.fixture
-def snakemake_cmd():
+def run_snakemake(*args, cwd, check=True) -> subprocess.CompletedProcess:
     """Run snakemake from this interpreter's environment, with `rlev` on PATH for the rules."""
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    cmd = [shutil.which("snakemake", path=bindir) or "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
 
-    def run(*args, cwd, check=True):
-        cmd = [shutil.which("snakemake", path=bindir) or "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-        return proc
 
-    return run
+@pytest.fixture
+def snakemake_cmd():
+    return run_snakemake
 
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -10,6 +10,9 @@ rule plan:
     log:
         "results/logs/report/plan.log",
     localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
     params:
         digest=lambda wc: config_digest(config),
     run:

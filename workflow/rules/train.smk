@@ -13,6 +13,9 @@ rule run_config:
     log:
         "results/logs/run_config/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
     localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
     params:
         digest=get_run_digest,
     run:
