@@ -3,7 +3,7 @@
     python benchmarks/bench_prepare.py                 # 100,000 rows, 4,000 exams
     python benchmarks/bench_prepare.py --rows 20000    # smaller
 
-Generates a canonical dataset of ``--rows`` questions in ``--exams`` exams (PAPER.md: 100k
+Generates a canonical dataset of ``--rows`` questions in ``--exams`` exams (the paper: 100k
 training questions; points drawn so that exams sum to at most their total, with a
 right-skewed value, mean v ~ 0.03; the paper's is 0.02), writes it as JSONL and parquet in a
 temporary folder, and prints one line per stage with wall time and rows per second.

@@ -6,8 +6,8 @@
 Rule verifier: a few thousand mixed answers, by kind, then all mixed:
 - synthetic: the project's exam format ("3+5=8 8+2=10 #### 10"), right and wrong, and
   the same cut at a random character (what a length cap leaves);
-- gaokao: option letters of the real GAOKAO multiple-choice test split
-  (../shared/data/gaokao_rlev, skipped when absent), right and wrong;
+- gaokao: option letters of a GAOKAO multiple-choice test split in rlev's canonical JSONL
+  (`--gaokao PATH`, e.g. a `gaokao_rlev` test.jsonl; skipped when not given), right and wrong;
 - latex: answers that need math_verify (surds, polynomials, sets, intervals): distinct
   pairs (sympy every time) and a few pairs repeated (the memo answers).
 
@@ -31,8 +31,6 @@ import aiohttp.web
 
 from rlev.verify import JudgeVerifier, RuleVerifier, rule
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-GAOKAO_TEST = SHARED / "data" / "gaokao_rlev" / "test.jsonl"
 
 
 def synthetic_items(n: int, rng: random.Random) -> list[tuple[str, str]]:
@@ -56,10 +54,10 @@ def truncated_items(n: int, rng: random.Random) -> list[tuple[str, str]]:
     return items
 
 
-def gaokao_items(n: int, rng: random.Random) -> list[tuple[str, str]]:
-    if not GAOKAO_TEST.exists():
+def gaokao_items(path: Path | None, n: int, rng: random.Random) -> list[tuple[str, str]]:
+    if path is None or not path.exists():
         return []
-    rows = [json.loads(line) for line in GAOKAO_TEST.read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     refs = [r["reference_answer"] for r in rows if r["question_type"] == "multiple_choice"]
     items = []
     for _ in range(n):
@@ -164,6 +162,7 @@ def bench_judge(base_url: str, concurrency: int, n: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer items (smoke check)")
+    parser.add_argument("--gaokao", type=Path, help="a canonical GAOKAO test.jsonl (multiple-choice rows)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="judge server latency")
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
@@ -174,7 +173,7 @@ def main() -> None:
     sets = {
         "synthetic ####": synthetic_items(int(2000 * scale), rng),
         "synthetic, truncated": truncated_items(int(2000 * scale), rng),
-        "gaokao letters": gaokao_items(int(2000 * scale), rng),
+        "gaokao letters": gaokao_items(args.gaokao, int(2000 * scale), rng),
         "LaTeX, distinct (math_verify)": latex_unique_items(int(200 * scale), rng),
         "LaTeX, repeated (memoised)": latex_repeated_items(int(2000 * scale), rng),
     }
@@ -183,7 +182,7 @@ def main() -> None:
     mixed: list[tuple[str, str]] = []
     for name, items in sets.items():
         if not items:
-            print(f"| rule | {name} | 0 | (skipped: {GAOKAO_TEST} not found) | |")
+            print(f"| rule | {name} | 0 | (skipped: no --gaokao file) | |")
             continue
         rate, share = bench_rule(items)
         mixed += items

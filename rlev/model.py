@@ -23,7 +23,7 @@ PAD = "<|pad|>"
 # Qwen2's pre-tokenizer split. transformers 5 rebuilds a Qwen2Tokenizer (with this split
 # and the byte-level step) from vocab+merges for any directory whose config says
 # model_type=qwen2, ignoring tokenizer.json's pre-tokenizer; training with the same split
-# and the full 256-byte alphabet keeps the two identical (see DESIGN.md).
+# and the full 256-byte alphabet keeps the two identical.
 QWEN2_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )

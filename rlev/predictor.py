@@ -1,6 +1,6 @@
 """The score predictor: an LM fine-tuned to emit a question's points, for "predicted values" (Table 3).
 
-The paper (PAPER.md) fine-tunes Qwen2.5-7B (SFT, 2 epochs) on the exam data: the system turn
+The paper fine-tunes Qwen2.5-7B (SFT, 2 epochs) on the exam data: the system turn
 is SYSTEM_PROMPT with the exam's total, the user turn the question, the target the question's
 points. On the exam test set it reaches exact match 79.5% and Pearson r = 0.91. It then labels
 WebInstruct-verified, whose prompts only have difficulty categories, with total = 100; the

@@ -8,6 +8,7 @@ tests that change a sweep work on a copy of it.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import BAD_CSV, BAD_CSV_COLUMNS, REPO
+from rlev.report import STARTING_POLICY
 
 SMOKE_CONFIG = REPO / "tests" / "config_smoke" / "config.yaml"
 BINDIR = Path(sys.executable).parent
@@ -226,6 +228,9 @@ def run_dirs(workdir: Path) -> list[Path]:
 def test_smoke_run_writes_every_table_from_run_directories(smoke):
     tables_dir = smoke / "results" / "tables"
     table1 = pd.read_csv(tables_dir / "table1.csv")
+    start = table1["estimator"] == STARTING_POLICY
+    assert start.sum() == 1  # the first row: the policy RL starts from
+    table1 = table1[~start]
     assert len(table1) == 4  # smoke: RLOO and mean-centred GRPO x {correctness, human}
     assert set(table1["reward"]) == {"correctness", "human-aligned"}
     assert table1["estimator"].str.contains("GRPO \\(mean-centred\\)").any()
@@ -383,3 +388,39 @@ def test_rlev_train_keeps_hand_made_runs_out_of_the_workflows_run_directories(tm
     proc = rlev("train", "--spec", "edited.yaml", "--out", "results/runs/mine", cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "holds the workflow's runs" in proc.stderr
     assert not (tmp_path / run.path / "train").exists()  # nothing was trained over the workflow's run
+
+
+def line_written(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:  # removed by Snakemake in between
+        return False
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_training_ends_with_the_same_tables_after_one_plain_rerun(smoke, tmp_path):
+    """Ctrl-C during RL training, then the README's command once: the tables equal the uninterrupted sweep's.
+
+    The sweep starts from the smoke sweep's data and warm start (its RL runs, tables and
+    figures removed), so the test pays for the RL part only."""
+    work = copy_sweep(smoke, tmp_path / "sweep")
+    for done in ("runs", "tables", "figures", "plan.json"):
+        shutil.rmtree(work / "results" / done) if (work / "results" / done).is_dir() else \
+            (work / "results" / done).unlink()
+    proc = subprocess.Popen(README_COMMAND, cwd=work, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while proc.poll() is None:
+            if any(line_written(m) for m in (work / "results" / "runs").glob("*/*/*/*/seed*/train/metrics.jsonl")):
+                break  # a run is between its first and last step
+            time.sleep(0.2)
+        assert proc.poll() is None, "the sweep ended before any training started"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert not (work / "results" / "tables" / "table1.csv").exists()
+    snakemake(cwd=work)
+    assert tables(work) == tables(smoke)

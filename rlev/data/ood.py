@@ -11,7 +11,7 @@ Every multiple-choice benchmark becomes rows of one shape (``MC_COLUMNS``)::
     source       str         benchmark name
 
 Loaders (the column names were read from lm-evaluation-harness, OpenCompass and
-General-Reasoner loader code; see ../shared/data/ood/SCHEMAS.md):
+General-Reasoner loader code):
 
 - ``gpqa`` (``Idavidrein/gpqa``, config ``gpqa_diamond``, split ``train``, 198 rows, gated,
   CC-BY-4.0): ``Question``, ``Correct Answer``, ``Incorrect Answer 1..3``. The data has no

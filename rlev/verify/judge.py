@@ -1,7 +1,7 @@
 """LLM-judge verifier: ask an OpenAI-compatible chat endpoint whether a final answer is right.
 
 The paper's verifier is an LLM judge (Qwen2.5-72B-Instruct) deciding whether the final
-answer of a response is semantically equivalent to the reference (PAPER.md). Serve one
+answer of a response is semantically equivalent to the reference (the paper). Serve one
 with e.g. ``vllm serve Qwen/Qwen2.5-72B-Instruct`` and point :class:`JudgeVerifier` at it::
 
     judge = JudgeVerifier(base_url="http://judge-host:8000/v1",

@@ -1,7 +1,7 @@
 """Rule-based correctness verifier: does a response's final answer match the reference?
 
 The verifier is the ``1[y correct]`` of the RLEV reward ``r(x, y) = s(x) * 1[y correct]``
-(PAPER.md). The paper uses an LLM judge (:mod:`rlev.verify.judge`); this module is the
+(the paper). The paper uses an LLM judge (:mod:`rlev.verify.judge`); this module is the
 rule-based stand-in for answers that rules can check: option letters, numbers, short
 strings and LaTeX maths.
 
