@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from rlev.metrics import evaluation_metrics
 from rlev.model import load_policy, render_prompt
+from rlev.progress import progress
 from rlev.rollout import generate
 from rlev.verify import build_verifier
 
@@ -44,7 +44,7 @@ JUDGE_START_TIMEOUT_S = 1800  # loading a 72B judge from a network file system c
 def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int):
     """(texts, lengths, truncated) of greedy responses with rlev's decoding loop (CPU or one GPU)."""
     texts, lengths, truncated = [], [], []
-    for start in tqdm(range(0, len(prompts), batch_size), desc="generate", mininterval=5):
+    for start in progress(range(0, len(prompts), batch_size), desc="generate"):
         ro = generate(model, tokenizer, prompts[start : start + batch_size], n=1, max_new_tokens=max_new_tokens,
                       do_sample=False)
         texts += ro.texts

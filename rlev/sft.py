@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from rlev.data.synthetic import ANSWER_MARK
 from rlev.model import load_policy, render_prompt
+from rlev.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def fit_sft(init_dir: Path, out_dir: Path, examples: list[tuple[str, str, list[s
     rng = random.Random(seed)
     model.train()
     out = open(metrics_path, "w") if metrics_path else None
-    bar = tqdm(range(steps), desc="sft", mininterval=5)
+    bar = progress(range(steps), desc="sft")
     for step in bar:
         batch = [rng.choice(encoded[rng.randrange(len(encoded))]) for _ in range(batch_size)]
         input_ids, attention, labels = (t.to(model.device) for t in collate(batch, tokenizer.pad_token_id))

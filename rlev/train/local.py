@@ -74,13 +74,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo import core_algos
 from verl.workers.config import ActorConfig
 
 from rlev.metrics import human_aligned_accuracy
 from rlev.model import load_policy, render_prompt
+from rlev.progress import progress
 from rlev.rollout import Rollout, batch_logprobs, generate, length_buckets, response_logprobs
 from rlev.tracking import start_wandb
 from rlev.reward import response_cost
@@ -568,8 +568,7 @@ def _train(run: dict) -> None:
     metrics_file = open(out_dir / "train" / "metrics.jsonl", "a")
     wandb_run = start_wandb(s.get("wandb"), run, out_dir)
 
-    bar = tqdm(range(start_step, s["rl_steps"]), desc=run["run_id"], mininterval=5, initial=start_step,
-               total=s["rl_steps"])
+    bar = progress(range(start_step, s["rl_steps"]), desc=run["run_id"], initial=start_step, total=s["rl_steps"])
     for step in bar:
         t0 = time.perf_counter()
         # rollout: n samples for each of B prompts; sampling seeded by (seed, step)
