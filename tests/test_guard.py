@@ -220,9 +220,11 @@ def test_the_default_ablation_warns_that_uniform_is_a_no_op_under_adamw(raw):
         warnings.simplefilter("always")
         validate(raw)  # a warning, not an error: the run still answers "is uniform == correctness?"
     messages = [str(w.message) for w in caught if "AdamW" in str(w.message)]
-    assert len(messages) == 1, messages
+    # one per experiment with a uniform run and no cost: the ablation and the mechanism's no-cost arm
+    assert [m.split(":")[0] for m in messages] == ["WARNING experiments.ablation", "WARNING experiments.mechanism"]
     assert messages[0].startswith("WARNING experiments.ablation: estimator 'rloo'") and "uniform run(s)" in messages[0]
     raw["reward"]["cost"] = {"kind": "length", "per_token": 0.005}  # every run pays a cost s_bar does not scale
+    del raw["experiments"]["mechanism"]  # (its no-cost arm names `kind: none` itself)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         validate(raw)

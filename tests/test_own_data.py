@@ -56,7 +56,7 @@ def test_own_dataset_runs_on_its_own_and_says_what_it_skips(raw, capsys):
     assert noisy.startswith("rlev: skipping experiments.noisy (Table 3): datasets.mine names no difficulty-only")
     assert ood.startswith("rlev: skipping experiments.ood (Table 2): datasets.mine names no OOD benchmarks")
     assert "`experiments: {noisy: null}`" in noisy
-    assert sorted(config["experiments"]) == ["ablation", "alpha", "form", "main"]
+    assert sorted(config["experiments"]) == ["ablation", "alpha", "form", "main", "mechanism"]
     runs = plan_runs(config)
     assert runs and {r.dataset for r in runs} == {"mine"}
 
@@ -67,7 +67,7 @@ def test_a_configfile_switches_an_experiment_off_with_null(raw, capsys):
     raw["datasets"]["mine"]["benchmarks"] = ["synthetic_mc"]
     config = validate(raw)
     assert capsys.readouterr().err == ""  # switched off on purpose: nothing to explain
-    assert sorted(config["experiments"]) == ["ablation", "form", "main", "ood"]
+    assert sorted(config["experiments"]) == ["ablation", "form", "main", "mechanism", "ood"]
     assert config["experiments"]["ood"]["benchmarks"] == ["synthetic_mc"]
 
 

@@ -387,8 +387,8 @@ def test_every_planned_paper_run_composes_and_validates(tmp_path, scale):
 
     config = load_config(REPO_ROOT / "config.yaml", {"scale": scale, "dataset": "rlev", "seeds": [0]})
     runs = plan_runs(config)
-    # 7B: main 6, ablation 2, alpha 4, form 1, noisy 9; 32B: the main table only, as in the paper
-    assert len(runs) == {"7B": 22, "32B": 6}[scale]
+    # 7B: main 6, ablation 2, alpha 4, form 1, noisy 9, the mechanism's cost arm 4; 32B: the main table only
+    assert len(runs) == {"7B": 26, "32B": 6}[scale]
     for run in runs:
         rc = run_config(config, run)
         cfg = composed(rc)
