@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
+from rlev.report import STARTING_POLICY
 from test_own_data import write_own_csv
 from test_workflow import planned_jobs
 
