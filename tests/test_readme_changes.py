@@ -92,7 +92,8 @@ def test_own_csv_from_scratch_to_tables(own_data_run):
     assert not (workdir / "results" / "tables" / "table3.md").exists()
     metrics = (workdir / "results" / "runs" / name / "tiny" / "rloo" / "correctness" / "seed0" / "train"
                / "metrics.jsonl").read_text().splitlines()
-    assert len(metrics) == 2  # the smoke scale's two RL steps ran
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    assert len(metrics) == config["scales"]["tiny"]["rl_steps"]  # every RL step of the smoke scale ran
 
 
 @pytest.mark.slow
