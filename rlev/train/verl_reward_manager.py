@@ -60,9 +60,14 @@ def stop_token_ids(tokenizer, model_path: str | None = None) -> set[int]:
 class TruncationFlag:
     """Mixin for a verl reward manager: sets extra_info["truncated"] before its run_single."""
 
-    def _init_stop_ids(self, config, tokenizer) -> None:
+    def __init__(self, config, tokenizer, *args, **kwargs):
+        super().__init__(config, tokenizer, *args, **kwargs)
         model = config.actor_rollout_ref.model
         self.stop_ids = stop_token_ids(tokenizer, model.get("tokenizer_path") or model.get("path"))
+
+    async def run_single(self, data) -> dict:
+        self.flag_truncation(data)
+        return await super().run_single(data)
 
     def flag_truncation(self, data) -> None:
         item = data[-1:][0]  # the sequence verl scores (see NaiveRewardManager.run_single)
@@ -82,22 +87,6 @@ class TruncationFlag:
 class RlevRewardManager(TruncationFlag, NaiveRewardManager):
     """verl's naive reward manager that tells compute_score whether the response was truncated."""
 
-    def __init__(self, config, tokenizer, compute_score, reward_router_address=None, reward_model_tokenizer=None):
-        super().__init__(config, tokenizer, compute_score, reward_router_address, reward_model_tokenizer)
-        self._init_stop_ids(config, tokenizer)
-
-    async def run_single(self, data) -> dict:
-        self.flag_truncation(data)
-        return await super().run_single(data)
-
 
 class RlevDapoRewardManager(TruncationFlag, DAPORewardManager):
     """verl's DAPO manager (the overlong cost) that tells compute_score about truncation."""
-
-    def __init__(self, config, tokenizer, compute_score, reward_router_address=None, reward_model_tokenizer=None):
-        super().__init__(config, tokenizer, compute_score, reward_router_address, reward_model_tokenizer)
-        self._init_stop_ids(config, tokenizer)
-
-    async def run_single(self, data) -> dict:
-        self.flag_truncation(data)
-        return await super().run_single(data)
