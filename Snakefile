@@ -31,6 +31,16 @@ rule all:
 
 
 # Before any job starts (never in a dry run): a SLURM profile with its placeholders left
-# in would submit every job to a partition and account that do not exist.
+# in would submit every job to a partition and account that do not exist. Local jobs are
+# then forked from one process that has loaded torch once (rlev.jobserver).
 onstart:
     check_placeholders()
+    start_jobserver()
+
+
+onsuccess:
+    stop_jobserver()
+
+
+onerror:
+    stop_jobserver()

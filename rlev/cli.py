@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -335,7 +336,19 @@ def _overrides(pairs: list[str] | None) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
+    """The `rlev` command. argv: the arguments (default sys.argv[1:]); as_process: this process
+    ends with the command (default: when argv is None)."""
+    as_process = argv is None if as_process is None else as_process
+    if argv is None and os.environ.get("RLEV_JOBSERVER"):  # a sweep's job: fork it from the loaded server
+        import time
+
+        from rlev.jobserver import run_via_server
+        from rlev.timing import process_age
+
+        code = run_via_server(sys.argv, (process_age() or 0.0, time.process_time()))
+        if code is not None:
+            raise SystemExit(code)
     # Defaults that live in heavier modules (numpy, pandas) are filled in by the command
     # that uses them, so parsing (and `rlev --help`) imports nothing beyond the CLI.
     parser = argparse.ArgumentParser(prog="rlev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -437,7 +450,7 @@ def main(argv: list[str] | None = None) -> None:
     except InputError as err:  # the user's data or settings: the message says what to fix
         print(f"rlev {args.command}: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
-    if argv is None:  # the process is this command and ends with it
+    if as_process:  # the process is this command and ends with it
         import gc
 
         # Interpreter exit would spend over a CPU-second (torch + transformers + verl: ~4,000

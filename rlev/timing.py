@@ -30,6 +30,16 @@ import time
 
 log = logging.getLogger("rlev.timing")
 
+# Start-up paid by another process for this command: the `rlev` client of rlev.jobserver,
+# whose forked child runs the command (wall seconds, CPU seconds); added to the child's own.
+_inherited = (0.0, 0.0)
+
+
+def inherit_startup(wall: float, cpu: float) -> None:
+    """Count the client's start-up (wall, CPU seconds) as this command's (rlev.jobserver's child)."""
+    global _inherited
+    _inherited = (wall, cpu)
+
 # What benchmarks/bench_sweep.py parses; keep the two in step.
 LINE = ("rlev %s: start-up %.2f s (interpreter and CLI %.2f s, imports %.2f s), work %.2f s; "
         "CPU: start-up %.2f s, work %.2f s")
@@ -82,6 +92,9 @@ class _ImportClock:
 def command_timer(command: str):
     """Time the body as `command`; log LINE when it ends (also when it fails)."""
     before, before_cpu = process_age(), time.process_time()
+    if before is not None:
+        before += _inherited[0]
+    before_cpu += _inherited[1]
     start = time.perf_counter()
     with _ImportClock() as imports:
         try:

@@ -368,6 +368,28 @@ def get_final_output():
     ]
 
 
+JOBSERVER = []  # the running server's (process, socket), while this Snakemake process runs jobs
+
+
+def start_jobserver():
+    """Fork this sweep's local `rlev` jobs from one loaded process (rlev.jobserver): only when they run
+    here in this environment (not on a cluster, not in conda or container envs), unless RLEV_NO_JOBSERVER=1."""
+    from rlev import jobserver
+
+    if not workflow.local_exec or workflow.deployment_settings.deployment_method:
+        return
+    if os.environ.get(jobserver.OFF_ENV) == "1" or os.environ.get(jobserver.ENV):
+        return
+    JOBSERVER.append(jobserver.start(Path("results/logs/jobserver.log")))
+
+
+def stop_jobserver():
+    from rlev import jobserver
+
+    while JOBSERVER:
+        jobserver.stop(*JOBSERVER.pop())
+
+
 def check_placeholders():
     """Stop before the first job while a job would be submitted with a profile's CHANGE_ME placeholder."""
     for job in workflow.dag.needrun_jobs():
