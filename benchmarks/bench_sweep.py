@@ -13,6 +13,9 @@ checkout's Snakefile) and reads two records of every job it ran:
   wall time into start-up (interpreter, CLI and every module loaded while it ran:
   torch, transformers, verl, pandas, ...) and work, and the same split in CPU seconds.
 
+Local jobs are forked from rlev.jobserver, which loads those modules once per `snakemake`
+call; its start-up (results/logs/jobserver.log) is a row of its own, "(jobserver)".
+
 Wall-clock start-up grows with whatever else runs on the machine; the CPU columns do not,
 so compare those between machines or busy runs.
 
@@ -107,6 +110,17 @@ def summarise(workdir: Path, wall: float | None, cores: int) -> dict:
         row["startup_cpu_s"] += timing["startup_cpu"]
         row["work_cpu_s"] += timing["work_cpu"]
         row["other_s"] += seconds - timing["startup"] - timing["work"]
+    # The job server (rlev.jobserver) loads torch once per `snakemake` call for all local jobs:
+    # its start-up is part of the sweep's, though no rule runs it.
+    server_log = workdir / "results" / "logs" / "jobserver.log"
+    if server_log.is_file():
+        for m in TIMING.finditer(server_log.read_text(errors="replace")):
+            row = rows["(jobserver)"]
+            row["jobs"] += 1
+            row["job_s"] += float(m.group(2))
+            row["startup_s"] += float(m.group(2))
+            row["imports_s"] += float(m.group(4))
+            row["startup_cpu_s"] += float(m.group(6) or 0)
     if wall is None:  # a sweep run elsewhere: from its first job's start to its last job's end
         wall = max(j["end"] for j in jobs) - min(j["start"] for j in jobs)
     total = defaultdict(float)
