@@ -9,16 +9,16 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# The stages in pipeline order (common.smk: the config's validation and the input functions).
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/predictor.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
-include: "workflow/rules/analysis.smk"
-include: "workflow/rules/predictor.smk"
 include: "workflow/rules/ood.smk"
-include: "workflow/rules/mechanism.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
 
 
 report: get_report_text()

@@ -13,15 +13,16 @@ Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.y
     rlev train   --spec edited.yaml --out hand/run1      # a hand-made run, outside results/runs/
     rlev evaluate --spec SCALE|RUN/config.yaml --model DIR --test results/data/synthetic/test.parquet --out DIR
     rlev report table1 --plan results/plan.json --runs RUN_DIR... --init SFT_EVAL/metrics.json --out results/tables/table1
+           (every table of rlev.report.tables.TABLES; each writes .csv, .md and .html)
     rlev predictor train|evaluate|label --spec PREDICTOR --data PARQUET [--model DIR] --out PATH
     rlev ood data --spec BENCHMARK --out rows.parquet; rlev ood evaluate --spec SCALE --model M --data ... --out DIR
     rlev report table2 --runs RUN_DIR... --base OOD_BASE_DIR --benchmarks B... --out results/tables/table2
     rlev report table8|bootstrap --runs RUN_DIR... --out results/tables/table8
     rlev report table4|table5|table6 --runs RUN_DIR... --out results/tables/table4
-    rlev table-html --md results/tables/table8.md --out results/tables/table8.html
     rlev eos     --spec SCALE --model RUN/model --test ... --samples RUN/eval/samples.parquet --out RUN/eval/eos.parquet
     rlev figure2 --eos RUN/eval/eos.parquet... --out results/figures/figure2
-    rlev mechanism --plan results/plan.json --runs RUN_DIR... --test TEST.parquet --init SFT_EVAL/samples.parquet --out results/tables/mechanism
+    rlev report mechanism --plan results/plan.json --runs RUN_DIR... --test TEST.parquet --init SFT_EVAL/samples.parquet --out results/tables/mechanism
+    rlev report value_stats --datasets results/data/synthetic ... --figures results/figures --out results/tables/value_stats
     rlev length-by-value --plan results/plan.json --runs RUN_DIR... --out results/figures/length_by_value_main
 """
 
@@ -106,22 +107,6 @@ def _copy(src: Path, dst: Path) -> None:
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
-
-
-def cmd_values_report(args) -> None:
-    from rlev.analysis.value_stats import write_value_report
-
-    main, *others = map(Path, args.datasets)
-    write_value_report(main, others, Path(args.figures), Path(args.table))
-    _write_table_html(Path(args.table))
-
-
-def _write_table_html(out: Path) -> None:
-    """<out>.html beside <out>.md and <out>.csv: the table as the HTML report embeds it."""
-    from rlev.report import table_html
-
-    md, csv = out.with_name(out.name + ".md"), out.with_name(out.name + ".csv")
-    table_html(md, out.with_name(out.name + ".html"), csv if csv.exists() else None)
 
 
 def cmd_init_model(args) -> None:
@@ -222,32 +207,10 @@ def cmd_evaluate(args) -> None:
              verifier=(spec.get("reward") or {}).get("verifier") or s.get("verifier"))  # a run's, or the rules' spec
 
 
-def check_plan(plan_path: str | None, run_dirs: list[str]) -> None:
-    """Refuse run directories whose saved config is not the plan's (rlev.config.check_run_dirs)."""
-    if plan_path:
-        from rlev.config import check_run_dirs
-
-        check_run_dirs(json.loads(Path(plan_path).read_text()), run_dirs)
-
-
 def cmd_report(args) -> None:
-    from rlev import report
+    from rlev.report.tables import report
 
-    check_plan(args.plan, args.runs)
-    init = [str(Path(m).parent) for m in args.init or []]  # the starting policy's eval folders
-    if args.table == "table1":
-        report.table1(args.runs, init, Path(args.out))
-    elif args.table == "table8":
-        report.table8(args.runs, Path(args.out), init)
-    elif args.table == "bootstrap":
-        report.bootstrap_table(args.runs, Path(args.out), args.resamples, args.seed, args.cluster or "exam")
-    elif args.table in ("table4", "table5", "table6"):
-        getattr(report, args.table)(args.runs, Path(args.out), init)
-    elif args.table == "table2":
-        report.table2(args.runs, args.base, args.benchmarks or [], Path(args.out))
-    elif args.table == "table3":
-        report.table3(args.runs, init, Path(args.out), args.truth, args.predictor or [])
-    _write_table_html(Path(args.out))
+    report(args.table, Path(args.out), plan=args.plan, **{name: getattr(args, name) for name in REPORT_FLAGS})
 
 
 def cmd_predictor(args) -> None:
@@ -279,12 +242,6 @@ def cmd_ood(args) -> None:
         ood.evaluate_ood(args.model, args.data, Path(args.out), s)
 
 
-def cmd_table_html(args) -> None:
-    from rlev.report import table_html
-
-    table_html(Path(args.md), Path(args.out), Path(args.csv) if args.csv else None)
-
-
 def cmd_eos(args) -> None:
     from rlev.analysis.eos import EOS_BATCH, SHARE, run_eos
 
@@ -295,6 +252,7 @@ def cmd_eos(args) -> None:
 
 def cmd_figure2(args) -> None:
     from rlev.analysis.eos import MIN_RESPONSES, figure2
+    from rlev.report.runs import check_plan
 
     check_plan(args.plan, [str(Path(p).parent.parent) for p in args.eos])  # <run>/eval/eos.parquet
     figure2(args.eos, Path(args.out), MIN_RESPONSES if args.min_responses is None else args.min_responses)
@@ -307,25 +265,41 @@ def cmd_curves(args) -> None:
 
 
 def cmd_landing(args) -> None:
-    from rlev.report import landing_page
+    from rlev.report.landing import landing
 
-    landing_page(args.runs, Path(args.table1), Path(args.bootstrap) if args.bootstrap else None, Path(args.out))
-
-
-def cmd_mechanism(args) -> None:
-    from rlev.analysis.mechanism import PERMUTATIONS, SEED, mechanism
-
-    check_plan(args.plan, args.runs)
-    mechanism(args.runs, args.test, Path(args.out), args.init or [],
-              PERMUTATIONS if args.permutations is None else args.permutations, SEED if args.seed is None else args.seed)
-    _write_table_html(Path(args.out))
+    landing(args.runs, Path(args.table1), Path(args.bootstrap) if args.bootstrap else None, Path(args.out))
 
 
 def cmd_length_by_value(args) -> None:
     from rlev.analysis.mechanism import length_by_value
+    from rlev.report.runs import check_plan
 
     check_plan(args.plan, args.runs)
     length_by_value(args.runs, Path(args.out))
+
+
+# The flags of `rlev report TABLE` beyond --plan and --out: each builder takes those it reads, and
+# rlev.report.tables.report refuses the others.
+REPORT_ARGUMENTS = [
+    ("--runs", dict(nargs="+", help="the table's run directories")),
+    ("--init", dict(nargs="*", help="a file of the starting policy's evaluation folder (its metrics.json, or for "
+                                    "mechanism its samples.parquet)")),
+    ("--resamples", dict(type=int, help="bootstrap: prompt resamples (default rlev.stats.RESAMPLES)")),
+    ("--seed", dict(type=int, help="bootstrap: numpy seed of the resampling (default rlev.stats.SEED); mechanism: "
+                                   "of the permutations (default rlev.analysis.mechanism.SEED)")),
+    ("--cluster", dict(choices=["exam", "prompt"], help="bootstrap: resample whole exams (the split is by exam; the "
+                                                        "default) or single prompts")),
+    ("--truth", dict(default=None, help="table3: generated records with a true_difficulty per id")),
+    ("--predictor", dict(nargs="*", help="table3: the score predictor's metrics.json and label_stats.json")),
+    ("--base", dict(default=None, help="table2: the starting policy's OOD folder (<benchmark>/metrics.json)")),
+    ("--benchmarks", dict(nargs="*", help="table2: benchmark names, in column order")),
+    ("--test", dict(default=None, help="mechanism: the runs' test split (points and difficulty per prompt)")),
+    ("--permutations", dict(type=int, help="mechanism: within-difficulty shuffles (default "
+                                           "rlev.analysis.mechanism.PERMUTATIONS)")),
+    ("--datasets", dict(nargs="+", help="value_stats: prepared dataset folders, the main one first")),
+    ("--figures", dict(default=None, help="value_stats: the folder for Figures 3 and 4")),
+]
+REPORT_FLAGS = [flag[2:] for flag, _ in REPORT_ARGUMENTS]
 
 
 def _overrides(pairs: list[str] | None) -> dict:
@@ -349,6 +323,8 @@ def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
         code = run_via_server(sys.argv, (process_age() or 0.0, time.process_time()))
         if code is not None:
             raise SystemExit(code)
+    from rlev.report.tables import TABLES
+
     # Defaults that live in heavier modules (numpy, pandas) are filled in by the command
     # that uses them, so parsing (and `rlev --help`) imports nothing beyond the CLI.
     parser = argparse.ArgumentParser(prog="rlev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -371,8 +347,6 @@ def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
     add("synth", cmd_synth, spec, ("--out", dict(required=True)), ("--demos", dict(required=True)))
     add("prepare", cmd_prepare, spec, ("--dataset", dict(required=True)), ("--out", dict(required=True)),
         ("--rejects-log", dict(default=None, help="also copy rejects.csv here, where a failed run keeps it")))
-    add("values-report", cmd_values_report, ("--datasets", dict(nargs="+", required=True, help="main first")),
-        ("--figures", dict(required=True)), ("--table", dict(required=True, help="path without suffix")))
     add("init-model", cmd_init_model, spec, ("--train", dict(required=True)), ("--demos", dict(default=None)),
         ("--out", dict(required=True)))
     add("sft", cmd_sft, spec, ("--init", dict(required=True)), ("--train", dict(required=True)),
@@ -384,20 +358,10 @@ def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
                                                                   "out_dir (a hand-made run: not under results/runs/)")))
     add("evaluate", cmd_evaluate, spec, ("--model", dict(default=None, help="default: a run config's <out_dir>/model")),
         ("--test", dict(default=None, help="default: a run config's dataset.test")), ("--out", dict(required=True)))
-    add("report", cmd_report, ("table", dict(choices=["table1", "table2", "table3", "table4", "table5", "table6",
-                                                      "table8", "bootstrap"])),
-        ("--runs", dict(nargs="+", required=True)),
+    add("report", cmd_report, ("table", dict(choices=list(TABLES))),
         ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
-        ("--init", dict(nargs="*", help="metrics.json of the starting policy")),
-        ("--out", dict(required=True, help="path without suffix; .csv and .md are written")),
-        ("--resamples", dict(type=int, help="bootstrap: prompt resamples (default rlev.stats.RESAMPLES)")),
-        ("--seed", dict(type=int, help="bootstrap: numpy seed of the resampling (default rlev.stats.SEED)")),
-        ("--cluster", dict(choices=["exam", "prompt"], default="exam",
-                           help="bootstrap: resample whole exams (the split is by exam) or single prompts")),
-        ("--truth", dict(default=None, help="table3: generated records with a true_difficulty per id")),
-        ("--predictor", dict(nargs="*", help="table3: the score predictor's metrics.json and label_stats.json")),
-        ("--base", dict(default=None, help="table2: the starting policy's OOD folder (<benchmark>/metrics.json)")),
-        ("--benchmarks", dict(nargs="*", help="table2: benchmark names, in column order")))
+        ("--out", dict(required=True, help="path without suffix; .csv, .md and .html are written")),
+        *REPORT_ARGUMENTS)
     add("predictor", cmd_predictor, ("action", dict(choices=["train", "evaluate", "label"])), spec,
         ("--data", dict(required=True, help="train: exam training split; evaluate: exam test split; label: the "
                                             "difficulty-only training split")),
@@ -408,9 +372,6 @@ def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
         ("--data", dict(default=None, help="evaluate: the benchmark's MC rows (parquet)")),
         ("--model", dict(default=None, help="evaluate: model id or directory")),
         ("--out", dict(required=True, help="data: rows parquet; evaluate: a folder")))
-    add("table-html", cmd_table_html, ("--md", dict(required=True, help="a table's Markdown file")),
-        ("--csv", dict(default=None, help="the table's CSV; its `runs` column is listed under the table")),
-        ("--out", dict(required=True)))
     add("eos", cmd_eos, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
         ("--samples", dict(required=True, help="the run's eval/samples.parquet")),
         ("--out", dict(required=True, help="eos.parquet")),
@@ -430,12 +391,6 @@ def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
         ("--title", dict(default="runs", help="what the runs are, for the figure title")),
         ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")))
     plan = ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it"))
-    add("mechanism", cmd_mechanism, plan, ("--runs", dict(nargs="+", required=True)),
-        ("--test", dict(required=True, help="the runs' test split (points and difficulty per prompt)")),
-        ("--init", dict(nargs="*", help="the starting policy's eval/samples.parquet (a row of its own)")),
-        ("--permutations", dict(type=int, help="within-difficulty shuffles (default rlev.analysis.mechanism.PERMUTATIONS)")),
-        ("--seed", dict(type=int, help="numpy seed of the permutations (default rlev.analysis.mechanism.SEED)")),
-        ("--out", dict(required=True, help="path without suffix; .csv and .md are written")))
     add("length-by-value", cmd_length_by_value, plan, ("--runs", dict(nargs="+", required=True)),
         ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")))
     args = parser.parse_args(argv)

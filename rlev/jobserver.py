@@ -56,7 +56,8 @@ PRELOAD = (
     "rlev.data.ood",
     "rlev.data.prepare",
     "rlev.values",
-    "rlev.report",
+    "rlev.report.builders",
+    "rlev.report.landing",
     "rlev.analysis.curves",
     "rlev.analysis.mechanism",
     "transformers.models.qwen2.modeling_qwen2",
@@ -186,7 +187,10 @@ def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
 
     with command_timer("jobserver"):  # its one-off start-up, for benchmarks/bench_sweep.py
         for name in preload:
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except ImportError as e:  # a job that needs it imports it itself, as without a server
+                log.warning("not preloaded: %s (%s)", name, e)
     fingerprint = code_fingerprint()
     gc.collect()
     gc.freeze()  # children share the loaded modules' pages instead of copying them on a collection

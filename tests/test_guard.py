@@ -20,7 +20,7 @@ import yaml
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo import core_algos
 
-from rlev import report
+from rlev.report import builders
 from rlev.config import ConfigError, cancels_value_scale, load_config, run_config, validate, value_scale_invariance, Run
 from rlev.values import reward_scales
 from conftest import REPO
@@ -167,7 +167,7 @@ def test_tables_4_to_6_say_which_grpo_ran(tmp_path, table):
         fake_run(tmp_path, {"name": "grpo", "adv_estimator": "grpo", "norm_adv_by_std_in_grpo": True}, "human", 40),
         fake_run(tmp_path, {"name": "rloo", "adv_estimator": "rloo"}, "human", 60),
     ]
-    out = getattr(report, table)(runs, tmp_path / "tables" / table)
+    out = getattr(builders, table)(runs, tmp_path / "tables" / table)
     assert out["estimator"].tolist() == ["GRPO (mean-centred)", "GRPO (std-norm)", "RLOO"]
     assert out["acc"].tolist() == [50, 40, 60]
     md = (tmp_path / "tables" / f"{table}.md").read_text()

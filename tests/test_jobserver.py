@@ -20,6 +20,14 @@ from test_train_local import ESTIMATORS, make_run, read_metrics, toy, weights, w
 RLEV = str(shutil.which("rlev", path=os.path.dirname(sys.executable)))
 
 
+def test_every_preloaded_module_exists():
+    import importlib.util
+
+    from rlev.jobserver import PRELOAD
+
+    assert [m for m in PRELOAD if importlib.util.find_spec(m) is None] == []
+
+
 def start_server(tmp_path, preload="rlev.cli,rlev.train.local", pythonpath=None):
     sock = tmp_path / "server.sock"
     log = open(tmp_path / "server.log", "w")

@@ -156,7 +156,7 @@ def test_mechanism_table_on_a_fixture_with_a_known_answer(tmp_path):
     test, test_path, runs = _experiment(tmp_path)
     init = write_run(tmp_path / "start", test, "correctness", 0, np.full(len(test), 3), np.zeros(len(test), bool))
     table = mechanism(runs, str(test_path), tmp_path / "tables" / "mechanism",
-                      init_samples=[f"{init}/eval/samples.parquet"], permutations=2000)
+                      init=[f"{init}/eval"], permutations=2000)
     cells = table[table["kind"] == "cell"].set_index(["reward", "cost"])
     assert len(cells) == 8 and (cells["seeds"] == 3).all()
     rlev = cells.loc[("human-aligned", "length 0.3/token")]

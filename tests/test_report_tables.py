@@ -1,4 +1,4 @@
-"""Table 8, the bootstrap table and the HTML rendering, on fixture run directories; the HTML report."""
+"""The tables (rlev.report.builders) and their CSV, Markdown and HTML, on fixture run directories; the landing page."""
 
 import json
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rlev.metrics import evaluation_metrics
-from rlev.report import bootstrap_table, markdown_to_html, table1, table4, table5, table8, table_html
+from rlev.report.builders import bootstrap, table1, table4, table5, table8
 
 
 def write_run(root, estimator, reward, seed, correct, values, lengths=None, alpha=10, exams=None, **config_extra):
@@ -125,7 +125,7 @@ def test_bootstrap_table_pairs_runs_by_estimator_and_seed(tmp_path):
         write_run(tmp_path, "grpo", "correctness", 0, np.arange(n) % 2 == 0, values),
         write_run(tmp_path, "grpo", "human", 0, np.arange(n) % 2 == 0, values),
     ]
-    table = bootstrap_table(runs, tmp_path / "tables" / "bootstrap", resamples=500, seed=0, cluster="prompt")
+    table = bootstrap(runs, tmp_path / "tables" / "bootstrap", resamples=500, seed=0, cluster="prompt")
     rloo = table[(table["estimator"] == "RLOO") & (table["metric"] == "acc")].iloc[0]
     assert rloo["diff"] == pytest.approx(10.0) and rloo["lo"] < 10 < rloo["hi"] and rloo["share_positive"] == 1.0
     rloo_h = table[(table["estimator"] == "RLOO") & (table["metric"] == "h_acc")].iloc[0]
@@ -136,25 +136,28 @@ def test_bootstrap_table_pairs_runs_by_estimator_and_seed(tmp_path):
     assert "| RLOO | tiny | 10 | additive_clipped | acc | +10.00 | [" in (tmp_path / "tables" / "bootstrap.md").read_text()
     assert "Test prompts resampled" in (tmp_path / "tables" / "bootstrap.md").read_text()
     with pytest.raises(ValueError, match="needs both"):
-        bootstrap_table(runs[:1], tmp_path / "x")
+        bootstrap(runs[:1], tmp_path / "x")
 
 
-def test_markdown_tables_render_to_html_with_their_runs(tmp_path):
-    md = tmp_path / "t.md"
-    md.write_text("# Table 9: a & b\n\n| est | acc |\n|---|---|\n| RLOO | 1.0 [0.5, 1.5] |\n\nNote `x` < y.\n")
-    csv = tmp_path / "t.csv"
-    pd.DataFrame({"est": ["RLOO"], "runs": ["results/runs/a;results/runs/b"]}).to_csv(csv, index=False)
-    table_html(md, tmp_path / "t.html", csv)
+def test_a_table_is_written_as_csv_markdown_and_html_with_its_runs(tmp_path):
+    from rlev.report.render import write_table
+
+    table = pd.DataFrame({"est": ["RLOO"], "acc": [1.0], "runs": ["results/runs/a;results/runs/b"]})
+    shown = pd.DataFrame({"est": ["RLOO"], "acc": ["1.0 [0.5, 1.5]"]})
+    write_table(tmp_path / "t", table, "Table 9: a & b", shown, ["Note `x` < y.\n"])
+    assert pd.read_csv(tmp_path / "t.csv").columns.tolist() == ["est", "acc", "runs"]
+    md = (tmp_path / "t.md").read_text()
+    assert md == ("# Table 9: a & b\n\n| est | acc |\n|---|---|\n| RLOO | 1.0 [0.5, 1.5] |\n\nNote `x` < y.\n"
+                  "\n\nRun directories: `results/runs/a`, `results/runs/b`\n")
     html = (tmp_path / "t.html").read_text()
     assert "<title>Table 9: a &amp; b</title>" in html
-    assert "<tr><th>est</th><th>acc</th></tr>" in html and "<td>1.0 [0.5, 1.5]</td>" in html
+    assert "<th>est</th>" in html and "<td>1.0 [0.5, 1.5]</td>" in html  # pandas' to_html
     assert "<p>Note <code>x</code> &lt; y.</p>" in html
-    assert "Run directories: <code>results/runs/a</code>, <code>results/runs/b</code>" in html
-    assert "---" not in markdown_to_html(md.read_text())
+    assert "<li><code>results/runs/a</code></li>" in html and "<li><code>results/runs/b</code></li>" in html
+    assert "---" not in html
 
 
 def test_table1_says_which_verifier_scored_and_where_the_kl_went(tmp_path):
-    from rlev.report import table1
 
     plain = write_run(tmp_path, "rloo", "human", 0, [True] * 10, VALUES)
     judged = write_run(tmp_path, "grpo", "human", 0, [True] * 10, VALUES)
@@ -173,7 +176,7 @@ def test_bootstrap_table_resamples_exams_by_default_and_says_so(tmp_path):
     exams = [f"e{i // 10}" for i in range(n)]
     runs = [write_run(tmp_path, "rloo", "correctness", 0, np.zeros(n, bool), np.ones(n), exams=exams),
             write_run(tmp_path, "rloo", "human", 0, np.arange(n) < 10, np.ones(n), exams=exams)]
-    table = bootstrap_table(runs, tmp_path / "b", resamples=2000, seed=0)
+    table = bootstrap(runs, tmp_path / "b", resamples=2000, seed=0)
     acc = table[table["metric"] == "acc"].iloc[0]
     assert (acc["cluster"], acc["clusters"], acc["diff"]) == ("exam", 10, pytest.approx(10.0))
     assert acc["lo"] == 0.0  # a resample without exam e0 shows no difference
@@ -182,7 +185,7 @@ def test_bootstrap_table_resamples_exams_by_default_and_says_so(tmp_path):
 
 
 def test_table3_groups_by_true_difficulty_and_reports_the_predictor(tmp_path):
-    from rlev.report import table3
+    from rlev.report.builders import table3
 
     # 4 test prompts: labels say primary x2 / phd x2, the truth is primary, phd, phd, phd
     ids = ["t0", "t1", "t2", "t3"]
@@ -221,7 +224,7 @@ def test_table3_groups_by_true_difficulty_and_reports_the_predictor(tmp_path):
 
 
 def test_table2_shows_the_starting_policy_beside_chance_or_its_absence(tmp_path):
-    from rlev.report import table2
+    from rlev.report.builders import table2
 
     runs = [write_run(tmp_path, "rloo", r, s, [1] * 10, VALUES) for r, s in (("correctness", 0), ("human", 0),
                                                                            ("human", 1))]
@@ -246,7 +249,7 @@ def test_table2_shows_the_starting_policy_beside_chance_or_its_absence(tmp_path)
 def test_landing_page_says_what_ran_and_the_headline(tmp_path):
     from docutils.core import publish_parts
 
-    from rlev.report import landing_page
+    from rlev.report.landing import landing
 
     n = 20
     exams = [f"e{i // 5}" for i in range(n)]
@@ -258,8 +261,8 @@ def test_landing_page_says_what_ran_and_the_headline(tmp_path):
                                                                      "time_update": 15.0}) + "\n")
     start = write_start(tmp_path, np.arange(n) < 8, np.ones(n))
     table1(runs, [start], tmp_path / "tables" / "table1")
-    bootstrap_table(runs, tmp_path / "tables" / "bootstrap", resamples=200)
-    text = landing_page(runs, tmp_path / "tables" / "table1.csv", tmp_path / "tables" / "bootstrap.csv",
+    bootstrap(runs, tmp_path / "tables" / "bootstrap", resamples=200)
+    text = landing(runs, tmp_path / "tables" / "table1.csv", tmp_path / "tables" / "bootstrap.csv",
                         tmp_path / "landing.rst")
     assert "4 training runs, seeds [0, 1]; 3.0 minutes of logged RL step time" in text
     assert "- **RLOO**: correctness on d: seeds [0, 1]; human-aligned (alpha 10, additive_clipped) on d: seeds [0, 1]" in text

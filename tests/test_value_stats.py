@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from rlev.analysis.value_stats import value_table, write_value_report
+from rlev.analysis.value_stats import value_stats, value_table
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def test_value_table(dataset):
     assert table.loc["test", "share_v_gt_0.1"] == 0
 
 
-def test_value_report_writes_figures_3_and_4(dataset, tmp_path):
-    write_value_report(dataset, [], tmp_path / "figures", tmp_path / "tables" / "value_stats")
+def test_value_stats_writes_figures_3_and_4(dataset, tmp_path):
+    value_stats([dataset], tmp_path / "figures", tmp_path / "tables" / "value_stats")
     for name in ("figure3.png", "figure3.svg", "figure4.png", "figure4.svg"):
         assert (tmp_path / "figures" / name).stat().st_size > 1000
     assert "| toy | train | 4 | 2 |" in (tmp_path / "tables" / "value_stats.md").read_text()

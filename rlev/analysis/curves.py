@@ -43,7 +43,7 @@ def curves(run_dirs: list[str], out: Path, title: str, window: int = WINDOW) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rlev.report import run_identity
+    from rlev.report.runs import run_identity
 
     parts = []
     for d in run_dirs:

@@ -194,7 +194,7 @@ def run_profile(eos: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _run_label(path: str) -> dict:
-    from rlev.report import run_identity
+    from rlev.report.runs import run_identity
 
     run = run_identity(Path(path).parents[1])
     return {k: run[k] for k in ("estimator", "scale", "reward", "alpha", "form", "seed", "run")}

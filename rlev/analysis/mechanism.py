@@ -40,6 +40,7 @@ import pandas as pd
 import yaml
 
 from rlev.metrics import mean_and_interval
+from rlev.report.render import write_table
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def load_run_samples(run_dir: str | Path, test: pd.DataFrame) -> tuple[dict, pd.
 
     `test` is the dataset's test split (columns id, score, and difficulty when it has one).
     """
-    from rlev.report import ESTIMATOR_NAMES, REWARD_NAMES
+    from rlev.report.runs import ESTIMATOR_NAMES, REWARD_NAMES
 
     run_dir = Path(run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -197,17 +198,18 @@ def _cell(mean: float, lo: float, hi: float, n: int, digits: int, signed: bool =
     return f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}] (n={n})"
 
 
-def mechanism(run_dirs: list[str], test_path: str, out: Path, init_samples: list[str] | None = None,
+def mechanism(runs: list[str], test: str, out: Path, init: list[str] | None = None,
               permutations: int = PERMUTATIONS, seed: int = SEED) -> pd.DataFrame:
-    """mechanism.{csv,md}: per estimator x reward x cost, thoroughness and its within-difficulty slope on points.
+    """mechanism.{csv,md,html}: per estimator x reward x cost, thoroughness and its within-difficulty slope on points.
 
     Rows: one per reward x cost cell (mean over seeds, 95% t-interval, n seeds, permutation
     p of both slopes), then RLEV minus each control under the same cost (paired by seed),
-    and the starting policy when `init_samples` (its eval/samples.parquet) is given.
+    and the starting policy when `init` (its evaluation folder, with samples.parquet) is given.
     """
-    test = pd.read_parquet(test_path)
-    runs = [load_run_samples(d, test) for d in run_dirs]
-    starts = [attach_points(pd.read_parquet(p), test, p) for p in init_samples or []]
+    test = pd.read_parquet(test)
+    starts = [attach_points(pd.read_parquet(Path(d) / "samples.parquet"), test, str(Path(d) / "samples.parquet"))
+              for d in init or []]
+    runs = [load_run_samples(d, test) for d in runs]
     records = []
     table = pd.DataFrame([{**run, **run_measures(s)} for run, s in runs])
     samples_of = {run["run"]: s for run, s in runs}
@@ -222,18 +224,17 @@ def mechanism(run_dirs: list[str], test_path: str, out: Path, init_samples: list
         record["runs"] = ";".join(group["run"])
         records.append(record)
     records += _contrasts(table)
-    for path, s in zip(init_samples or [], starts):
+    for folder, s in zip(init or [], starts):
         record = {"estimator": "starting policy", "scale": "-", "reward": "-", "cost": "-", "kind": "start"}
         for m, value in run_measures(s).items():
             record[m], record[f"{m}_lo"], record[f"{m}_hi"] = value, math.nan, math.nan
         for m, outcome in (("worked_slope", "worked"), ("length_slope", "length")):
             _, record[f"{m}_p"] = permutation_test([s], outcome, permutations, seed)
-        record["seeds"], record["runs"] = 1, str(Path(path).parent)
+        record["seeds"], record["runs"] = 1, str(Path(folder))
         records.append(record)
     result = pd.DataFrame(records)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.to_csv(out.with_suffix(".csv"), index=False)
-    out.with_suffix(".md").write_text(_markdown(result, test, permutations, seed, out))
+    title, shown, notes = _shown(result, test, permutations, seed, out)
+    write_table(out, result, title, shown, notes, runs_in_md=False)  # the notes point at the CSV's runs
     return result
 
 
@@ -242,7 +243,7 @@ CONTROLS = ("correctness", "uniform scaling", "random weights (shuffled)")
 
 def _contrasts(table: pd.DataFrame) -> list[dict]:
     """RLEV minus each control under the same estimator, scale and cost, paired by seed."""
-    from rlev.report import REWARD_NAMES
+    from rlev.report.runs import REWARD_NAMES
 
     rlev_name = REWARD_NAMES["human"]
     records = []
@@ -265,16 +266,16 @@ def _contrasts(table: pd.DataFrame) -> list[dict]:
     return records
 
 
-def _markdown(result: pd.DataFrame, test: pd.DataFrame, permutations: int, seed: int, out: Path) -> str:
+def _shown(result: pd.DataFrame, test: pd.DataFrame, permutations: int, seed: int, out: Path):
+    """(title, the table as shown, notes) of the mechanism table."""
     levels = test["difficulty"].nunique() if "difficulty" in test and test["difficulty"].notna().any() else 1
     header = ["estimator", "scale", "reward", "cost", "worked share (%)", "worked slope (pp/point)", "p",
               "length (tokens)", "length slope (tokens/point)", "p", "Acc (%)"]
-    lines = ["# Mechanism: thoroughness against a question's points within a difficulty level", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def p_cell(p):
         return "-" if math.isnan(p) else f"{p:.4f}"
 
+    rows = []
     for _, r in result.iterrows():
         n = int(r["seeds"])
         signed = r["kind"] == "contrast"
@@ -286,21 +287,23 @@ def _markdown(result: pd.DataFrame, test: pd.DataFrame, permutations: int, seed:
                   _cell(r["length_slope"], r["length_slope_lo"], r["length_slope_hi"], n, 3, True),
                   p_cell(r["length_slope_p"]),
                   _cell(r["acc"], r["acc_lo"], r["acc_hi"], n, 1, signed)]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Slopes: OLS of the per-prompt outcome (worked = 1 when the answer shows '=' steps before the "
-              f"answer mark; length in tokens) on the question's points with fixed effects for its difficulty level "
-              f"({levels} level(s)), one greedy answer per test prompt ({len(test)} prompts). Cells: mean over seeds "
-              "with a 95% t-interval across seeds in brackets; n = seeds (no interval at n=1). p: two-sided "
-              f"permutation test of the seed-mean slope, points permuted within difficulty level ({permutations} "
-              f"permutations, numpy seed {seed}, one permutation shared by every seed). Rows 'A - B' are RLEV minus "
-              "a control under the same cost, paired by seed. Run directories are in the `runs` column of "
-              f"{out.with_suffix('.csv').name}.", ""]
+        rows.append(cells)
+    notes = [f"Slopes: OLS of the per-prompt outcome (worked = 1 when the answer shows '=' steps before the "
+             f"answer mark; length in tokens) on the question's points with fixed effects for its difficulty level "
+             f"({levels} level(s)), one greedy answer per test prompt ({len(test)} prompts). Cells: mean over seeds "
+             "with a 95% t-interval across seeds in brackets; n = seeds (no interval at n=1). p: two-sided "
+             f"permutation test of the seed-mean slope, points permuted within difficulty level ({permutations} "
+             f"permutations, numpy seed {seed}, one permutation shared by every seed). Rows 'A - B' are RLEV minus "
+             "a control under the same cost, paired by seed. Run directories are in the `runs` column of "
+             f"{out.with_suffix('.csv').name}.\n"]
     cells = result[result["kind"] != "contrast"]
     one_form = cells[(cells["worked_share"] <= 0) | (cells["worked_share"] >= 100)]
     if len(one_form):
-        lines += [f"No power in {len(one_form)} of {len(cells)} rows: every answer there has the same form (worked "
-                  "share 0% or 100%), so the worked slope is 0 by construction and says nothing about the value.", ""]
-    return "\n".join(lines)
+        notes.append(f"No power in {len(one_form)} of {len(cells)} rows: every answer there has the same form "
+                     "(worked share 0% or 100%), so the worked slope is 0 by construction and says nothing about the "
+                     "value.\n")
+    title = "Mechanism: thoroughness against a question's points within a difficulty level"
+    return title, pd.DataFrame(rows, columns=header), notes
 
 
 # --- the figure ---------------------------------------------------------------------------
@@ -324,7 +327,7 @@ def length_by_value(run_dirs: list[str], out: Path, deciles: int = DECILES) -> p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rlev.report import ESTIMATOR_NAMES, REWARD_NAMES
+    from rlev.report.runs import ESTIMATOR_NAMES, REWARD_NAMES
 
     per_run, reference = [], None
     for d in run_dirs:

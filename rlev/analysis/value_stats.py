@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rlev.data.prepare import value_stats  # noqa: E402
+from rlev.data import prepare  # noqa: E402
+from rlev.report.render import write_table  # noqa: E402
 
 
 def value_table(dataset_dirs: list[str | Path]) -> pd.DataFrame:
@@ -26,7 +27,7 @@ def value_table(dataset_dirs: list[str | Path]) -> pd.DataFrame:
         for split in ("train", "test"):
             part = pd.read_parquet(d / f"{split}.parquet", columns=["exam_id", "value"])
             records.append({"dataset": d.name, "split": split, "rows": len(part),
-                            "exams": part["exam_id"].nunique(), **value_stats(part["value"])})
+                            "exams": part["exam_id"].nunique(), **prepare.value_stats(part["value"])})
     return pd.DataFrame(records)
 
 
@@ -48,19 +49,15 @@ def value_histogram(values: pd.Series, title: str, out: Path) -> None:
     plt.close(fig)
 
 
-def write_value_report(dataset_dir: Path, other_dirs: list[Path], figures: Path, table: Path) -> None:
-    """Figures 3 (train) and 4 (test) for the main dataset; the table for every dataset."""
-    name = Path(dataset_dir).name
+def value_stats(datasets: list[str | Path], figures: str | Path, out: Path) -> pd.DataFrame:
+    """Figures 3 (train) and 4 (test) for the main dataset (the first); the table for every dataset."""
+    main = Path(datasets[0])
     for split, number in (("train", 3), ("test", 4)):
-        values = pd.read_parquet(Path(dataset_dir) / f"{split}.parquet", columns=["value"])["value"]
-        value_histogram(values, f"Figure {number}: values of the {name} {split} set",
-                        figures / f"figure{number}.png")
-    stats = value_table([dataset_dir, *other_dirs])
-    table.parent.mkdir(parents=True, exist_ok=True)
-    stats.to_csv(table.with_suffix(".csv"), index=False)
-    header = "| " + " | ".join(stats.columns) + " |\n|" + "---|" * len(stats.columns) + "\n"
-    rows = "".join(
-        "| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |\n"
-        for row in stats.itertuples(index=False)
-    )
-    table.with_suffix(".md").write_text("# Value statistics per dataset and split\n\n" + header + rows)
+        values = pd.read_parquet(main / f"{split}.parquet", columns=["value"])["value"]
+        value_histogram(values, f"Figure {number}: values of the {main.name} {split} set",
+                        Path(figures) / f"figure{number}.png")
+    stats = value_table(datasets)
+    shown = pd.DataFrame([[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+                          for row in stats.itertuples(index=False)], columns=stats.columns)
+    write_table(out, stats, "Value statistics per dataset and split", shown, [])
+    return stats

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from rlev import InputError
+from rlev.report.tables import OTHER_GROUP, TABLES, caption_path, planned_tables, table_files
 from rlev.config import (
     NAME_PATTERN,
     Run,
@@ -129,18 +130,6 @@ def get_table_runs(experiment):
     return [run.path for run in experiment_runs(config, experiment)]
 
 
-def init_evaluation(dataset, scale):
-    """The starting policy's evaluation: the built model's (sft_eval), else the model id's (base_eval)."""
-    path = policy_init_path(config, dataset, scale)
-    if path.startswith("results/"):
-        return f"{path}_eval/metrics.json"
-    return f"results/models/{dataset}/{scale}/base_eval/metrics.json"
-
-
-def get_init_evaluations(wildcards=None):
-    return [init_evaluation(config["dataset"], config["scale"])]
-
-
 def get_eval_spec(wildcards):
     """The evaluation settings: the scale's that evaluation reads, and the verifier the runs were
     trained with (reward.verifier)."""
@@ -179,41 +168,16 @@ def get_policy_env(wildcards):
 
 def table_caption(table):
     """A table's report caption, workflow/report/<table>.rst (rendered through report/table.rst)."""
-    path = Path(workflow.basedir) / "workflow" / "report" / f"{table}.rst"
+    path = Path(workflow.basedir) / caption_path(table)
     if not path.is_file():
         raise WorkflowError(f"results/tables/{table}.md goes into the report but has no caption: write {path}")
     return path.read_text().strip()
 
 
-# The HTML report groups its items by the paper table they belong to.
-REPORT_GROUPS = {
-    "table1": "1. Table 1: main results",
-    "table8": "1. Table 1: main results",
-    "bootstrap": "1. Table 1: main results",
-    "figure2": "1. Table 1: main results",
-    "table2": "2. Table 2: out of distribution",
-    "table3": "3. Table 3: noisy values",
-    "table4": "4. Tables 4-6: ablations",
-    "table5": "4. Tables 4-6: ablations",
-    "table6": "4. Tables 4-6: ablations",
-    "value_stats": "5. Values (Figures 3-4)",
-    "figure3": "5. Values (Figures 3-4)",
-    "mechanism": "7. Beyond the paper: mechanism",
-}
-EXPERIMENT_GROUPS = {
-    "main": "table1",
-    "ood": "table2",
-    "noisy": "table3",
-    "ablation": "table4",
-    "alpha": "table5",
-    "form": "table6",
-    "mechanism": "mechanism",
-}
-
-
 def get_report_group(wildcards):
-    """The report category of an experiment's training curves (wildcard `experiment`)."""
-    return REPORT_GROUPS.get(EXPERIMENT_GROUPS.get(wildcards.experiment, ""), "6. Other")
+    """The report category of an experiment's figures (wildcard `experiment`): that of the first table of its runs."""
+    groups = [t.group for t in TABLES.values() if t.experiment == wildcards.experiment]
+    return groups[0] if groups else OTHER_GROUP
 
 
 def get_curves_output():
@@ -231,47 +195,36 @@ def get_report_text():
     return str(landing) if landing.is_file() else "workflow/report/workflow.rst"
 
 
-def get_noisy_truth(wildcards=None):
-    """The generated records of the noisy-value dataset (each prompt's true difficulty), when generated here."""
-    dataset = config["experiments"]["noisy"].get("dataset") or config["dataset"]
-    if config["datasets"][dataset]["source"] == "synthetic":
-        return [f"data/{dataset}/exams.jsonl"]
-    return []
+def table_outputs(table):
+    """A table's CSV and Markdown, and its HTML (written by the same job) for the report, in its category."""
+    csv, md, html = table_files(table)
+    group = (lambda wc: TABLES[wc.table].group) if table == "{table}" else TABLES[table].group
+    return {"csv": csv, "md": md, "html": report(html, caption="../report/table.rst", category=group)}
 
 
-def get_predictor_reports(wildcards=None):
-    """The score predictor's exam-test metrics and label statistics, when a `predicted` run is planned."""
-    from rlev.config import parse_reward_tag, predictor_dir
-
-    planned = [run for run in plan_runs(config) if parse_reward_tag(run.reward)["variant"] == "predicted"]
-    if not planned:
-        return []
-    folder = predictor_dir(config, config["scale"])
-    return [f"{folder}/metrics.json"] + sorted({f"{folder}/labels/{run.dataset}/label_stats.json" for run in planned})
+def get_table(wildcards):
+    return TABLES[wildcards.table]
 
 
-def table_outputs(table, in_report=True):
-    """A table's CSV and Markdown, and its HTML (written by the same job) for the report."""
-    html = f"results/tables/{table}.html"
-    group = REPORT_GROUPS.get(table, "6. Other")  # the report's category: the paper table it belongs to
-    in_html = report(html, caption="../report/table.rst", category=group) if in_report else html
-    return {"csv": f"results/tables/{table}.csv", "md": f"results/tables/{table}.md", "html": in_html}
+def get_table_input(wildcards):
+    """What the table job reads: its experiment's run files, the plan, and the registry's inputs and reads."""
+    table = get_table(wildcards)
+    return {
+        "runs": get_run_files(table.experiment),
+        "plan": "results/plan.json",
+        **table.inputs(config),
+        "reads": table.reads(config),
+    }
 
 
-def get_analysis_output():
-    """Table 8, the paired bootstrap and Figure 2 (all over the main experiment's runs)."""
-    tables = [f"results/tables/{t}.{ext}" for t in ("table8", "bootstrap") for ext in ("csv", "md")]
-    figures = [f"results/figures/figure2.{ext}" for ext in ("png", "svg", "csv")] + ["results/figures/figure2_stop.csv"]
-    return tables + figures
-
-
-ABLATION_TABLES = {"ablation": "table4", "alpha": "table5", "form": "table6"}
-
-
-def get_ablation_output():
-    """Tables 4-6, each for its experiment when the config declares it."""
-    tables = [table for exp, table in ABLATION_TABLES.items() if exp in config["experiments"]]
-    return [f"results/tables/{t}.{ext}" for t in tables for ext in ("csv", "md")]
+def get_table_args(wildcards, input):
+    """The registry's inputs and options of the table as `rlev report` flags (an empty input: no flag)."""
+    table = get_table(wildcards)
+    flags = {name: getattr(input, name) for name in table.inputs(config)}
+    flags.update(table.options(config))
+    return " ".join(
+        f"--{name} " + " ".join(shlex.quote(str(v)) for v in values) for name, values in flags.items() if values
+    )
 
 
 def get_other_datasets():
@@ -280,9 +233,8 @@ def get_other_datasets():
 
 
 def get_value_output():
-    """Figures 3 and 4 (values of the main dataset) and the value table of every dataset."""
-    figures = [f"results/figures/figure{n}.{ext}" for n in (3, 4) for ext in ("png", "svg")]
-    return figures + [f"results/tables/value_stats.{ext}" for ext in ("csv", "md")]
+    """Figures 3 and 4 (values of the main dataset), written with the value_stats table."""
+    return [f"results/figures/figure{n}.{ext}" for n in (3, 4) for ext in ("png", "svg")]
 
 
 def get_predictor_spec(wildcards):
@@ -297,64 +249,28 @@ def get_run_train_data(wildcards):
     return run_config(config, get_run(wildcards))["dataset"]["train"]
 
 
-def get_noisy_init_evaluations(wildcards=None):
-    """The starting policy's evaluation on the noisy-value dataset (Table 3's base row), when built here."""
-    dataset = config["experiments"]["noisy"].get("dataset") or config["dataset"]
-    return [init_evaluation(dataset, config["scale"])]
-
-
-def get_ood_benchmarks():
-    return config["experiments"].get("ood", {}).get("benchmarks", [])
-
-
-def get_ood_base():
-    """Where the starting policy's OOD evaluations go (Table 2's base row)."""
-    return f"results/ood/base/{config['dataset']}/{config['scale']}"
-
-
-def get_noisy_output():
-    """Table 3 and the score predictor's metrics, when the config plans them."""
+def get_predictor_output():
+    """The score predictor's metrics, when a `predicted` run is planned."""
     from rlev.config import parse_reward_tag, predictor_dir
 
-    outputs = [f"results/tables/table3.{ext}" for ext in ("csv", "md")] if "noisy" in config["experiments"] else []
     if any(parse_reward_tag(run.reward)["variant"] == "predicted" for run in plan_runs(config)):
-        outputs.append(f"{predictor_dir(config, config['scale'])}/metrics.json")
-    return outputs
+        return [f"{predictor_dir(config, config['scale'])}/metrics.json"]
+    return []
 
 
-def get_ood_output():
-    """Table 2, when the config declares the OOD experiment."""
-    return [f"results/tables/table2.{ext}" for ext in ("csv", "md")] if "ood" in config["experiments"] else []
-
-
-def get_mechanism_dataset():
-    """The dataset of the mechanism experiment's runs (its own `dataset`, or the main one)."""
-    return config["experiments"]["mechanism"].get("dataset") or config["dataset"]
-
-
-def get_init_samples(wildcards=None):
-    """The starting policy's test answers on the mechanism's dataset (its table's first row), when built here."""
-    path = policy_init_path(config, get_mechanism_dataset(), config["scale"])
-    return [f"{path}_eval/samples.parquet"] if path.startswith("results/") else []
-
-
-def get_mechanism_output():
-    """Length by value decile for the main runs, and the mechanism table and figure when declared."""
+def get_figure_output():
+    """Figure 2 and length by value decile (the main runs, and the mechanism's when declared)."""
+    outputs = [f"results/figures/figure2.{ext}" for ext in ("png", "svg", "csv")] + ["results/figures/figure2_stop.csv"]
     experiments = ["main"] + (["mechanism"] if "mechanism" in config["experiments"] else [])
-    outputs = [f"results/figures/length_by_value_{e}.{ext}" for e in experiments for ext in ("png", "svg", "csv")]
-    if "mechanism" in config["experiments"]:
-        outputs += [f"results/tables/mechanism.{ext}" for ext in ("csv", "md")]
+    outputs += [f"results/figures/length_by_value_{e}.{ext}" for e in experiments for ext in ("png", "svg", "csv")]
     return outputs
 
 
 def get_final_output():
-    outputs = ["results/tables/table1.csv", "results/tables/table1.md"]
-    outputs += get_ood_output()
-    outputs += get_noisy_output()
+    outputs = [f for table in planned_tables(config) for f in table_files(table)]  # each table's .csv, .md, .html
+    outputs += get_predictor_output()
     outputs += get_value_output()
-    outputs += get_analysis_output()
-    outputs += get_ablation_output()
-    outputs += get_mechanism_output()
+    outputs += get_figure_output()
     # Every planned run's files too: Snakemake reruns a job whose outputs are missing only when
     # something downstream needs to run or asks for them directly, so a run whose training was
     # killed (its model and metrics removed, its evaluation or the tables left from before) is
@@ -362,10 +278,7 @@ def get_final_output():
     outputs += list(dict.fromkeys(f for name in config["experiments"] for f in get_run_files(name)))
     outputs += get_curves_output()
     outputs.append(LANDING_PAGE)
-    # each table job writes its .html (the report's rendering) beside its .csv and .md
-    return outputs + [
-        p[: -len(".md")] + ".html" for p in outputs if p.startswith("results/tables/") and p.endswith(".md")
-    ]
+    return outputs
 
 
 JOBSERVER = []  # the running server's (process, socket), while this Snakemake process runs jobs

@@ -42,32 +42,3 @@ rule prepare:
     shell:
         "rlev prepare --spec {params.spec} --dataset {wildcards.dataset} "
         "--out results/data/{wildcards.dataset} --rejects-log {log.rejects} 2> {log.main}"
-
-
-rule value_report:
-    input:
-        main=f"results/data/{config['dataset']}/train.parquet",
-        others=expand("results/data/{dataset}/train.parquet", dataset=get_other_datasets()),
-    output:
-        **table_outputs("value_stats"),
-        figure3=report(
-            "results/figures/figure3.png", caption="../report/figure3.rst", category=REPORT_GROUPS["figure3"]
-        ),
-        figure3_svg="results/figures/figure3.svg",
-        figure4=report(
-            "results/figures/figure4.png", caption="../report/figure4.rst", category=REPORT_GROUPS["figure3"]
-        ),
-        figure4_svg="results/figures/figure4.svg",
-    log:
-        "results/logs/report/value_report.log",
-    conda:
-        "../../envs/cpu.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    params:
-        dirs=lambda wc, input: [os.path.dirname(p) for p in [input.main, *input.others]],
-        caption=lambda wc: table_caption("value_stats"),
-    shell:
-        "rlev values-report --datasets {params.dirs} --figures results/figures "
-        "--table results/tables/value_stats 2> {log}"

@@ -69,30 +69,3 @@ rule ood_base:
         out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
         "rlev ood evaluate --spec {params.spec} --model {params.model} --data {input.rows} --out {params.out} 2> {log}"
-
-
-rule table2:
-    input:
-        runs=lambda wc: get_run_files("ood"),
-        plan="results/plan.json",
-        ood=lambda wc: expand(
-            "{run}/ood/{benchmark}/metrics.json", run=get_table_runs("ood"), benchmark=get_ood_benchmarks()
-        ),
-        base=lambda wc: expand("{base}/{benchmark}/metrics.json", base=get_ood_base(), benchmark=get_ood_benchmarks()),
-    output:
-        **table_outputs("table2"),
-    log:
-        "results/logs/report/table2.log",
-    conda:
-        "../../envs/cpu.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-    params:
-        runs=lambda wc: get_table_runs("ood"),
-        base=get_ood_base(),
-        benchmarks=get_ood_benchmarks(),
-        caption=lambda wc: table_caption("table2"),
-    shell:
-        "rlev report table2 --plan {input.plan} --runs {params.runs} --base {params.base} --benchmarks {params.benchmarks} "
-        "--out results/tables/table2 2> {log}"

@@ -72,30 +72,3 @@ rule predictor_label:
     shell:
         "rlev predictor label --spec {params.spec} --model {input.model} --data {input.train} "
         "--out {output.labelled} 2> {log}"
-
-
-rule table3:
-    input:
-        runs=lambda wc: get_run_files("noisy"),
-        init=get_noisy_init_evaluations,
-        truth=get_noisy_truth,
-        predictor=get_predictor_reports,
-        plan="results/plan.json",
-    output:
-        **table_outputs("table3"),
-    log:
-        "results/logs/report/table3.log",
-    conda:
-        "../../envs/cpu.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-    params:
-        runs=lambda wc: get_table_runs("noisy"),
-        init=lambda wc, input: f"--init {input.init}" if input.init else "",
-        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
-        predictor=lambda wc, input: f"--predictor {input.predictor}" if input.predictor else "",
-        caption=lambda wc: table_caption("table3"),
-    shell:
-        "rlev report table3 --plan {input.plan} --runs {params.runs} {params.init} {params.truth} {params.predictor} "
-        "--out results/tables/table3 2> {log}"
