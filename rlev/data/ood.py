@@ -29,13 +29,17 @@ General-Reasoner loader code):
   (``rlev.data.synthetic.LEVELS``), four options (the sum and three distinct distractors
   within +-3), seeded. The tiny model never learnt the letter format (its replies are
   mostly truncated), so it scores ~0 here, below chance: kept as a format probe.
-- ``synthetic_sums`` (the default scale's Table 2): free-form sums LONGER than any trained
-  on (``terms``: an inclusive range, default 9 to 12 one-digit terms; training sums have 2
-  to 8), asked exactly as the training questions are (points stated first, drawn from
+- ``synthetic_sums`` (the default scale's Table 2): free-form sums of a LENGTH NEVER TRAINED
+  (``terms``: the numbers of one-digit terms to draw from, default 5 and 7; the synthetic
+  exams have sums of 2, 3, 4, 6 and 8 terms, ``rlev.data.synthetic.LEVELS``), asked exactly
+  as the training questions are (points stated first, drawn from
   ``rlev.data.synthetic.POINTS``: only the length is new) and answered in the format SFT
-  taught (``#### N``, worked or direct). The tiny model can attempt these, so the table measures
-  whether RL's gains carry over to longer problems. Rows of ``FREE_COLUMNS`` (id, question,
-  answer, subject = "<k> terms", source), scored by the rule verifier; no chance level.
+  taught (``#### N``, worked or direct). The tiny model can attempt these (its SFT start
+  scored 44% at 5 terms and 16% at 7) where it fails sums longer than any trained on (9 to 12
+  terms: under 3% even with room for the worked answer) and any change of surface form
+  (no points, spaces, a 0 term: under 4%), so the table measures whether RL's gains carry
+  over to held-out lengths. Rows of ``FREE_COLUMNS`` (id, question, answer, subject = "<k>
+  terms", source), scored by the rule verifier; no chance level.
 
 A benchmark config has ``loader`` plus ``hf_id`` / ``config`` / ``split`` (Hub, through
 ``datasets``) or ``path`` (a local copy: one file, or a folder whose data files are read;
@@ -221,22 +225,23 @@ def synthetic_rows(n_rows: int, seed: int) -> pd.DataFrame:
     return _frame(records)
 
 
-def synthetic_sum_rows(n_rows: int, seed: int, terms: tuple[int, int] = (9, 12)) -> pd.DataFrame:
-    """Seeded free-form sums of `terms[0]`..`terms[1]` one-digit numbers, in the synthetic exams' question form.
+def synthetic_sum_rows(n_rows: int, seed: int, terms: tuple[int, ...] = (5, 7)) -> pd.DataFrame:
+    """Seeded free-form sums of one-digit numbers, each of a length drawn from `terms`, in the
+    synthetic exams' question form (points first).
 
-    >>> rows = synthetic_sum_rows(2, seed=0, terms=(10, 10))
+    >>> rows = synthetic_sum_rows(2, seed=0, terms=(7,))
     >>> rows["subject"].tolist(), [q.count("+") for q in rows["question"]], rows["question"][0][:10]
-    (['10 terms', '10 terms'], [9, 9], '(6 points)')
+    (['7 terms', '7 terms'], [6, 6], '(1 point) ')
     """
     from rlev.data.synthetic import POINTS, with_points
 
-    lo, hi = int(terms[0]), int(terms[1])
-    if not 2 <= lo <= hi:
-        raise SourceError(f"synthetic_sums: 'terms' must be [min, max] with 2 <= min <= max, got {terms}")
+    lengths = sorted({int(t) for t in terms})
+    if not lengths or lengths[0] < 2:
+        raise SourceError(f"synthetic_sums: 'terms' must list numbers of terms, each at least 2, got {list(terms)}")
     rng = np.random.default_rng(seed)
     records = []
     for k in range(n_rows):
-        values = [int(t) for t in rng.integers(1, 10, size=int(rng.integers(lo, hi + 1)))]
+        values = [int(t) for t in rng.integers(1, 10, size=int(rng.choice(lengths)))]
         question = with_points("+".join(map(str, values)) + "=?", int(rng.choice(POINTS)))
         records.append({"id": f"synthetic_sums-{k:05d}", "question": question,
                         "answer": str(sum(values)), "subject": f"{len(values)} terms", "source": "synthetic_sums"})
@@ -322,7 +327,7 @@ def load_benchmark(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     if loader == "synthetic":
         rows = synthetic_rows(int(cfg.get("rows", 200)), int(cfg.get("seed", 0)))
     elif loader == "synthetic_sums":
-        rows = synthetic_sum_rows(int(cfg.get("rows", 200)), int(cfg.get("seed", 0)), tuple(cfg.get("terms", (9, 12))))
+        rows = synthetic_sum_rows(int(cfg.get("rows", 200)), int(cfg.get("seed", 0)), tuple(cfg.get("terms", (5, 7))))
     elif cfg.get("path"):
         rows = _load_local(cfg, base_dir)
     elif cfg.get("hf_id"):
