@@ -4,6 +4,7 @@ import re
 import pytest
 import yaml
 
+from conftest import REPO
 from rlev.config import (
     ConfigError,
     Run,
@@ -16,7 +17,6 @@ from rlev.config import (
     run_config,
     validate,
 )
-from conftest import REPO
 
 
 @pytest.fixture

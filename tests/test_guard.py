@@ -20,10 +20,10 @@ import yaml
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo import core_algos
 
-from rlev import report
-from rlev.config import ConfigError, cancels_value_scale, load_config, run_config, validate, value_scale_invariance, Run
-from rlev.values import reward_scales
 from conftest import REPO
+from rlev import report
+from rlev.config import ConfigError, Run, cancels_value_scale, load_config, run_config, validate, value_scale_invariance
+from rlev.values import reward_scales
 
 ESTIMATORS = [
     {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": True},

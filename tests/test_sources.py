@@ -13,8 +13,8 @@ import pytest
 from conftest import BAD_CSV, BAD_CSV_COLUMNS, FIXTURES
 from rlev.data.sources import CANONICAL_COLUMNS, SourceError, load_source
 from rlev.data.sources.gaokao import convert_gaokao_bench, normalise_paper_label, update_paper_label
-from rlev.data.validate import validate_records
 from rlev.data.sources.rlev_hub import pick_files, split_query
+from rlev.data.validate import validate_records
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GAOKAO_RLEV = SHARED / "data" / "gaokao_rlev"

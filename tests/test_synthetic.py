@@ -1,8 +1,7 @@
-import pandas as pd
-
 import doctest
 
 import numpy as np
+import pandas as pd
 
 import rlev.data.synthetic as synthetic
 from rlev.data.synthetic import LEVELS, POINTS, generate, stated_points, without_points

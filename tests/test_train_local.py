@@ -24,14 +24,13 @@ import yaml
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 import rlev.train.local as local
+from conftest import REPO
 from rlev.config import Run, reward_tag, run_config, validate
 from rlev.data.prepare import prepare
 from rlev.model import build_tiny, load_policy, render_prompt
 from rlev.rollout import generate
 from rlev.sft import sft_examples, train_sft
 from rlev.train.lock import RunLockedError
-
-from conftest import REPO
 
 ESTIMATORS = {
     "rloo": {"adv_estimator": "rloo"},

@@ -526,10 +526,10 @@ class _Judge:
 def _run_parquet(tmp_path):
     """A run's verl training file as the values rule writes it (extra_info: question, value, scale)."""
     import pandas as pd
-    from test_verl_export import validated
 
     from rlev.data.verl_export import write_verl_parquet
     from rlev.values import verl_values_file
+    from test_verl_export import validated
 
     records = validated()
     shared = write_verl_parquet(records, tmp_path / "shared.parquet", data_source="rlev")
@@ -567,9 +567,10 @@ def test_v1_reward_loop_scores_a_runs_parquet_and_a_failing_judge_stops_the_run(
     watch stops the run."""
     import datasets
     from omegaconf import OmegaConf
-    from test_verl_export import tiny_tokenizer
     from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
     from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from test_verl_export import tiny_tokenizer
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
     policy = tmp_path / "policy"

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO
 from rlev.config import Run, load_config, run_config
 from rlev.data.verl_export import write_verl_parquet
 from rlev.reward import reward_scale
 from rlev.values import DEFAULT_WEAK_POINTS, reward_scales, value_table, variant_values, write_values
-from conftest import REPO
 
 VALUES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
 DIFFICULTY = ["primary", "junior", "senior", "university", "phd", "senior"]
