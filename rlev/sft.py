@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rlev.data.synthetic import ANSWER_MARK
+from rlev.data.arithmetic import ANSWER_MARK
 from rlev.model import load_policy, render_prompt
 from rlev.progress import progress
 

@@ -144,6 +144,18 @@ def test_run_config_is_complete(raw):
     assert rc["dataset"]["train"] == "results/data/synthetic/train.parquet"
 
 
+def test_weak_points_default_is_the_generators_ladder():
+    """`reward.weak_points` (user config) defaults to the paper's ladder that the data code uses as
+    a fact about the data (rlev.data.difficulty): WebInstruct's scores and the synthetic levels."""
+    from rlev.data.arithmetic import LEVELS, POINTS
+    from rlev.data.difficulty import DIFFICULTY_POINTS
+
+    assert load_schema()["properties"]["reward"]["properties"]["weak_points"]["default"] == DIFFICULTY_POINTS
+    assert {name: points for name, (_, points) in LEVELS.items()} == DIFFICULTY_POINTS
+    assert POINTS == (1, 2, 4, 6, 8) and DIFFICULTY_POINTS == {"primary": 1, "junior": 2, "senior": 4,
+                                                                "university": 6, "phd": 8}
+
+
 def test_schema_defaults_match_the_verl_back_end():
     """The verl engine defaults are written twice (schema for users, SCALE_DEFAULTS for
     direct API use); this keeps the copies equal."""

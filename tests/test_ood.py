@@ -132,13 +132,13 @@ def test_synthetic_sums_are_longer_than_any_trained_and_answered_in_the_sft_form
 
     import rlev.evaluate
     import rlev.model
+    from rlev.data.arithmetic import LEVELS
     from rlev.data.ood import evaluate_ood, load_benchmark
-    from rlev.data.synthetic import LEVELS
 
     rows = load_benchmark({"loader": "synthetic_sums", "rows": 40, "terms": [9, 12], "seed": 7})
     n_terms = rows["question"].str.count(r"\+") + 1
     assert n_terms.between(9, 12).all() and n_terms.min() > max(t for t, _ in LEVELS.values())
-    from rlev.data.synthetic import stated_points, without_points
+    from rlev.data.arithmetic import stated_points, without_points
 
     assert all(int(a) == sum(map(int, without_points(q).rstrip("=?").split("+")))
                for q, a in zip(rows["question"], rows["answer"]))

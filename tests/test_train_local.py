@@ -7,7 +7,6 @@ sampled answers are right, so rewards and advantages are not all zero.
 """
 
 import copy
-import doctest
 import json
 import logging
 import random
@@ -105,10 +104,6 @@ def without_timing(records):
 def weights(model_dir):
     model, _ = load_policy(model_dir, "cpu")
     return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def test_doctests():
-    assert doctest.testmod(local).failed == 0
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))

@@ -26,13 +26,13 @@ General-Reasoner loader code):
 - ``supergpqa`` (``m-a-p/SuperGPQA``, split ``train``, MIT): ``question``, ``options`` (up to
   10), ``answer_letter``, ``discipline``.
 - ``synthetic`` : sums of one-digit numbers as in the synthetic exams
-  (``rlev.data.synthetic.LEVELS``), four options (the sum and three distinct distractors
+  (``rlev.data.arithmetic.LEVELS``), four options (the sum and three distinct distractors
   within +-3), seeded. The tiny model never learnt the letter format (its replies are
   mostly truncated), so it scores ~0 here, below chance: kept as a format probe.
 - ``synthetic_sums`` (the default scale's Table 2): free-form sums LONGER than any trained
   on (``terms``: an inclusive range, default 9 to 12 one-digit terms; training sums have 2
   to 8), asked exactly as the training questions are (points stated first, drawn from
-  ``rlev.data.synthetic.POINTS``: only the length is new) and answered in the format SFT
+  ``rlev.data.arithmetic.POINTS``: only the length is new) and answered in the format SFT
   taught (``#### N``, worked or direct). The tiny model can attempt these, so the table measures
   whether RL's gains carry over to longer problems. Rows of ``FREE_COLUMNS`` (id, question,
   answer, subject = "<k> terms", source), scored by the rule verifier; no chance level.
@@ -70,6 +70,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlev.data.arithmetic import LEVELS, POINTS, draw_terms, sum_text, with_points
 from rlev.data.sources import SourceError, resolve_path, text_or_empty
 from rlev.data.sources.table import SUFFIXES, read_rows
 
@@ -200,21 +201,19 @@ def synthetic_rows(n_rows: int, seed: int) -> pd.DataFrame:
     >>> all(sorted(set(o)) == sorted(o) and len(o) == 4 for o in rows["options"])
     True
     """
-    from rlev.data.synthetic import LEVELS
-
     rng = np.random.default_rng(seed)
     names = list(LEVELS)
     records = []
     for k in range(n_rows):
         name = names[int(rng.integers(len(names)))]
-        terms = [int(t) for t in rng.integers(1, 10, size=LEVELS[name][0])]
+        terms = draw_terms(rng, LEVELS[name][0])
         answer = sum(terms)
         offsets = rng.choice([-3, -2, -1, 1, 2, 3], size=3, replace=False)
         options = [answer, *(answer + int(d) for d in offsets)]
         order = rng.permutation(4)
         letters = list(LETTERS[:4])
         records.append({
-            "id": f"synthetic_mc-{k:05d}", "question": "+".join(map(str, terms)) + "=?",
+            "id": f"synthetic_mc-{k:05d}", "question": sum_text(terms),
             "options": [str(options[i]) for i in order], "letters": letters,
             "gold_letter": letters[int(np.flatnonzero(order == 0)[0])], "subject": name, "source": "synthetic_mc",
         })  # fmt: skip
@@ -228,16 +227,14 @@ def synthetic_sum_rows(n_rows: int, seed: int, terms: tuple[int, int] = (9, 12))
     >>> rows["subject"].tolist(), [q.count("+") for q in rows["question"]], rows["question"][0][:10]
     (['10 terms', '10 terms'], [9, 9], '(6 points)')
     """
-    from rlev.data.synthetic import POINTS, with_points
-
     lo, hi = int(terms[0]), int(terms[1])
     if not 2 <= lo <= hi:
         raise SourceError(f"synthetic_sums: 'terms' must be [min, max] with 2 <= min <= max, got {terms}")
     rng = np.random.default_rng(seed)
     records = []
     for k in range(n_rows):
-        values = [int(t) for t in rng.integers(1, 10, size=int(rng.integers(lo, hi + 1)))]
-        question = with_points("+".join(map(str, values)) + "=?", int(rng.choice(POINTS)))
+        values = draw_terms(rng, int(rng.integers(lo, hi + 1)))
+        question = with_points(sum_text(values), int(rng.choice(POINTS)))
         records.append({"id": f"synthetic_sums-{k:05d}", "question": question,
                         "answer": str(sum(values)), "subject": f"{len(values)} terms", "source": "synthetic_sums"})
     return pd.DataFrame.from_records(records, columns=list(FREE_COLUMNS))

@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rlev.data.sources import SourceError, canonical_frame, resolve_path, text_or_empty
+from rlev.data.sources.canonical import SourceError, canonical_frame, resolve_path, text_or_empty
 from rlev.data.sources.table import ENCODING, read_rows
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from rlev.data.sources import SourceError, canonical_frame, label_or_none, resolve_path, text_or_empty
+from rlev.data.sources.canonical import SourceError, canonical_frame, label_or_none, resolve_path, text_or_empty
 from rlev.data.sources.table import SUFFIXES, read_rows
 
 DEFAULT_HF_ID = "sarosavo/RLEV"

@@ -16,7 +16,7 @@ here:
   ``phd`` (``CATEGORY_ALIASES``: "Primary School", "Junior High School", "Senior High
   School", "University", "PhD" and close spellings, case-insensitive); the raw label is
   kept when it is none of these;
-- ``score`` = the category's points (``rlev.values.DEFAULT_WEAK_POINTS``), ``total`` = 100,
+- ``score`` = the category's points (the paper's ladder, ``rlev.data.difficulty``), ``total`` = 100,
   so ``value`` is the weak value, the only value the dataset has; a row whose category is
   unknown gets no score and is rejected by validation with its file and row;
 - every prompt is its own 100-point exam (``exam_id`` = ``id``); the split is the file's;
@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlev.data.sources import SourceError, canonical_frame, label_or_none, resolve_path, text_or_empty
+from rlev.data.difficulty import DIFFICULTY_POINTS
+from rlev.data.sources.canonical import SourceError, canonical_frame, label_or_none, resolve_path, text_or_empty
 from rlev.data.sources.table import SUFFIXES, read_rows
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,6 @@ def category(label) -> str | None:
     return CATEGORY_ALIASES.get(re.sub(r"[^a-z]", "", text.casefold()))
 
 
-def _points() -> dict[str, float]:
-    from rlev.values import DEFAULT_WEAK_POINTS  # the paper's category -> points mapping, defined once
-
-    return DEFAULT_WEAK_POINTS
-
-
 def frame_from_webinstruct_rows(raw: pd.DataFrame, rows: np.ndarray, file: str, split: str) -> pd.DataFrame:
     """Canonical records from WebInstruct rows (all of them, unsampled)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
@@ -87,7 +82,6 @@ def frame_from_webinstruct_rows(raw: pd.DataFrame, rows: np.ndarray, file: str, 
             f"{file}: missing WebInstruct column(s) {', '.join(missing)}; its columns are: "
             f"{', '.join(map(str, raw.columns))}"
         )
-    points = _points()
     labels = raw["difficulty"].tolist()
     names = [category(v) for v in labels]
     ids = (
@@ -100,7 +94,7 @@ def frame_from_webinstruct_rows(raw: pd.DataFrame, rows: np.ndarray, file: str, 
         "question": [text_or_empty(v) for v in raw["question"].tolist()],
         "answer": [text_or_empty(v) for v in raw["answer"].tolist()],
         # No points for an unknown category: validation rejects the row, naming it.
-        "score": [points[n] if n is not None else None for n in names],
+        "score": [DIFFICULTY_POINTS[n] if n is not None else None for n in names],
         "total": [TOTAL] * len(raw),
         "difficulty": [n if n is not None else label_or_none(v) for n, v in zip(names, labels)],
         "split": [split] * len(raw),
@@ -117,12 +111,12 @@ def sample_rows(frame: pd.DataFrame, split: str, train_per_category: int, test_r
         keep = np.sort(rng.permutation(len(frame))[: min(test_rows, len(frame))])
         return frame.iloc[keep].reset_index(drop=True)
     chosen = []
-    known = frame["difficulty"].isin(list(_points()))
+    known = frame["difficulty"].isin(list(DIFFICULTY_POINTS))
     if (~known).any():
         log.warning("%s: %d training rows have no known difficulty category and are not sampled (labels: %s)",
                     frame["source_file"].iloc[0], int((~known).sum()),
                     sorted({str(v) for v in frame.loc[~known, "difficulty"]})[:10])
-    for name in _points():
+    for name in DIFFICULTY_POINTS:
         idx = np.flatnonzero((frame["difficulty"] == name).to_numpy())
         if len(idx) < train_per_category:
             log.warning("WebInstruct: category %s has %d training rows, fewer than %d; all are used",
