@@ -156,14 +156,19 @@ def test_weak_points_default_is_the_generators_ladder():
                                                                 "university": 6, "phd": 8}
 
 
-def test_schema_defaults_match_the_verl_back_end():
-    """The verl engine defaults are written twice (schema for users, SCALE_DEFAULTS for
-    direct API use); this keeps the copies equal."""
-    from rlev.train.verl import SCALE_DEFAULTS
+def test_judge_defaults_are_the_schemas():
+    """The judge's options have their defaults in the schema (`$defs.verifier`); JudgeVerifier's
+    keyword defaults (its Python API, e.g. in tests) must be the same values."""
+    import inspect
 
-    verl_scale = load_schema()["$defs"]["verl_scale"]["properties"]
-    for key, value in SCALE_DEFAULTS.items():
-        assert verl_scale[key]["default"] == value, key
+    from rlev.verify import JUDGE_OPTIONS
+    from rlev.verify.judge import JudgeVerifier
+
+    schema = load_schema()["$defs"]["verifier"]["properties"]
+    signature = inspect.signature(JudgeVerifier.__init__).parameters
+    for option in JUDGE_OPTIONS:
+        if "default" in schema[option] or signature[option].default is not None:
+            assert schema[option].get("default") == signature[option].default, option
 
 
 def test_the_judge_settings_reach_both_back_ends(raw, tmp_path):

@@ -60,7 +60,9 @@ def load_source(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     """Load the data source described by ``cfg`` as canonical records (``CANONICAL_COLUMNS``).
 
     ``cfg["source"]`` picks the loader (``LOADERS``: ``"rlev"``, ``"gaokao"``, ``"table"`` or
-    ``"webinstruct"``); relative paths in ``cfg`` are resolved against ``base_dir``. Examples::
+    ``"webinstruct"``); ``cfg`` holds that source's keys of the config schema
+    (``$defs.dataset``), whose defaults are filled in before the loader reads it. Relative
+    paths in ``cfg`` are resolved against ``base_dir``. Examples::
 
         load_source({"source": "table", "path": "data/synthetic/exams.jsonl"})
         load_source({"source": "gaokao", "path": "data/GAOKAO-Bench"})
@@ -71,7 +73,9 @@ def load_source(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     name = cfg["source"]
     if name not in LOADERS:
         raise ValueError(f"unknown data source {name!r}; choose one of: {', '.join(SOURCES)}")
-    frame = LOADERS[name](cfg, base_dir)
+    from rlev.config import fill_defaults
+
+    frame = LOADERS[name](fill_defaults(cfg, "dataset"), base_dir)
     if tuple(frame.columns) != CANONICAL_COLUMNS:  # a loader bug, not a data problem
         raise AssertionError(f"source {name!r} returned columns {list(frame.columns)}")
     return frame

@@ -26,11 +26,12 @@ here:
   paper's per-category test accuracies imply a natural, not a balanced, test mix). Rows of
   the training split with an unknown category are not sampled; their count is logged.
 
-``cfg`` keys: ``hf_id`` (default ``TIGER-Lab/WebInstruct-verified``, loaded with
+``cfg`` keys (the config schema's ``webinstruct`` source, which holds their defaults;
+``load_source`` fills them): ``hf_id`` and ``revision`` (loaded with
 ``datasets.load_dataset``) or ``path`` (a local copy: a folder holding files named by
 split, e.g. the Hub's ``data/train-00000-of-00001.parquet``, or ``{train: file, test: file}``;
-JSONL / JSON / CSV / parquet), ``train_per_category`` (2000), ``test_rows`` (1000),
-``seed`` (0). ``source_row`` is the 1-based row in the split's file (or the Hub split).
+JSONL / JSON / CSV / parquet), ``train_per_category``, ``test_rows``, ``seed``.
+``source_row`` is the 1-based row in the split's file (or the Hub split).
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from rlev.data.sources.table import SUFFIXES, read_rows
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HF_ID = "TIGER-Lab/WebInstruct-verified"
 SPLITS: tuple[str, ...] = ("train", "test")
 REQUIRED_COLUMNS: tuple[str, ...] = ("question", "answer", "difficulty")
 TOTAL = 100  # the paper's total for every WebInstruct prompt
@@ -160,7 +160,7 @@ def _read_local(cfg: dict, base_dir: Path) -> dict[str, pd.DataFrame]:
 def _read_hub(cfg: dict) -> dict[str, pd.DataFrame]:
     import datasets
 
-    hf_id = cfg.get("hf_id", DEFAULT_HF_ID)
+    hf_id = cfg["hf_id"]
     out = {}
     for split in SPLITS:
         raw = datasets.load_dataset(hf_id, split=split, revision=cfg.get("revision")).to_pandas()
@@ -171,12 +171,8 @@ def _read_hub(cfg: dict) -> dict[str, pd.DataFrame]:
 def load_webinstruct(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     """WebInstruct-verified as canonical records: the paper's per-category training sample and test sample."""
     frames = _read_local(cfg, base_dir) if "path" in cfg else _read_hub(cfg)
-    seed = int(cfg.get("seed", 0))
-    parts = [
-        sample_rows(frames[split], split, int(cfg.get("train_per_category", 2000)), int(cfg.get("test_rows", 1000)),
-                    seed)
-        for split in SPLITS
-    ]
+    parts = [sample_rows(frames[split], split, cfg["train_per_category"], cfg["test_rows"], cfg["seed"])
+             for split in SPLITS]
     out = pd.concat(parts, ignore_index=True)
     log.info("WebInstruct: %s", out.groupby(["split", "difficulty"], dropna=False).size().to_dict())
     return out
