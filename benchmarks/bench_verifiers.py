@@ -32,7 +32,6 @@ import aiohttp.web
 from rlev.verify import JudgeVerifier, RuleVerifier, rule
 
 
-
 def synthetic_items(n: int, rng: random.Random) -> list[tuple[str, str]]:
     items = []
     for _ in range(n):

@@ -31,7 +31,9 @@ import importlib
 import importlib.metadata as md
 import sys
 
-want = {"verl": "0.9.1", "torch": "2.11.0", "vllm": "0.24.0", "transformers": "5.9.0", "flash-attn": sys.argv[1]}
+from rlev.train.verl import VERL_VERSION  # the verl the code is written against (pinned in envs/verl.yaml)
+
+want = {"verl": VERL_VERSION, "torch": "2.11.0", "vllm": "0.24.0", "transformers": "5.9.0", "flash-attn": sys.argv[1]}
 wrong = [f"{name} {md.version(name)} (want {version})" for name, version in want.items()
          if md.version(name).split("+")[0] != version]
 if wrong:

@@ -85,7 +85,6 @@ def cmd_synth(args) -> None:
 
 def cmd_prepare(args) -> None:
     from rlev.data.prepare import prepare
-
     from rlev.data.validate import DataValidationError
 
     spec = read_spec(args.spec)

@@ -63,6 +63,23 @@ def load_schema() -> dict:
     return yaml.load(SCHEMA_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def fill_defaults(instance: dict, definition: str) -> dict:
+    """A copy of `instance` with the schema's defaults of `$defs.<definition>` filled in (e.g. a
+    `dataset` entry): the defaults a library caller gets, the same `validate` fills.
+
+    Fills only; `validate` is what checks a config (a loader still refuses what it cannot read).
+
+    >>> fill_defaults({"source": "webinstruct"}, "dataset")["train_per_category"]
+    2000
+    """
+    schema = load_schema()
+    out = copy.deepcopy(instance)
+    validator = _validator_filling_defaults()({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]})
+    for _ in validator.iter_errors(out):
+        pass
+    return out
+
+
 def validate(config: dict) -> dict:
     """Validate `config` in place against the schema, fill defaults, check cross-references.
 

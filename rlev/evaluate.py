@@ -1,6 +1,11 @@
 """The evaluate stage: greedy generation on the test split, verification, the paper's metrics.
 
-    rlev evaluate --spec SCALE --model results/runs/.../model --test results/data/synthetic/test.parquet --out results/runs/.../eval
+    rlev evaluate --spec SCALE --model results/runs/.../model --test results/data/synthetic/test.parquet \
+        --out results/runs/.../eval
+    rlev evaluate --spec results/runs/.../config.yaml --out results/runs/.../eval   # model and test from the run
+
+(`--spec` is required: a scale's settings as JSON / a YAML file, or a run's config.yaml, whose
+`<out_dir>/model` and `dataset.test` are then the defaults of `--model` and `--test`.)
 
 Writes samples.parquet (one record per test prompt: id, exam_id, value, difficulty,
 response, length, truncated, correct, unverified) and metrics.json (see

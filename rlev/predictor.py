@@ -118,7 +118,7 @@ def predictor_examples(rows: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
     A question's own statement of its points (the synthetic exams' "(6 points) ...") is
     removed: the prompts the predictor labels state none, and copying it would be no prediction.
     """
-    from rlev.data.synthetic import without_points
+    from rlev.data.arithmetic import without_points
 
     return [
         (without_points(q), system_prompt(t), [score_text(s)])
@@ -385,7 +385,7 @@ def predict_scores(model_dir, questions: list[str], totals: list[float], max_new
     torch.set_num_threads(threads)
     model, tokenizer = load_policy(model_dir, device, dtype)
     model.eval()
-    from rlev.data.synthetic import without_points
+    from rlev.data.arithmetic import without_points
 
     prompts = [render_prompt(tokenizer, without_points(q), system_prompt(t)) for q, t in zip(questions, totals)]
     replies = []

@@ -6,7 +6,11 @@ a direct demonstration and one of the two is drawn at random per example, so the
 model can do both and RL decides which to use. Other datasets fall back to the
 reference answer in the same `#### <answer>` format.
 
-    rlev sft --config config.yaml --dataset synthetic --scale tiny
+    rlev sft --spec SCALE --init results/models/synthetic/tiny/init --train results/data/synthetic/train.parquet \
+        --demos data/synthetic/demonstrations.jsonl --out results/models/synthetic/tiny/sft [--metrics FILE]
+
+(SCALE: the scale's settings as JSON or a YAML/JSON file; `--demos` is optional, `--init` comes
+from `rlev init-model`.)
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rlev.data.synthetic import ANSWER_MARK
+from rlev.data.arithmetic import ANSWER_MARK
 from rlev.model import load_policy, render_prompt
 from rlev.progress import progress
 

@@ -11,8 +11,8 @@ One variant per run (`run["reward"]["variant"]`), with the run's alpha and rewar
                  alignment with the questions; the permutation is drawn from
                  numpy.random.default_rng([reward.shuffle_seed, run seed]), both
                  recorded in the run's config.yaml      Table 4 "random weights"
-    weak         v = points of the row's difficulty category / 100 (default primary 1,
-                 junior 2, senior 4, university 6, phd 8; `reward.weak_points`)
+    weak         v = points of the row's difficulty category / 100 (`reward.weak_points`;
+                 default the paper's primary 1, junior 2, senior 4, university 6, phd 8)
                                                          Table 3 "weak (difficulty)"
     predicted    v = the `predicted_value` column the score predictor writes
                                                          Table 3 "predicted"
@@ -44,7 +44,6 @@ from rlev.reward import FORMS, VARIANTS, reward_scale
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEAK_POINTS = {"primary": 1, "junior": 2, "senior": 4, "university": 6, "phd": 8}
 WEAK_DIVISOR = 100.0  # the paper divides the category's points by 100 (WebInstruct: total = 100)
 PREDICTED_COLUMN = "predicted_value"
 
@@ -93,7 +92,7 @@ def variant_values(reward: dict, rows: pd.DataFrame, seed: int) -> np.ndarray:
     if variant not in VARIANTS:
         raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")
     if variant == "weak":
-        return _weak_values(rows, reward.get("weak_points") or DEFAULT_WEAK_POINTS)
+        return _weak_values(rows, reward["weak_points"])
     if variant == "predicted":
         return _predicted_values(rows)
     human = rows["value"].to_numpy(dtype=np.float64)

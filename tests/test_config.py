@@ -4,6 +4,7 @@ import re
 import pytest
 import yaml
 
+from conftest import REPO
 from rlev.config import (
     ConfigError,
     Run,
@@ -16,7 +17,6 @@ from rlev.config import (
     run_config,
     validate,
 )
-from conftest import REPO
 
 
 @pytest.fixture
@@ -144,14 +144,31 @@ def test_run_config_is_complete(raw):
     assert rc["dataset"]["train"] == "results/data/synthetic/train.parquet"
 
 
-def test_schema_defaults_match_the_verl_back_end():
-    """The verl engine defaults are written twice (schema for users, SCALE_DEFAULTS for
-    direct API use); this keeps the copies equal."""
-    from rlev.train.verl import SCALE_DEFAULTS
+def test_weak_points_default_is_the_generators_ladder():
+    """`reward.weak_points` (user config) defaults to the paper's ladder that the data code uses as
+    a fact about the data (rlev.data.difficulty): WebInstruct's scores and the synthetic levels."""
+    from rlev.data.arithmetic import LEVELS, POINTS
+    from rlev.data.difficulty import DIFFICULTY_POINTS
 
-    verl_scale = load_schema()["$defs"]["verl_scale"]["properties"]
-    for key, value in SCALE_DEFAULTS.items():
-        assert verl_scale[key]["default"] == value, key
+    assert load_schema()["properties"]["reward"]["properties"]["weak_points"]["default"] == DIFFICULTY_POINTS
+    assert {name: points for name, (_, points) in LEVELS.items()} == DIFFICULTY_POINTS
+    assert POINTS == (1, 2, 4, 6, 8) and DIFFICULTY_POINTS == {"primary": 1, "junior": 2, "senior": 4,
+                                                                "university": 6, "phd": 8}
+
+
+def test_judge_defaults_are_the_schemas():
+    """The judge's options have their defaults in the schema (`$defs.verifier`); JudgeVerifier's
+    keyword defaults (its Python API, e.g. in tests) must be the same values."""
+    import inspect
+
+    from rlev.verify import JUDGE_OPTIONS
+    from rlev.verify.judge import JudgeVerifier
+
+    schema = load_schema()["$defs"]["verifier"]["properties"]
+    signature = inspect.signature(JudgeVerifier.__init__).parameters
+    for option in JUDGE_OPTIONS:
+        if "default" in schema[option] or signature[option].default is not None:
+            assert schema[option].get("default") == signature[option].default, option
 
 
 def test_the_judge_settings_reach_both_back_ends(raw, tmp_path):

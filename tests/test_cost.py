@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import REPO
 from rlev.config import ConfigError, experiment_runs, parse_reward_tag, reward_tag, run_config, validate
 from rlev.reward import cost_settings, response_cost
-
-from conftest import REPO
 
 LENGTH = {"kind": "length", "per_token": 0.01}
 OVERLONG = {"kind": "overlong", "overlong_buffer": 4, "overlong_penalty": 0.5}

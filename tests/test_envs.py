@@ -1,5 +1,6 @@
 """The conda env of the GPU rules can be created: its pins agree with verl's own requirements,
-and nothing in its pip list needs torch at build time (flash-attn comes after, from a script)."""
+and nothing in its pip list needs torch at build time (flash-attn comes after, from a script).
+Every pin and mention of verl's version agrees with rlev.train.verl.VERL_VERSION."""
 
 from __future__ import annotations
 
@@ -79,3 +80,27 @@ def test_verl_env_builds_nothing_that_needs_torch_at_build_time():
 def test_env_files_install_this_checkout(env):
     lines = yaml.safe_load((REPO / "envs" / env).read_text())["dependencies"][-1]["pip"]
     assert "-e ${RLEV_ROOT}" in lines
+
+
+def test_every_verl_pin_and_mention_is_the_version_the_code_targets():
+    """verl is pinned in pyproject.toml and both env files, and its version is named in prose
+    (docstrings, README, env comments); all must be rlev.train.verl.VERL_VERSION
+    (envs/verl.post-deploy.sh imports that constant)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from rlev.train.verl import VERL_VERSION
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = {"pyproject.toml": [Requirement(r) for r in project["dependencies"] if Requirement(r).name == "verl"]}
+    for env in ("cpu.yaml", "verl.yaml"):
+        pins[f"envs/{env}"] = [r for r in pip_requirements(REPO / "envs" / env) if r.name == "verl"]
+    for where, reqs in pins.items():
+        assert [str(r.specifier) for r in reqs] == [f"=={VERL_VERSION}"], f"{where} pins {reqs}, not verl=={VERL_VERSION}"
+    assert "from rlev.train.verl import VERL_VERSION" in (REPO / "envs" / "verl.post-deploy.sh").read_text()
+    mention = re.compile(r"\bverl(?:\[[\w,-]+\])?(?: |==)v?(\d+\.\d+(?:\.\d+)?)\b")
+    files = [REPO / "README.md", REPO / "pyproject.toml", *(REPO / "envs").iterdir(), *(REPO / "docs").rglob("*.md"),
+             *(REPO / "rlev").rglob("*.py"), *(REPO / "workflow").rglob("*.smk"), REPO / "Snakefile"]
+    wrong = [f"{p.relative_to(REPO)}: verl {v}" for p in files if p.is_file()
+             for v in mention.findall(p.read_text(errors="replace")) if v != VERL_VERSION]
+    found = sum(len(mention.findall(p.read_text(errors="replace"))) for p in files if p.is_file())
+    assert found > 5 and not wrong, f"verl versions other than {VERL_VERSION}: {wrong}"

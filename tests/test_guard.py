@@ -20,10 +20,11 @@ import yaml
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo import core_algos
 
-from rlev.report import builders
-from rlev.config import ConfigError, cancels_value_scale, load_config, run_config, validate, value_scale_invariance, Run
-from rlev.values import reward_scales
 from conftest import REPO
+from rlev.report import builders
+from rlev.config import ConfigError, Run, cancels_value_scale, load_config, run_config, validate, value_scale_invariance
+from rlev.data.difficulty import DIFFICULTY_POINTS
+from rlev.values import reward_scales
 
 ESTIMATORS = [
     {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": True},
@@ -73,7 +74,8 @@ def test_measured_invariance_is_what_the_guard_predicts(batch, estimator, varian
     """Std-normalised GRPO cancels every value variant; batch whitening (REINFORCE++) cancels the
     one constant s_bar of `uniform`; everything else changes the advantages."""
     rows, correct, group, n = batch
-    run = {"seed": 0, "reward": {"variant": variant, "alpha": 10, "form": "additive_clipped"}}
+    run = {"seed": 0, "reward": {"variant": variant, "alpha": 10, "form": "additive_clipped",
+                                 "weak_points": DIFFICULTY_POINTS}}
     baseline = {"seed": 0, "reward": {"variant": "correctness", "alpha": 10, "form": "additive_clipped"}}
     a_value = verl_advantages(estimator, np.repeat(reward_scales(run, rows), n) * correct, group)
     a_correct = verl_advantages(estimator, np.repeat(reward_scales(baseline, rows), n) * correct, group)

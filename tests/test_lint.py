@@ -1,4 +1,4 @@
-"""Workflow hygiene, as CI checks it: `snakemake --lint` and `snakefmt --check` are clean."""
+"""Code and workflow hygiene, as CI checks it: `ruff check`, `snakemake --lint` and `snakefmt --check` are clean."""
 
 import re
 import shutil
@@ -19,6 +19,13 @@ def test_snakemake_lint_is_clean(snakemake_cmd):
     # Lints the workflow as config.yaml plans it: every rule has log, conda env, resources.
     proc = snakemake_cmd("--lint", cwd=REPO, check=False)
     assert proc.returncode == 0, f"snakemake --lint found problems:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+
+
+def test_ruff_check_is_clean():
+    # pyproject.toml's [tool.ruff.lint]: pyflakes and import order over the Python code (`make lint`)
+    ruff = shutil.which("ruff", path=str(BIN)) or "ruff"
+    proc = run([ruff, "check", "rlev", "tests", "benchmarks"])
+    assert proc.returncode == 0, f"ruff check found problems (`ruff check --fix` sorts imports):\n{proc.stdout[-6000:]}"
 
 
 def test_snakefmt_check_is_clean():

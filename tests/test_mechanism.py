@@ -7,8 +7,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from rlev.analysis.mechanism import (attach_points, cost_label, is_worked, length_by_value, mechanism,
-                                     permutation_test, value_deciles, within_slope)
+from rlev.analysis.mechanism import (
+    attach_points,
+    cost_label,
+    is_worked,
+    length_by_value,
+    mechanism,
+    permutation_test,
+    value_deciles,
+    within_slope,
+)
 
 LEVELS = ["primary", "junior", "senior", "university", "phd"]
 

@@ -132,14 +132,14 @@ def test_synthetic_sums_have_lengths_never_trained_and_are_answered_in_the_sft_f
 
     import rlev.evaluate
     import rlev.model
+    from rlev.data.arithmetic import LEVELS
     from rlev.data.ood import evaluate_ood, load_benchmark
-    from rlev.data.synthetic import LEVELS
 
     rows = load_benchmark({"loader": "synthetic_sums", "rows": 40, "terms": [5, 7], "seed": 7})
     n_terms = rows["question"].str.count(r"\+") + 1
     assert set(n_terms) == {5, 7} and not set(n_terms) & {t for t, _ in LEVELS.values()}
     assert (rows["subject"] == n_terms.astype(str) + " terms").all()
-    from rlev.data.synthetic import stated_points, without_points
+    from rlev.data.arithmetic import stated_points, without_points
 
     assert all(int(a) == sum(map(int, without_points(q).rstrip("=?").split("+")))
                for q, a in zip(rows["question"], rows["answer"]))

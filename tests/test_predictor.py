@@ -12,8 +12,8 @@ from rlev.predictor import (
     SYSTEM_PROMPT,
     label_dataset,
     parse_score,
-    prediction_metrics,
     predicted_values,
+    prediction_metrics,
     predictor_examples,
     system_prompt,
     write_sft_launch,
@@ -170,8 +170,8 @@ def test_tiny_predictor_trains_evaluates_and_labels(tmp_path):
 def test_overlong_sft_rows_are_left_out_and_reported_before_launch(tmp_path):
     """verl's SFT dataset raises mid-training on a row over max_length (truncation=error): such rows are
     measured with verl's own dataset class before launch, left out and listed in sft_rejects.csv."""
-    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
     from omegaconf import OmegaConf
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
     from rlev.model import build_tiny, load_policy
     from rlev.predictor import SFT_REJECTS

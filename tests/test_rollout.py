@@ -1,12 +1,12 @@
 """rlev.rollout: our decoding loop against transformers' generate, exact sampling, scoring in buckets."""
 
-import torch
 import pytest
+import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlev.data.synthetic import generate as synthetic_exams
 from rlev.model import build_tiny, load_policy, render_prompt, train_tokenizer
-from rlev.rollout import (_next_tokens, batch_logprobs, generate, length_buckets, response_logprobs)
+from rlev.rollout import _next_tokens, batch_logprobs, generate, length_buckets, response_logprobs
 
 
 @pytest.fixture(scope="module")

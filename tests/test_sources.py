@@ -13,8 +13,8 @@ import pytest
 from conftest import BAD_CSV, BAD_CSV_COLUMNS, FIXTURES
 from rlev.data.sources import CANONICAL_COLUMNS, SourceError, load_source
 from rlev.data.sources.gaokao import convert_gaokao_bench, normalise_paper_label, update_paper_label
-from rlev.data.validate import validate_records
 from rlev.data.sources.rlev_hub import pick_files, split_query
+from rlev.data.validate import validate_records
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GAOKAO_RLEV = SHARED / "data" / "gaokao_rlev"
@@ -539,13 +539,3 @@ def test_rlev_from_hub_id_picks_split_and_language_files(monkeypatch):
     assert frame["split"].tolist() == ["train", "test"]
     assert frame["question"].tolist() == ["What is 2+3?", "What is 3 squared?"]
     assert frame["source_file"].tolist() == [str(root / "data/train_en.json"), str(root / "data/test_en.json")]
-
-
-def test_docstring_examples():
-    import doctest
-
-    from rlev.data.sources import gaokao, rlev_hub
-
-    for module in (gaokao, rlev_hub):
-        failed, attempted = doctest.testmod(module)
-        assert attempted > 0 and failed == 0, module.__name__

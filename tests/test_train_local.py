@@ -7,7 +7,6 @@ sampled answers are right, so rewards and advantages are not all zero.
 """
 
 import copy
-import doctest
 import json
 import logging
 import random
@@ -24,14 +23,13 @@ import yaml
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 import rlev.train.local as local
+from conftest import REPO
 from rlev.config import Run, reward_tag, run_config, validate
 from rlev.data.prepare import prepare
 from rlev.model import build_tiny, load_policy, render_prompt
 from rlev.rollout import generate
 from rlev.sft import sft_examples, train_sft
 from rlev.train.lock import RunLockedError
-
-from conftest import REPO
 
 ESTIMATORS = {
     "rloo": {"adv_estimator": "rloo"},
@@ -106,10 +104,6 @@ def without_timing(records):
 def weights(model_dir):
     model, _ = load_policy(model_dir, "cpu")
     return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def test_doctests():
-    assert doctest.testmod(local).failed == 0
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))

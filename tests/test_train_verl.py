@@ -7,7 +7,6 @@ Everything here runs on CPU: Hydra composes verl's shipped `ppo_trainer` config 
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import re
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 
 pytest.importorskip("verl")
 
+from rlev.config import fill_defaults  # noqa: E402
 from rlev.train import verl as V  # noqa: E402
 
 PAPER_7B = {
@@ -45,8 +45,9 @@ def make_run(tmp_path: Path, estimator="rloo", scale=PAPER_7B, variant="human", 
         "seed": 0,
         "dataset": {"name": "rlev", "verl_train": str(tmp_path / "train.parquet"),
                     "verl_test": str(tmp_path / "test.parquet")},
-        "scale": copy.deepcopy(scale),
-        "estimator": {"name": estimator, **ESTIMATORS[estimator]},
+        # a run config holds every schema key, defaults filled (rlev.config.run_config)
+        "scale": fill_defaults(scale, "scale"),
+        "estimator": fill_defaults({"name": estimator, **ESTIMATORS[estimator]}, "estimator"),
         "reward": {"variant": variant, "alpha": alpha, "form": "additive_clipped", "verifier": {"kind": "rule"}},
         "logger": ["console"],
     }  # fmt: skip
@@ -244,7 +245,7 @@ def test_multi_node_script_starts_a_ray_cluster(tmp_path, echo_reward):
 
 def test_judge_served_by_verl_gets_its_own_pool(tmp_path, echo_reward):
     run = make_run(tmp_path)
-    run["reward"]["verifier"] = {"kind": "judge", "model": "Qwen/Qwen2.5-72B-Instruct"}
+    run["reward"]["verifier"] = fill_defaults({"kind": "judge", "model": "Qwen/Qwen2.5-72B-Instruct"}, "verifier")
     cfg = composed(run)
     V.validate_verl_config(cfg)
     rm = cfg.reward.reward_model
@@ -257,7 +258,7 @@ def test_judge_served_by_verl_gets_its_own_pool(tmp_path, echo_reward):
 
 def test_judge_at_a_url_is_passed_to_compute_score(tmp_path, echo_reward):
     run = make_run(tmp_path)
-    run["reward"]["verifier"] = {"kind": "judge", "model": "judge", "url": "http://judge-host:8000/v1"}
+    run["reward"]["verifier"] = fill_defaults({"kind": "judge", "model": "judge", "url": "http://judge-host:8000/v1"}, "verifier")
     cfg = composed(run)
     V.validate_verl_config(cfg)
     assert cfg.reward.reward_model.enable is False
@@ -308,9 +309,10 @@ def test_train_without_gpu_writes_files_then_fails_clearly(tmp_path, echo_reward
 
 
 def test_missing_scale_key_is_named(tmp_path):
-    scale = {k: v for k, v in PAPER_7B.items() if k != "rollout_batch"}
+    run = make_run(tmp_path)
+    del run["scale"]["rollout_batch"]
     with pytest.raises(V.VerlConfigError, match="rollout_batch"):
-        V.verl_overrides(make_run(tmp_path, scale=scale))
+        V.verl_overrides(run)
 
 
 def test_clip_and_kl_estimator_reach_the_keys_verl_reads(tmp_path):
@@ -412,7 +414,7 @@ def test_v1_workers_read_every_setting_we_change(tmp_path, echo_reward):
 
     run = make_run(tmp_path, "rloo", scale=PAPER_32B)
     run["estimator"].update(grad_clip=0.5, clip_ratio=0.28, use_kl_loss=True, kl_loss_coef=0.002, entropy_coeff=0.01)
-    run["reward"]["verifier"] = {"kind": "judge", "model": "Qwen/Qwen2.5-72B-Instruct"}
+    run["reward"]["verifier"] = fill_defaults({"kind": "judge", "model": "Qwen/Qwen2.5-72B-Instruct"}, "verifier")
     cfg = composed(run)
     V.validate_verl_config(cfg)
     actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
@@ -461,7 +463,7 @@ def test_keys_that_compose_but_are_ignored_are_never_set(tmp_path, echo_reward):
 
 def test_judge_served_by_verl_stays_awake(tmp_path, echo_reward):
     run = make_run(tmp_path)
-    run["reward"]["verifier"] = {"kind": "judge", "model": "Qwen/Qwen2.5-72B-Instruct"}
+    run["reward"]["verifier"] = fill_defaults({"kind": "judge", "model": "Qwen/Qwen2.5-72B-Instruct"}, "verifier")
     assert composed(run).reward.reward_model.rollout.free_cache_engine is False
 
 
@@ -526,10 +528,10 @@ class _Judge:
 def _run_parquet(tmp_path):
     """A run's verl training file as the values rule writes it (extra_info: question, value, scale)."""
     import pandas as pd
-    from test_verl_export import validated
 
     from rlev.data.verl_export import write_verl_parquet
     from rlev.values import verl_values_file
+    from test_verl_export import validated
 
     records = validated()
     shared = write_verl_parquet(records, tmp_path / "shared.parquet", data_source="rlev")
@@ -567,9 +569,10 @@ def test_v1_reward_loop_scores_a_runs_parquet_and_a_failing_judge_stops_the_run(
     watch stops the run."""
     import datasets
     from omegaconf import OmegaConf
-    from test_verl_export import tiny_tokenizer
     from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
     from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from test_verl_export import tiny_tokenizer
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
     policy = tmp_path / "policy"
@@ -584,7 +587,8 @@ def test_v1_reward_loop_scores_a_runs_parquet_and_a_failing_judge_stops_the_run(
     judge = _Judge()
     run = make_run(tmp_path, "rloo", scale={**PAPER_7B, "model": str(policy)})
     run["dataset"]["verl_train"] = str(parquet)
-    run["reward"].update(verifier={"kind": "judge", "model": "judge", "url": judge.url}, judge_max_retries=0,
+    run["reward"].update(verifier=fill_defaults({"kind": "judge", "model": "judge", "url": judge.url}, "verifier"),
+                         judge_max_retries=0,
                          judge_timeout_s=2)  # fmt: skip
     run["reward"]["verifier"]["max_unverified_share"] = 0.25
     worker = RewardLoopWorker(composed(run), None)

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO
 from rlev.config import Run, load_config, run_config
+from rlev.data.difficulty import DIFFICULTY_POINTS
 from rlev.data.verl_export import write_verl_parquet
 from rlev.reward import reward_scale
-from rlev.values import DEFAULT_WEAK_POINTS, reward_scales, value_table, variant_values, write_values
-from conftest import REPO
+from rlev.values import reward_scales, value_table, variant_values, write_values
 
 VALUES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
 DIFFICULTY = ["primary", "junior", "senior", "university", "phd", "senior"]
@@ -100,10 +101,10 @@ def test_shuffled_permutation_is_the_recorded_one(rows):
 
 
 def test_weak_maps_difficulty_to_points_over_100(rows):
-    v = variant_values(run_of("weak")["reward"], rows, seed=0)
+    weak = run_of("weak", weak_points=DIFFICULTY_POINTS)  # the paper's ladder, reward.weak_points' default
+    v = variant_values(weak["reward"], rows, seed=0)
     assert v.tolist() == pytest.approx([0.01, 0.02, 0.04, 0.06, 0.08, 0.04])
-    assert reward_scales(run_of("weak"), rows) == pytest.approx([1.1, 1.2, 1.4, 1.6, 1.8, 1.4])
-    assert DEFAULT_WEAK_POINTS == {"primary": 1, "junior": 2, "senior": 4, "university": 6, "phd": 8}
+    assert reward_scales(weak, rows) == pytest.approx([1.1, 1.2, 1.4, 1.6, 1.8, 1.4])
 
 
 def test_weak_mapping_is_configurable_and_case_insensitive(rows):
@@ -117,7 +118,7 @@ def test_weak_mapping_is_configurable_and_case_insensitive(rows):
 def test_weak_names_the_row_with_an_unknown_difficulty(rows, label, shown):
     rows.loc[4, "difficulty"] = label
     with pytest.raises(ValueError, match=rf"row 4 \(id 'q4'\) has difficulty {shown}"):
-        reward_scales(run_of("weak"), rows)
+        reward_scales(run_of("weak", weak_points=DIFFICULTY_POINTS), rows)
 
 
 def test_predicted_reads_the_predictor_column(rows):

@@ -428,14 +428,3 @@ def test_the_api_key_reaches_no_log_record_nor_error(judge_server, monkeypatch, 
     judge.close()
     for path in tmp_path.iterdir():
         assert key.encode() not in path.read_bytes(), path
-
-
-def test_doctests():
-    import doctest
-
-    import rlev.verify
-    import rlev.verify.judge
-
-    for module in (rlev.verify, rlev.verify.judge):
-        result = doctest.testmod(module)
-        assert result.attempted > 0 and result.failed == 0, module.__name__

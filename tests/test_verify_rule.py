@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from rlev.verify import RuleVerifier, extract_final_answer, verify
-from rlev.verify import rule
+from rlev.verify import RuleVerifier, extract_final_answer, rule, verify
 
 # ---------------------------------------------------------------------------------------
 # extract_final_answer: the ladder boxed -> #### -> "answer is" -> last line

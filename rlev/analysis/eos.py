@@ -40,6 +40,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# figure2 is a report-stage figure: it labels runs as the tables do (report imports nothing of analysis)
+from rlev.report.runs import run_identity
+
 log = logging.getLogger(__name__)
 
 SHARE = 0.025  # the paper's 200 highest- and 200 lowest-valued of 8,000 test prompts
@@ -194,8 +197,6 @@ def run_profile(eos: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _run_label(path: str) -> dict:
-    from rlev.report.runs import run_identity
-
     run = run_identity(Path(path).parents[1])
     return {k: run[k] for k in ("estimator", "scale", "reward", "alpha", "form", "seed", "run")}
 

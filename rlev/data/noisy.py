@@ -8,10 +8,10 @@ laptop:
 
 - each prompt has a TRUE difficulty (`true_difficulty`, kept in the generated records for
   Table 3's per-difficulty columns; prepare does not carry it into the splits);
-- `total` is 100 and `score` is the points of the TRUE difficulty (`LEVELS`, the paper's
-  1 / 2 / 4 / 6 / 8), so `value` = points / 100 is the value H-Acc weighs by;
+- `total` is 100 and `score` is the points of the TRUE difficulty (the paper's ladder,
+  `rlev.data.difficulty`: 1 / 2 / 4 / 6 / 8), so `value` = points / 100 is the value H-Acc weighs by;
 - the question is a sum of one-digit numbers with as many terms as a level of
-  `rlev.data.synthetic.LEVELS` has (primary 2 ... phd 8), answered directly or worked
+  `rlev.data.arithmetic.TERMS` has (primary 2 ... phd 8), answered directly or worked
   step by step (demonstrations as for the synthetic exams). The text shows the true level
   only most of the time: with probability `surface_noise` it is written at a neighbouring
   level (one level up or down, at random), as a real question can look harder or easier
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlev.data.synthetic import LEVELS, sum_question
+from rlev.data.arithmetic import LEVELS, sum_question
 
 TOTAL = 100  # the paper gives every WebInstruct prompt a 100-point total
 

@@ -26,14 +26,14 @@ General-Reasoner loader code):
 - ``supergpqa`` (``m-a-p/SuperGPQA``, split ``train``, MIT): ``question``, ``options`` (up to
   10), ``answer_letter``, ``discipline``.
 - ``synthetic`` : sums of one-digit numbers as in the synthetic exams
-  (``rlev.data.synthetic.LEVELS``), four options (the sum and three distinct distractors
+  (``rlev.data.arithmetic.LEVELS``), four options (the sum and three distinct distractors
   within +-3), seeded. The tiny model never learnt the letter format (its replies are
   mostly truncated), so it scores ~0 here, below chance: kept as a format probe.
 - ``synthetic_sums`` (the default scale's Table 2): free-form sums of a LENGTH NEVER TRAINED
   (``terms``: the numbers of one-digit terms to draw from, default 5 and 7; the synthetic
-  exams have sums of 2, 3, 4, 6 and 8 terms, ``rlev.data.synthetic.LEVELS``), asked exactly
+  exams have sums of 2, 3, 4, 6 and 8 terms, ``rlev.data.arithmetic.LEVELS``), asked exactly
   as the training questions are (points stated first, drawn from
-  ``rlev.data.synthetic.POINTS``: only the length is new) and answered in the format SFT
+  ``rlev.data.arithmetic.POINTS``: only the length is new) and answered in the format SFT
   taught (``#### N``, worked or direct). The tiny model can attempt these (its SFT start
   scored 44% at 5 terms and 16% at 7) where it fails sums longer than any trained on (9 to 12
   terms: under 3% even with room for the worked answer) and any change of surface form
@@ -74,6 +74,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlev.data.arithmetic import LEVELS, POINTS, draw_terms, sum_text, with_points
 from rlev.data.sources import SourceError, resolve_path, text_or_empty
 from rlev.data.sources.table import SUFFIXES, read_rows
 
@@ -204,21 +205,19 @@ def synthetic_rows(n_rows: int, seed: int) -> pd.DataFrame:
     >>> all(sorted(set(o)) == sorted(o) and len(o) == 4 for o in rows["options"])
     True
     """
-    from rlev.data.synthetic import LEVELS
-
     rng = np.random.default_rng(seed)
     names = list(LEVELS)
     records = []
     for k in range(n_rows):
         name = names[int(rng.integers(len(names)))]
-        terms = [int(t) for t in rng.integers(1, 10, size=LEVELS[name][0])]
+        terms = draw_terms(rng, LEVELS[name][0])
         answer = sum(terms)
         offsets = rng.choice([-3, -2, -1, 1, 2, 3], size=3, replace=False)
         options = [answer, *(answer + int(d) for d in offsets)]
         order = rng.permutation(4)
         letters = list(LETTERS[:4])
         records.append({
-            "id": f"synthetic_mc-{k:05d}", "question": "+".join(map(str, terms)) + "=?",
+            "id": f"synthetic_mc-{k:05d}", "question": sum_text(terms),
             "options": [str(options[i]) for i in order], "letters": letters,
             "gold_letter": letters[int(np.flatnonzero(order == 0)[0])], "subject": name, "source": "synthetic_mc",
         })  # fmt: skip
@@ -233,16 +232,14 @@ def synthetic_sum_rows(n_rows: int, seed: int, terms: tuple[int, ...] = (5, 7)) 
     >>> rows["subject"].tolist(), [q.count("+") for q in rows["question"]], rows["question"][0][:10]
     (['7 terms', '7 terms'], [6, 6], '(1 point) ')
     """
-    from rlev.data.synthetic import POINTS, with_points
-
     lengths = sorted({int(t) for t in terms})
     if not lengths or lengths[0] < 2:
         raise SourceError(f"synthetic_sums: 'terms' must list numbers of terms, each at least 2, got {list(terms)}")
     rng = np.random.default_rng(seed)
     records = []
     for k in range(n_rows):
-        values = [int(t) for t in rng.integers(1, 10, size=int(rng.choice(lengths)))]
-        question = with_points("+".join(map(str, values)) + "=?", int(rng.choice(POINTS)))
+        values = draw_terms(rng, int(rng.choice(lengths)))
+        question = with_points(sum_text(values), int(rng.choice(POINTS)))
         records.append({"id": f"synthetic_sums-{k:05d}", "question": question,
                         "answer": str(sum(values)), "subject": f"{len(values)} terms", "source": "synthetic_sums"})
     return pd.DataFrame.from_records(records, columns=list(FREE_COLUMNS))

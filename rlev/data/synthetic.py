@@ -8,8 +8,8 @@ the number of terms. As on a real exam paper, the question states what it is wor
     (6 points) 3+5+2+7=?
 
 Points are drawn so that value and difficulty can be told apart: with probability
-`points_follow_difficulty` a question is worth its level's points (`LEVELS`: harder = more),
-otherwise a uniform draw from `POINTS`, whatever its difficulty. The exam total is the sum
+`points_follow_difficulty` a question is worth its level's points (`rlev.data.arithmetic.LEVELS`:
+harder = more), otherwise a uniform draw from `POINTS`, whatever its difficulty. The exam total is the sum
 of its questions' points, so v = points / total as in a real exam (the total is not in the
 prompt: it is the exam's, and the model sees one question).
 
@@ -30,65 +30,12 @@ default, 95 + 14 exams of 6 to 80 questions, gives 4,220 and 720; mean v 0.022 a
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
-# difficulty -> (number of terms, points). Names match the noisy-value experiment's
-# categories so the same generator can stand in for WebInstruct's difficulty labels.
-LEVELS = {
-    "primary": (2, 1),
-    "junior": (3, 2),
-    "senior": (4, 4),
-    "university": (6, 6),
-    "phd": (8, 8),
-}
-ANSWER_MARK = "#### "
-# Points a question can be worth when they do not follow its difficulty (the levels' own set).
-POINTS = (1, 2, 4, 6, 8)
-_POINTS_PREFIX = re.compile(r"^\((\d+) points?\) ")
-
-
-def with_points(question: str, points: int) -> str:
-    """The question as printed on the exam paper, its points first.
-
-    >>> with_points("3+5=?", 6), with_points("3+5=?", 1)
-    ('(6 points) 3+5=?', '(1 point) 3+5=?')
-    """
-    return f"({points} point{'s' if points != 1 else ''}) {question}"
-
-
-def stated_points(question: str) -> int | None:
-    """The points a question states (None when it states none): the inverse of with_points.
-
-    >>> stated_points("(6 points) 3+5=?"), stated_points("3+5=?")
-    (6, None)
-    """
-    m = _POINTS_PREFIX.match(question)
-    return int(m[1]) if m else None
-
-
-def without_points(question: str) -> str:
-    """The question with its points statement removed (what a difficulty-only dataset shows).
-
-    >>> without_points("(6 points) 3+5=?")
-    '3+5=?'
-    """
-    return _POINTS_PREFIX.sub("", question, count=1)
-
-
-def worked_solution(terms: list[int]) -> str:
-    """Running sums, one step per term: '3+5=8 8+2=10 #### 10'."""
-    steps, acc = [], terms[0]
-    for t in terms[1:]:
-        steps.append(f"{acc}+{t}={acc + t}")
-        acc += t
-    return " ".join(steps) + f" {ANSWER_MARK}{acc}"
-
-
-def direct_solution(terms: list[int]) -> str:
-    return f"{ANSWER_MARK}{sum(terms)}"
+from rlev.data.arithmetic import LEVELS, POINTS, sum_question, with_points
+from rlev.data.noisy import generate_categories
 
 
 def draw_points(rng, difficulty: str, follow_difficulty: float) -> int:
@@ -126,34 +73,13 @@ def generate(train_exams: int, test_exams: int, questions_per_exam: int | list[i
     return records, demos
 
 
-def sum_question(rng, qid: str, exam_id: str, difficulty: str, score: float, total: float,
-                 split: str) -> tuple[dict, dict]:
-    """One question of `difficulty` (its number of one-digit terms drawn from `rng`) as a
-    canonical record, and its worked and direct demonstrations."""
-    terms = [int(t) for t in rng.integers(1, 10, size=LEVELS[difficulty][0])]
-    record = {
-        "id": qid,
-        "exam_id": exam_id,
-        "question": "+".join(map(str, terms)) + "=?",
-        "system": "",
-        "answer": str(sum(terms)),
-        "score": score,
-        "total": total,
-        "difficulty": difficulty,
-        "split": split,
-    }
-    return record, {"id": qid, "worked": worked_solution(terms), "direct": direct_solution(terms)}
-
-
 def write(cfg: dict, exams_path: Path, demos_path: Path) -> None:
     """Generate the dataset described by a `datasets.<name>` config entry (source: synthetic).
 
     `kind: exams` (default) writes exams with points and totals; `kind: categories` writes
     difficulty-only prompts with total 100 (rlev.data.noisy, the noisy-value experiment).
     """
-    if cfg.get("kind", "exams") == "categories":
-        from rlev.data.noisy import generate_categories
-
+    if cfg["kind"] == "categories":
         records, demos = generate_categories(cfg["rows_per_category"], cfg["test_rows"], cfg["seed"],
                                              cfg["label_noise"], cfg["surface_noise"])
     else:

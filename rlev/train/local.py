@@ -81,9 +81,9 @@ from verl.workers.config import ActorConfig
 from rlev.metrics import human_aligned_accuracy
 from rlev.model import load_policy, render_prompt
 from rlev.progress import progress
+from rlev.reward import response_cost
 from rlev.rollout import Rollout, batch_logprobs, generate, length_buckets, response_logprobs
 from rlev.tracking import start_wandb
-from rlev.reward import response_cost
 from rlev.train.lock import run_lock
 from rlev.values import reward_scales
 from rlev.verify import run_verifier

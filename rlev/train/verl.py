@@ -94,58 +94,6 @@ REWARD_STATS_DIR = "reward_stats"  # <out_dir>/reward_stats/<host>-<pid>.json, s
 METRICS_ATTEMPTS_DIR = "train/attempts"  # one verl metrics file per launch, merged into train/metrics.jsonl
 PROJECT_NAME = "rlev"
 
-# Scale keys verl needs beyond what the paper states, with the values used when a scale
-# leaves them out. The paper fixes lr, rollout batch, n, lengths, epochs and 8 GPUs only.
-SCALE_DEFAULTS: dict = {
-    "temperature": 1.0,  # rollout sampling temperature
-    "ppo_mini_batch": 32,  # prompts per optimizer step: 128 / 32 = 4 updates per rollout batch
-    "micro_batch_per_gpu": 8,  # sequences per forward/backward per GPU (memory, not maths)
-    "log_prob_micro_batch_per_gpu": 16,  # sequences per GPU when recomputing log-probs
-    "use_dynamic_bsz": False,  # pack micro batches by token count instead of by sequence count
-    "max_token_len_per_gpu": 16384,  # token budget per GPU when use_dynamic_bsz is on
-    "tensor_parallel": 2,  # vLLM tensor parallel size of the rollout engine
-    "gpu_memory_utilization": 0.6,  # share of GPU memory vLLM may take for weights + KV cache
-    "param_offload": False,  # FSDP: keep parameters on CPU between uses (32B on 80 GB GPUs)
-    "optimizer_offload": False,  # FSDP: keep Adam states on CPU
-    "gradient_checkpointing": True,  # recompute activations in backward: less memory
-    "use_remove_padding": True,  # pack sequences without pad tokens (needs flash-attn)
-    "weight_decay": 0.01,  # AdamW weight decay (verl's default; the paper does not say)
-    "save_freq": 50,  # steps between checkpoints; the last step is always saved
-    "test_freq": 50,  # steps between greedy validations on the test split (-1: never)
-    "val_before_train": True,  # validate the base model first: the "before" number
-    "max_ckpt_to_keep": 2,  # a 7B actor checkpoint with optimizer is ~100 GB
-    "filter_overlong_prompts": True,  # drop (and count) prompts longer than max_prompt_length
-    "rollout_engine": "vllm",  # the only GPU engine verl[vllm] ships; sglang also works
-}
-
-# Estimator keys, in verl's names, with verl's defaults where the estimator leaves them out.
-ESTIMATOR_DEFAULTS: dict = {
-    "norm_adv_by_std_in_grpo": True,
-    "gamma": 1.0,
-    "use_kl_in_reward": False,
-    "kl_coef": 0.001,  # algorithm.kl_ctrl.kl_coef, used only with use_kl_in_reward
-    "kl_penalty": "kl",  # algorithm.kl_penalty: the KL estimator of the in-reward penalty
-    "use_kl_loss": False,
-    "kl_loss_coef": 0.001,
-    "kl_loss_type": "low_var_kl",
-    "clip_ratio": 0.2,
-    "loss_agg_mode": "token-mean",
-    "grad_clip": 1.0,
-    "entropy_coeff": 0.0,
-}
-
-# Defaults of a judge that verl serves itself (see the module docstring).
-JUDGE_DEFAULTS: dict = {
-    "model": "Qwen/Qwen2.5-72B-Instruct",
-    "gpus_per_node": 8,
-    "nodes": 1,
-    "tensor_parallel": 4,  # 72B bf16 over 4 x 80 GB leaves room for the KV cache; 2 replicas
-    "gpu_memory_utilization": 0.85,
-    "max_prompt_length": 4096,  # question + reference answer + the policy's response
-    "max_response_length": 512,  # the verdict (with a short rationale)
-    "max_unverified_share": 0.1,  # above this share of samples the judge could not decide, the run stops
-}
-
 # Keys of verl 0.9.1's configs that compose (Hydra accepts them) but that the code that runs
 # does not read: the v1 trainer (trainer.use_v1, the default), its FSDP engine and reward
 # loop, and verl.trainer.sft_trainer for the score predictor. rlev never sets them (tested).
@@ -215,17 +163,19 @@ def experiment_name(run: dict) -> str:
 
 
 def scale_settings(run: dict) -> dict:
-    """The run's scale with SCALE_DEFAULTS filled in."""
-    return {**SCALE_DEFAULTS, **run["scale"]}
+    """The run's scale: every key of the config schema's `verl_scale`, defaults filled by the
+    config (rlev.config.validate; rlev.config.fill_defaults for a run built by hand)."""
+    return run["scale"]
 
 
 def estimator_settings(run: dict) -> dict:
-    """The run's estimator with ESTIMATOR_DEFAULTS filled in."""
-    return {**ESTIMATOR_DEFAULTS, **run["estimator"]}
+    """The run's estimator: the schema's `estimator` keys (verl's names), defaults filled by the config."""
+    return run["estimator"]
 
 
 def verifier_settings(run: dict) -> dict:
-    """The run's verifier as a dict: {"kind": "rule"} or {"kind": "judge", ...} with defaults."""
+    """The run's verifier: {"kind": "rule"} (a run config has no verifier block then) or the
+    judge's block, its defaults filled by the config (the schema's `verifier`)."""
     verifier = run["reward"].get("verifier", {"kind": "rule"})
     if isinstance(verifier, str):
         verifier = {"kind": verifier}
@@ -234,7 +184,7 @@ def verifier_settings(run: dict) -> dict:
         return {"kind": "rule"}
     if kind != "judge":
         raise VerlConfigError(f"reward.verifier.kind must be 'rule' or 'judge', not {kind!r}")
-    return {**JUDGE_DEFAULTS, **verifier}
+    return verifier
 
 
 def _reward_kwargs(run: dict) -> dict:
@@ -305,18 +255,14 @@ def verl_overrides(run: dict) -> list[str]:
     """The full dotted override list for `python -m verl.trainer.main_ppo` for one run.
 
     Reads run keys: run_id, out_dir, seed, logger (optional), dataset.verl_train,
-    dataset.verl_test, scale.* (see SCALE_DEFAULTS; required: model or init_model, lr,
-    rollout_batch, n, max_prompt_length, max_response_length, epochs, gpus_per_node,
-    nodes), estimator.* (adv_estimator + ESTIMATOR_DEFAULTS), reward.variant/alpha/form
+    dataset.verl_test, scale.* (the schema's verl_scale, defaults filled; model or
+    init_model), estimator.* (the schema's estimator, defaults filled), reward.variant/alpha/form
     and reward.verifier (optional).
     """
     scale = scale_settings(run)
     est = estimator_settings(run)
     out_dir = Path(_abs(run["out_dir"]))
     seed = int(run.get("seed", 0))
-    logger = list(run.get("logger", scale.get("logger", ["console"])))
-    if "file" not in logger:  # per-step metrics JSONL beside the run, see launch_script
-        logger.append("file")
     model = scale.get("init_model") or scale["model"]
     required = [
         "lr",
@@ -333,6 +279,9 @@ def verl_overrides(run: dict) -> list[str]:
         raise VerlConfigError(f"run {run['run_id']}: scale {scale.get('name', '?')!r} is missing {missing}")
     if "adv_estimator" not in est:
         raise VerlConfigError(f"run {run['run_id']}: estimator is missing adv_estimator")
+    logger = list(run.get("logger", scale["logger"]))
+    if "file" not in logger:  # per-step metrics JSONL beside the run, see launch_script
+        logger.append("file")
 
     o: list[tuple[str, object]] = [
         # data: verl-schema parquet files (prompt as chat messages, reward_model.ground_truth)
@@ -460,11 +409,11 @@ def eval_gpus(scale: dict, verifier: dict | None = None) -> int:
     """GPUs of one evaluation job at a verl scale: vLLM shards the policy over the scale's
     tensor_parallel GPUs; a judge that verl serves in training is served by the evaluation job
     itself (rlev.evaluate), so the job needs the larger of the two."""
-    gpus = int(scale.get("tensor_parallel", SCALE_DEFAULTS["tensor_parallel"]))
+    gpus = int(scale["tensor_parallel"])
     if verifier is not None:
         verifier = {"kind": verifier} if isinstance(verifier, str) else verifier
         if verifier.get("kind") == "judge" and not verifier.get("url"):
-            gpus = max(gpus, int(verifier.get("tensor_parallel", JUDGE_DEFAULTS["tensor_parallel"])))
+            gpus = max(gpus, int(verifier["tensor_parallel"]))
     return gpus
 
 
@@ -646,7 +595,7 @@ def _describe(run: dict) -> list[str]:
         what = f"{reward['variant']} values, reward form {reward['form']}, alpha = {reward['alpha']:g}"
     grpo = ""
     if est["adv_estimator"] == "grpo":
-        grpo = " (std-normalised)" if est.get("norm_adv_by_std_in_grpo", True) else " (mean-centred, Dr.GRPO)"
+        grpo = " (std-normalised)" if est["norm_adv_by_std_in_grpo"] else " (mean-centred, Dr.GRPO)"
     lines = [
         "Reproduces: Yu et al. 2025, 'Every Question Has Its Own Value: Reinforcement Learning",
         "with Explicit Human Values' (RLEV, arXiv 2510.20187).",
@@ -895,7 +844,7 @@ def max_unverified_share(run: dict) -> float:
     verifier = verifier_settings(run)
     if verifier["kind"] != "judge" or run["reward"].get("judge_on_failure", verifier.get("on_failure")) == "stop":
         return 0.0
-    return float(verifier.get("max_unverified_share", JUDGE_DEFAULTS["max_unverified_share"]))
+    return float(verifier["max_unverified_share"])
 
 
 class RunStopped(RuntimeError):

@@ -108,6 +108,8 @@ def get_prepare_input(wildcards):
     path = ds.get("path")
     if not path:
         return []  # a Hugging Face id: read at run time
+    if isinstance(path, dict):  # {train: file, test: file}
+        return list(path.values())
     if Path(path).is_dir():
         return sorted(str(p) for p in Path(path).rglob("*") if p.is_file() and not p.name.startswith("."))
     return [path]  # a missing file stops the dry run, naming it

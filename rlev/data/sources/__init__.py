@@ -17,7 +17,8 @@ columns of ``CANONICAL_COLUMNS``, in that order, one row per question:
 | ``source_file``| str           | the file the row was read from                              |
 | ``source_row``| int            | 1-based row of that file (each source says how it counts)   |
 
-Sources do not judge the values (``score`` and ``total`` stay raw); ``rlev.data.validate``
+The record shape and the helpers every loader shares live in ``rlev.data.sources.canonical``
+(re-exported here). Sources do not judge the values (``score`` and ``total`` stay raw); ``rlev.data.validate``
 does that, so that every bad row is reported with its file and row instead of vanishing in
 a loader.
 
@@ -34,93 +35,33 @@ Sources (``cfg["source"]``):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from rlev import InputError
-
-CANONICAL_COLUMNS: tuple[str, ...] = (
-    "id",
-    "exam_id",
-    "question",
-    "system",
-    "answer",
-    "score",
-    "total",
-    "difficulty",
-    "split",
-    "source_file",
-    "source_row",
+from rlev.data.sources.canonical import (
+    CANONICAL_COLUMNS,
+    SourceError,
+    canonical_frame,
+    label_or_none,
+    resolve_path,
+    text_or_empty,
 )
+from rlev.data.sources.gaokao import load_gaokao
+from rlev.data.sources.rlev_hub import load_rlev
+from rlev.data.sources.table import load_table
+from rlev.data.sources.webinstruct import load_webinstruct
 
-SOURCES: tuple[str, ...] = ("rlev", "gaokao", "table", "webinstruct")
-
-
-class SourceError(InputError):
-    """A source could not be read: the message names the file, and the row where one applies."""
-
-
-def resolve_path(path: str | Path, base_dir: Path = Path(".")) -> Path:
-    """Return ``path`` as is when absolute, else relative to ``base_dir``."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else Path(base_dir) / p
-
-
-def text_or_empty(value: Any) -> str:
-    """Text of a cell for the string columns: missing -> ``""``, a list -> items joined by ``"; "``.
-
-    Lists occur as reference answers of multi-part multiple-choice items (``["B", "C"]``);
-    ``"; "`` is the joiner the gaokao_rlev conversion uses, so all sources agree.
-    """
-    if value is None:
-        return ""
-    if isinstance(value, float) and value != value:  # NaN from pandas readers
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
-        return "; ".join(text_or_empty(v) for v in value)
-    return str(value)
-
-
-def label_or_none(value: Any) -> str | None:
-    """Optional label columns (difficulty, split): missing or blank -> None, else stripped text."""
-    text = text_or_empty(value).strip()
-    return text or None
-
-
-def canonical_frame(columns: dict[str, Any], n_rows: int | None = None) -> pd.DataFrame:
-    """Build a DataFrame with exactly ``CANONICAL_COLUMNS`` from a dict of column values.
-
-    Missing optional columns get their empty value (``system`` -> ``""``, ``difficulty`` and
-    ``split`` -> None). ``score`` and ``total`` are kept raw in an object column.
-    """
-    if n_rows is None:
-        n_rows = len(next(iter(columns.values()))) if columns else 0
-    defaults: dict[str, Any] = {"system": "", "difficulty": None, "split": None}
-    data: dict[str, Any] = {}
-    for name in CANONICAL_COLUMNS:
-        if name in columns:
-            data[name] = columns[name]
-        elif name in defaults:
-            data[name] = [defaults[name]] * n_rows
-        else:
-            raise KeyError(f"canonical column {name!r} was not produced")
-    frame = pd.DataFrame(
-        {
-            name: pd.Series(
-                list(data[name]) if not isinstance(data[name], pd.Series) else data[name].to_numpy(),
-                dtype="int64" if name == "source_row" else object,
-            )
-            for name in CANONICAL_COLUMNS
-        }
-    )
-    return frame
+# cfg["source"] -> loader; each loads its optional dependencies (datasets, huggingface_hub) only when used.
+LOADERS = {"rlev": load_rlev, "gaokao": load_gaokao, "table": load_table, "webinstruct": load_webinstruct}
+SOURCES: tuple[str, ...] = tuple(LOADERS)
 
 
 def load_source(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     """Load the data source described by ``cfg`` as canonical records (``CANONICAL_COLUMNS``).
 
-    ``cfg["source"]`` picks the loader: ``"rlev"``, ``"gaokao"`` or ``"table"``; relative
+    ``cfg["source"]`` picks the loader (``LOADERS``: ``"rlev"``, ``"gaokao"``, ``"table"`` or
+    ``"webinstruct"``); ``cfg`` holds that source's keys of the config schema
+    (``$defs.dataset``), whose defaults are filled in before the loader reads it. Relative
     paths in ``cfg`` are resolved against ``base_dir``. Examples::
 
         load_source({"source": "table", "path": "data/synthetic/exams.jsonl"})
@@ -130,25 +71,11 @@ def load_source(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     if not isinstance(cfg, dict) or "source" not in cfg:
         raise ValueError(f"data source config needs a 'source' key, one of {', '.join(SOURCES)}; got {cfg!r}")
     name = cfg["source"]
-    # Imported here so that each loader's optional dependencies (datasets, hub) load only when used.
-    if name == "rlev":
-        from rlev.data.sources.rlev_hub import load_rlev
-
-        frame = load_rlev(cfg, base_dir)
-    elif name == "gaokao":
-        from rlev.data.sources.gaokao import load_gaokao
-
-        frame = load_gaokao(cfg, base_dir)
-    elif name == "table":
-        from rlev.data.sources.table import load_table
-
-        frame = load_table(cfg, base_dir)
-    elif name == "webinstruct":
-        from rlev.data.sources.webinstruct import load_webinstruct
-
-        frame = load_webinstruct(cfg, base_dir)
-    else:
+    if name not in LOADERS:
         raise ValueError(f"unknown data source {name!r}; choose one of: {', '.join(SOURCES)}")
+    from rlev.config import fill_defaults
+
+    frame = LOADERS[name](fill_defaults(cfg, "dataset"), base_dir)
     if tuple(frame.columns) != CANONICAL_COLUMNS:  # a loader bug, not a data problem
         raise AssertionError(f"source {name!r} returned columns {list(frame.columns)}")
     return frame
@@ -156,6 +83,7 @@ def load_source(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
 
 __all__ = [
     "CANONICAL_COLUMNS",
+    "LOADERS",
     "SOURCES",
     "SourceError",
     "canonical_frame",

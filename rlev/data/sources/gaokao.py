@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rlev.data.sources import SourceError, canonical_frame, resolve_path, text_or_empty
+from rlev.data.sources.canonical import SourceError, canonical_frame, resolve_path, text_or_empty
 from rlev.data.sources.table import ENCODING, read_rows
 
 log = logging.getLogger(__name__)
@@ -372,7 +372,7 @@ def load_gaokao(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     if "path" not in cfg:
         raise SourceError("gaokao source needs 'path': a GAOKAO-Bench checkout or a gaokao_rlev folder")
     path = resolve_path(cfg["path"], base_dir)
-    split_mode = cfg.get("split", "reference")
+    split_mode = cfg["split"]
     if split_mode not in ("reference", "none"):
         raise SourceError(f"gaokao source: 'split' must be 'reference' or 'none', got {split_mode!r}")
     if not path.exists():

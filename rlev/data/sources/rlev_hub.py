@@ -40,10 +40,9 @@ from typing import Any
 
 import pandas as pd
 
-from rlev.data.sources import SourceError, canonical_frame, label_or_none, resolve_path, text_or_empty
+from rlev.data.sources.canonical import SourceError, canonical_frame, label_or_none, resolve_path, text_or_empty
 from rlev.data.sources.table import SUFFIXES, read_rows
 
-DEFAULT_HF_ID = "sarosavo/RLEV"
 SPLITS: tuple[str, ...] = ("train", "test")
 LANGUAGE_TOKENS: dict[str, frozenset[str]] = {
     "en": frozenset({"en", "english"}),
@@ -195,13 +194,13 @@ def _hub_files(hf_id: str, revision: str | None, splits: list[str], language: st
 def load_rlev(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     """Load RLEV as canonical records, from the Hub (``hf_id``) or a local copy (``path``).
 
-    ``cfg`` keys: ``language`` (``"zh"`` default, or ``"en"``), ``splits`` (default both),
-    ``hf_id`` (default ``sarosavo/RLEV``) and ``revision`` for the Hub, or ``path``: a
-    folder laid out like the Hub repository, or one JSON/JSONL/parquet file (``split``
-    then names its split if its file name does not).
+    ``cfg`` keys (the config schema's ``rlev`` source, defaults filled by ``load_source``):
+    ``language`` (``zh`` or ``en``), ``splits``, ``hf_id`` and ``revision`` for the Hub, or
+    ``path``: a folder laid out like the Hub repository, or one JSON/JSONL/parquet file
+    (``split`` then names its split if its file name does not).
     """
-    language = cfg.get("language", "zh")
-    splits = list(cfg.get("splits", SPLITS))
+    language = cfg["language"]
+    splits = list(cfg["splits"])
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise SourceError(f"RLEV: unknown split(s) {', '.join(unknown)}; choose from {', '.join(SPLITS)}")
@@ -223,5 +222,5 @@ def load_rlev(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
         else:
             raise SourceError(f"{path}: no such file or folder")
     else:
-        files = _hub_files(cfg.get("hf_id", DEFAULT_HF_ID), cfg.get("revision"), splits, language)
+        files = _hub_files(cfg["hf_id"], cfg.get("revision"), splits, language)
     return load_rlev_files(files, language)

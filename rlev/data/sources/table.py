@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rlev.data.sources import (
+from rlev.data.sources.canonical import (
     SourceError,
     canonical_frame,
     label_or_none,

@@ -16,7 +16,7 @@ here:
   ``phd`` (``CATEGORY_ALIASES``: "Primary School", "Junior High School", "Senior High
   School", "University", "PhD" and close spellings, case-insensitive); the raw label is
   kept when it is none of these;
-- ``score`` = the category's points (``rlev.values.DEFAULT_WEAK_POINTS``), ``total`` = 100,
+- ``score`` = the category's points (the paper's ladder, ``rlev.data.difficulty``), ``total`` = 100,
   so ``value`` is the weak value, the only value the dataset has; a row whose category is
   unknown gets no score and is rejected by validation with its file and row;
 - every prompt is its own 100-point exam (``exam_id`` = ``id``); the split is the file's;
@@ -26,11 +26,12 @@ here:
   paper's per-category test accuracies imply a natural, not a balanced, test mix). Rows of
   the training split with an unknown category are not sampled; their count is logged.
 
-``cfg`` keys: ``hf_id`` (default ``TIGER-Lab/WebInstruct-verified``, loaded with
+``cfg`` keys (the config schema's ``webinstruct`` source, which holds their defaults;
+``load_source`` fills them): ``hf_id`` and ``revision`` (loaded with
 ``datasets.load_dataset``) or ``path`` (a local copy: a folder holding files named by
 split, e.g. the Hub's ``data/train-00000-of-00001.parquet``, or ``{train: file, test: file}``;
-JSONL / JSON / CSV / parquet), ``train_per_category`` (2000), ``test_rows`` (1000),
-``seed`` (0). ``source_row`` is the 1-based row in the split's file (or the Hub split).
+JSONL / JSON / CSV / parquet), ``train_per_category``, ``test_rows``, ``seed``.
+``source_row`` is the 1-based row in the split's file (or the Hub split).
 """
 
 from __future__ import annotations
@@ -42,12 +43,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlev.data.sources import SourceError, canonical_frame, label_or_none, resolve_path, text_or_empty
+from rlev.data.difficulty import DIFFICULTY_POINTS
+from rlev.data.sources.canonical import SourceError, canonical_frame, label_or_none, resolve_path, text_or_empty
 from rlev.data.sources.table import SUFFIXES, read_rows
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HF_ID = "TIGER-Lab/WebInstruct-verified"
 SPLITS: tuple[str, ...] = ("train", "test")
 REQUIRED_COLUMNS: tuple[str, ...] = ("question", "answer", "difficulty")
 TOTAL = 100  # the paper's total for every WebInstruct prompt
@@ -73,12 +74,6 @@ def category(label) -> str | None:
     return CATEGORY_ALIASES.get(re.sub(r"[^a-z]", "", text.casefold()))
 
 
-def _points() -> dict[str, float]:
-    from rlev.values import DEFAULT_WEAK_POINTS  # the paper's category -> points mapping, defined once
-
-    return DEFAULT_WEAK_POINTS
-
-
 def frame_from_webinstruct_rows(raw: pd.DataFrame, rows: np.ndarray, file: str, split: str) -> pd.DataFrame:
     """Canonical records from WebInstruct rows (all of them, unsampled)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
@@ -87,7 +82,6 @@ def frame_from_webinstruct_rows(raw: pd.DataFrame, rows: np.ndarray, file: str, 
             f"{file}: missing WebInstruct column(s) {', '.join(missing)}; its columns are: "
             f"{', '.join(map(str, raw.columns))}"
         )
-    points = _points()
     labels = raw["difficulty"].tolist()
     names = [category(v) for v in labels]
     ids = (
@@ -100,7 +94,7 @@ def frame_from_webinstruct_rows(raw: pd.DataFrame, rows: np.ndarray, file: str, 
         "question": [text_or_empty(v) for v in raw["question"].tolist()],
         "answer": [text_or_empty(v) for v in raw["answer"].tolist()],
         # No points for an unknown category: validation rejects the row, naming it.
-        "score": [points[n] if n is not None else None for n in names],
+        "score": [DIFFICULTY_POINTS[n] if n is not None else None for n in names],
         "total": [TOTAL] * len(raw),
         "difficulty": [n if n is not None else label_or_none(v) for n, v in zip(names, labels)],
         "split": [split] * len(raw),
@@ -117,12 +111,12 @@ def sample_rows(frame: pd.DataFrame, split: str, train_per_category: int, test_r
         keep = np.sort(rng.permutation(len(frame))[: min(test_rows, len(frame))])
         return frame.iloc[keep].reset_index(drop=True)
     chosen = []
-    known = frame["difficulty"].isin(list(_points()))
+    known = frame["difficulty"].isin(list(DIFFICULTY_POINTS))
     if (~known).any():
         log.warning("%s: %d training rows have no known difficulty category and are not sampled (labels: %s)",
                     frame["source_file"].iloc[0], int((~known).sum()),
                     sorted({str(v) for v in frame.loc[~known, "difficulty"]})[:10])
-    for name in _points():
+    for name in DIFFICULTY_POINTS:
         idx = np.flatnonzero((frame["difficulty"] == name).to_numpy())
         if len(idx) < train_per_category:
             log.warning("WebInstruct: category %s has %d training rows, fewer than %d; all are used",
@@ -166,7 +160,7 @@ def _read_local(cfg: dict, base_dir: Path) -> dict[str, pd.DataFrame]:
 def _read_hub(cfg: dict) -> dict[str, pd.DataFrame]:
     import datasets
 
-    hf_id = cfg.get("hf_id", DEFAULT_HF_ID)
+    hf_id = cfg["hf_id"]
     out = {}
     for split in SPLITS:
         raw = datasets.load_dataset(hf_id, split=split, revision=cfg.get("revision")).to_pandas()
@@ -177,12 +171,8 @@ def _read_hub(cfg: dict) -> dict[str, pd.DataFrame]:
 def load_webinstruct(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     """WebInstruct-verified as canonical records: the paper's per-category training sample and test sample."""
     frames = _read_local(cfg, base_dir) if "path" in cfg else _read_hub(cfg)
-    seed = int(cfg.get("seed", 0))
-    parts = [
-        sample_rows(frames[split], split, int(cfg.get("train_per_category", 2000)), int(cfg.get("test_rows", 1000)),
-                    seed)
-        for split in SPLITS
-    ]
+    parts = [sample_rows(frames[split], split, cfg["train_per_category"], cfg["test_rows"], cfg["seed"])
+             for split in SPLITS]
     out = pd.concat(parts, ignore_index=True)
     log.info("WebInstruct: %s", out.groupby(["split", "difficulty"], dropna=False).size().to_dict())
     return out
