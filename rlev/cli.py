@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -313,10 +312,10 @@ def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
     """The `rlev` command. argv: the arguments (default sys.argv[1:]); as_process: this process
     ends with the command (default: when argv is None)."""
     as_process = argv is None if as_process is None else as_process
-    if argv is None and os.environ.get("RLEV_JOBSERVER"):  # a sweep's job: fork it from the loaded server
+    if argv is None:  # a sweep's job runs in a fork of the loaded job server, when there is one
         import time
 
-        from rlev.jobserver import run_via_server
+        from rlev.jobclient import run_via_server
         from rlev.timing import process_age
 
         code = run_via_server(sys.argv, (process_age() or 0.0, time.process_time()))

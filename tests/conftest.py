@@ -39,3 +39,41 @@ BAD_CSV_COLUMNS = {
     "difficulty": "level",
     "split": "fold",
 }
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """(train parquet, warm-started model dir) of the a+b task: a tiny Qwen2 (hidden 32, one layer)
+    warm-started for a few seconds on exams whose questions are a+b with a, b in {0, 1, 2}; about
+    two thirds of its sampled answers are right, so rewards and advantages are not all zero."""
+    import json
+    import random
+
+    import pandas as pd
+
+    from rlev.data.prepare import prepare
+    from rlev.model import build_tiny
+    from rlev.sft import sft_examples, train_sft
+
+    root = tmp_path_factory.mktemp("toy")
+    rng = random.Random(0)
+    records, demos = [], []
+    for e in range(9):
+        points = [rng.randint(1, 4) for _ in range(4)]
+        for q in range(4):
+            a, b = rng.randint(0, 2), rng.randint(0, 2)
+            qid = f"toy-{e}-{q}"
+            records.append(dict(id=qid, exam_id=f"toy-{e}", question=f"{a}+{b}=?", answer=str(a + b),
+                                score=points[q], total=sum(points), difficulty="primary",
+                                split="train" if e < 8 else "test"))
+            demos.append(dict(id=qid, worked=f"{a}+{b}={a + b} #### {a + b}", direct=f"#### {a + b}"))
+    (root / "exams.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (root / "demos.jsonl").write_text("".join(json.dumps(d) + "\n" for d in demos))
+    prepare({"source": "table", "path": str(root / "exams.jsonl")}, root / "data", "toy", test_share=0.0,
+            split_seed=0, max_reject_share=0.0)
+    train = pd.read_parquet(root / "data" / "train.parquet")
+    texts = [t for q, _, responses in sft_examples(train, root / "demos.jsonl") for t in [q, *responses]]
+    build_tiny(texts, dict(vocab_size=280, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                           intermediate_size=64, max_position=64), root / "init")
+    train_sft(root / "init", root / "sft", train, root / "demos.jsonl", 150, 32, 1e-2, 1, seed=0, device="cpu")
+    return {"train": root / "data" / "train.parquet", "sft": root / "sft", "root": root}

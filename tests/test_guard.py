@@ -21,9 +21,9 @@ from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo import core_algos
 
 from conftest import REPO
-from rlev.report import builders
 from rlev.config import ConfigError, Run, cancels_value_scale, load_config, run_config, validate, value_scale_invariance
 from rlev.data.difficulty import DIFFICULTY_POINTS
+from rlev.report import builders
 from rlev.values import reward_scales
 
 ESTIMATORS = [

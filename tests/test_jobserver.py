@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from test_train_local import ESTIMATORS, make_run, read_metrics, toy, weights, without_timing  # noqa: F401
+from test_train_local import ESTIMATORS, make_run, read_metrics, weights, without_timing
 
 RLEV = str(shutil.which("rlev", path=os.path.dirname(sys.executable)))
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 from rlev.cli import REPORT_FLAGS
 from rlev.report.tables import TABLES, caption_path, planned_tables, table_files
-from test_workflow import SMOKE_CONFIG, planned_jobs, planned_outputs
+from test_workflow import SMOKE_CONFIG, planned_jobs
 
 
 def rule_outputs(stdout: str) -> dict[str, str]:

@@ -9,7 +9,6 @@ sampled answers are right, so rewards and advantages are not all zero.
 import copy
 import json
 import logging
-import random
 import re
 import signal
 import subprocess
@@ -25,10 +24,8 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 import rlev.train.local as local
 from conftest import REPO
 from rlev.config import Run, reward_tag, run_config, validate
-from rlev.data.prepare import prepare
-from rlev.model import build_tiny, load_policy, render_prompt
+from rlev.model import load_policy, render_prompt
 from rlev.rollout import generate
-from rlev.sft import sft_examples, train_sft
 from rlev.train.lock import RunLockedError
 
 ESTIMATORS = {
@@ -47,33 +44,6 @@ ESTIMATORS = {
     "grpo_entropy_seq_norm": {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False, "entropy_coeff": 0.01,
                               "loss_agg_mode": "seq-mean-token-sum-norm"},
 }
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    """(train parquet, warm-started model dir) of the a+b task."""
-    root = tmp_path_factory.mktemp("toy")
-    rng = random.Random(0)
-    records, demos = [], []
-    for e in range(9):
-        points = [rng.randint(1, 4) for _ in range(4)]
-        for q in range(4):
-            a, b = rng.randint(0, 2), rng.randint(0, 2)
-            qid = f"toy-{e}-{q}"
-            records.append(dict(id=qid, exam_id=f"toy-{e}", question=f"{a}+{b}=?", answer=str(a + b),
-                                score=points[q], total=sum(points), difficulty="primary",
-                                split="train" if e < 8 else "test"))
-            demos.append(dict(id=qid, worked=f"{a}+{b}={a + b} #### {a + b}", direct=f"#### {a + b}"))
-    (root / "exams.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (root / "demos.jsonl").write_text("".join(json.dumps(d) + "\n" for d in demos))
-    prepare({"source": "table", "path": str(root / "exams.jsonl")}, root / "data", "toy", test_share=0.0,
-            split_seed=0, max_reject_share=0.0)
-    train = pd.read_parquet(root / "data" / "train.parquet")
-    texts = [t for q, _, responses in sft_examples(train, root / "demos.jsonl") for t in [q, *responses]]
-    build_tiny(texts, dict(vocab_size=280, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                           intermediate_size=64, max_position=64), root / "init")
-    train_sft(root / "init", root / "sft", train, root / "demos.jsonl", 150, 32, 1e-2, 1, seed=0, device="cpu")
-    return {"train": root / "data" / "train.parquet", "sft": root / "sft", "root": root}
 
 
 def make_run(toy, out_dir, estimator, variant="human", seed=0, model=None, **scale):

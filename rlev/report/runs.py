@@ -21,7 +21,6 @@ import yaml
 
 from rlev.metrics import mean_and_interval
 
-
 REWARD_NAMES = {"correctness": "correctness", "human": "human-aligned", "uniform": "uniform scaling",
                 "shuffled": "random weights (shuffled)", "weak": "weak (difficulty)", "predicted": "predicted"}
 ESTIMATOR_NAMES = {"reinforce_plus_plus": "REINFORCE++", "reinforce_plus_plus_baseline": "REINFORCE++-baseline",
