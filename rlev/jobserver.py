@@ -191,6 +191,8 @@ def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
                     conn.sendall(json.dumps({"refused": "another environment or rlev code"}).encode() + b"\n")
                     conn.close()
                     continue
+                sys.stdout.flush()  # nothing of the server's may reach the child's files
+                sys.stderr.flush()
                 pid = os.fork()
                 if pid == 0:
                     signal.set_wakeup_fd(-1)
