@@ -102,7 +102,7 @@ def test_the_schema_fills_and_checks_the_cost():
 # --- local back end -------------------------------------------------------------------------
 
 from test_train_local import make_run as local_run  # noqa: E402
-from test_train_local import read_metrics, toy  # noqa: E402,F401  (toy: the module's fixture)
+from test_train_local import read_metrics  # noqa: E402  (the toy fixture is conftest's)
 
 
 @pytest.mark.parametrize("cost", [LENGTH, {"kind": "overlong", "overlong_buffer": 12, "overlong_penalty": 0.5}])
