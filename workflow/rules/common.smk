@@ -39,6 +39,14 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+# Scheduling: the chain every run waits for (data, validation, the tiny model, its SFT) runs
+# first, then the score predictor's (the `predicted` runs wait for it). Left to itself
+# Snakemake picks ready jobs by input size and ran the 108 small per-run jobs and the
+# predictor before the main SFT: it started at 218 s of a sweep whose data was ready at 62 s.
+FIRST = 10
+SOON = 5
+
+
 def spec(obj):
     """A dict as one shell-quoted JSON word: how rules hand settings to `rlev`."""
     return shlex.quote(json.dumps(obj, sort_keys=True))

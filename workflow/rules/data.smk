@@ -7,6 +7,7 @@ rule synthetic_data:
         demonstrations="data/{dataset}/demonstrations.jsonl",
     log:
         "results/logs/synthetic_data/{dataset}.log",
+    priority: FIRST
     conda:
         "../../envs/cpu.yaml"
     threads: 1
@@ -32,6 +33,7 @@ rule prepare:
         main="results/logs/prepare/{dataset}.log",
         # a copy of rejects.csv that survives a failed prepare (Snakemake deletes a failed job's outputs)
         rejects="results/logs/prepare/{dataset}.rejects.csv",
+    priority: FIRST
     conda:
         "../../envs/cpu.yaml"
     threads: 1

@@ -10,6 +10,7 @@ rule init_model:
         directory("results/models/{dataset}/{scale}/init"),
     log:
         "results/logs/init_model/{dataset}/{scale}.log",
+    priority: FIRST
     conda:
         "../../envs/cpu.yaml"
     threads: 1
@@ -32,6 +33,7 @@ rule sft:
         metrics="results/models/{dataset}/{scale}/sft_metrics.jsonl",
     log:
         "results/logs/sft/{dataset}/{scale}.log",
+    priority: FIRST
     conda:
         "../../envs/cpu.yaml"
     threads: lambda wc: get_scale(wc)["sft_threads"]

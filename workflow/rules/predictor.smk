@@ -10,6 +10,7 @@ rule predictor_train:
         model=directory("results/predictor/{dataset}/{scale}/model"),
     log:
         "results/logs/predictor/train/{dataset}/{scale}.log",
+    priority: SOON
     conda:
         get_policy_env
     threads: lambda wc: get_predictor_spec(wc)["threads"]
@@ -34,6 +35,7 @@ rule predictor_evaluate:
         predictions="results/predictor/{dataset}/{scale}/predictions.parquet",
     log:
         "results/logs/predictor/evaluate/{dataset}/{scale}.log",
+    priority: SOON
     conda:
         get_policy_env
     threads: lambda wc: get_predictor_spec(wc)["threads"]
@@ -60,6 +62,7 @@ rule predictor_label:
         "results/logs/predictor/label/{exams}/{scale}/{dataset}.log",
     wildcard_constraints:
         exams=r"[A-Za-z0-9_.-]+",
+    priority: SOON
     conda:
         get_policy_env
     threads: lambda wc: get_predictor_spec(wc)["threads"]
