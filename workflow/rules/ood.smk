@@ -19,7 +19,7 @@ rule ood_data:
     params:
         spec=lambda wc: spec(config["benchmarks"][wc.benchmark]),
     shell:
-        "rlev ood data --spec {params.spec} --out {output} 2> {log}"
+        "rlev ood-data --spec {params.spec} --out {output} 2> {log}"
 
 
 rule ood_run:
@@ -42,7 +42,7 @@ rule ood_run:
     params:
         out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
-        "rlev ood evaluate --spec {input.config} --model {input.model} --data {input.rows} --out {params.out} 2> {log}"
+        "rlev ood --spec {input.config} --model {input.model} --data {input.rows} --out {params.out} 2> {log}"
 
 
 # The starting policy of the runs ("base" in the paper): the warm-started tiny model, or the
@@ -68,4 +68,4 @@ rule ood_base:
         model=lambda wc: policy_init_path(config, wc.dataset, wc.scale),
         out=lambda wc, output: os.path.dirname(output.metrics),
     shell:
-        "rlev ood evaluate --spec {params.spec} --model {params.model} --data {input.rows} --out {params.out} 2> {log}"
+        "rlev ood --spec {params.spec} --model {params.model} --data {input.rows} --out {params.out} 2> {log}"
