@@ -20,10 +20,11 @@ from __future__ import annotations
 
 
 def correct(verdicts, truncated) -> list[bool]:
-    """Whether each response counts as correct (in-domain, and OOD free-form answers).
+    """Whether each response counts as correct, in every evaluation (in-domain and OOD).
 
-    A response is correct when its verdict is true (the verifier said the answer is right)
-    and it is not truncated (it reached a stop token within the budget). A truncated response is wrong whatever it says, as
+    A response is correct when its verdict is true (the verifier said the answer is right,
+    or a multiple-choice reply chose the gold letter) and it is not truncated (it reached
+    a stop token within the budget). A truncated response is wrong whatever it says, as
     in training's reward; a verdict of None (a judge that could not decide) is wrong too.
 
     >>> correct([True, True, False, None], [False, True, False, False])

@@ -8,8 +8,8 @@ rlev's decoding loop (rlev.evaluate.generate). Writes samples.parquet (id, subje
 letter or answer, response, truncated, choice, correct) and metrics.json (acc, unanswered,
 truncated and chance in %, n). Multiple-choice rows get ``mc_prompt`` and the letter
 ladder; free-form rows (an ``answer`` column, no options) are asked as they are and scored
-by the rule verifier; free-form rows are correct by ``rlev.evaluate.correct`` (the verdict is
-true and the response is not truncated), multiple-choice rows when the choice is the gold letter.
+by the rule verifier. Correct, for both: ``rlev.evaluate.correct`` (the verdict is true and
+the response is not truncated).
 
 The prompt (``mc_prompt``): the question, a blank line, one ``X. option`` line per option,
 a blank line, then "Answer with the letter of the correct option, as 'Answer: X'."
@@ -27,6 +27,9 @@ The answer-extraction ladder (``extract_choice``), first hit wins:
    ``rlev.verify.verify`` (numbers, normalised text, maths), e.g. "#### 17" picks the
    option "17";
 4. otherwise no answer: the sample counts as wrong and as ``unanswered``.
+
+A truncated response (no stop token within the budget) is wrong even when a letter can be
+read from it, as in the in-domain evaluation and in training.
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ def ood(spec: dict, model, data, out_dir: Path) -> dict:
     samples["response"] = texts
     samples["truncated"] = truncated
     samples["choice"] = choices
-    samples["correct"] = correct(verdicts, truncated) if free_form else verdicts  # MC: a truncated reply may count
+    samples["correct"] = correct(verdicts, truncated)
     metrics = {
         "model": str(model),
         "benchmark": str(rows["source"].iloc[0]) if len(rows) else "",
