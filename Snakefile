@@ -16,8 +16,6 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/predictor.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/ood.smk"
-include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 
 

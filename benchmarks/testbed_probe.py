@@ -8,7 +8,7 @@ every `--eval-every` steps (learning curves), from an existing SFT start.
 Each run is the pipeline's own run config (rlev.config.run_config of config.yaml, the
 scale's keys overridden by the run's `lr`, `rl_steps`, `max_new_tokens`, ...; `cost` a
 reward.cost block), trained by rlev.train.local.train. The curve points are the greedy
-evaluation of rlev.evaluate (the test split, the paper's metrics) plus the worked share and
+evaluation of rlev.evaluate.in_domain (the test split, the paper's metrics) plus the worked share and
 truncation. One JSON line per (run, step) goes to <out>/curves.jsonl; step 0 is the start.
 docs/testbed.md records what these runs measured and what the defaults were chosen from.
 """
@@ -25,16 +25,18 @@ import torch
 
 import rlev.train.local as local
 from rlev.config import REPO_ROOT, Run, load_config, reward_tag, run_config
-from rlev.evaluate import greedy_samples
+from rlev.evaluate.generate import decode_greedy
+from rlev.evaluate.in_domain import score_samples
 from rlev.metrics import evaluation_metrics
-from rlev.model import load_policy
-from rlev.verify import build_verifier
+from rlev.model import load_policy, render_prompt
 
 SCALE_KEYS = ("lr", "rl_steps", "max_new_tokens", "prompts_per_step", "n", "temperature", "threads")
 
 
 def test_metrics(model, tokenizer, test: pd.DataFrame, max_new_tokens: int) -> dict:
-    samples = greedy_samples(model, tokenizer, test, max_new_tokens, 256, build_verifier({"kind": "rule"}))
+    prompts = [render_prompt(tokenizer, q, s) for q, s in zip(test["question"], test["system"])]
+    texts, lengths, truncated = decode_greedy(model, tokenizer, prompts, max_new_tokens, 256)
+    samples = score_samples(test, texts, lengths, truncated, {"kind": "rule"}, Path("."))
     worked = samples["response"].str.contains("=", regex=False)
     hard = test["difficulty"].isin(["university", "phd"]).to_numpy()
     return {

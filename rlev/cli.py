@@ -15,7 +15,7 @@ Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.y
     rlev report table1 --plan results/plan.json --runs RUN_DIR... --init SFT_EVAL/metrics.json --out results/tables/table1
            (every table of rlev.report.tables.TABLES; each writes .csv, .md and .html)
     rlev predictor train|evaluate|label --spec PREDICTOR --data PARQUET [--model DIR] --out PATH
-    rlev ood data --spec BENCHMARK --out rows.parquet; rlev ood evaluate --spec SCALE --model M --data ... --out DIR
+    rlev ood-data --spec BENCHMARK --out rows.parquet; rlev ood --spec SCALE --model M --data ... --out DIR
     rlev report table2 --runs RUN_DIR... --base OOD_BASE_DIR --benchmarks B... --out results/tables/table2
     rlev report table8|bootstrap --runs RUN_DIR... --out results/tables/table8
     rlev report table4|table5|table6 --runs RUN_DIR... --out results/tables/table4
@@ -43,11 +43,6 @@ def read_spec(spec: str) -> dict:
     if text.startswith("{"):
         return json.loads(text)
     return yaml.safe_load(Path(spec).read_text())
-
-
-def scale_of(spec: dict) -> dict:
-    """The scale settings in a --spec: a scale block itself, or a run's config (its `scale`)."""
-    return spec["scale"] if isinstance(spec.get("scale"), dict) else spec
 
 
 def run_status(config: dict, run) -> str:
@@ -164,6 +159,7 @@ def cmd_train(args) -> None:
     if not own:  # the run's full configuration beside its outputs, before anything else
         saved.write_text(yaml.safe_dump(run, sort_keys=False))
     if run["scale"]["backend"] == "local":
+        from rlev.evaluate.in_domain import evaluate_local_run
         from rlev.train.local import train
 
         train(run)
@@ -174,35 +170,10 @@ def cmd_train(args) -> None:
         train(run)
 
 
-def evaluate_local_run(run: dict) -> None:
-    """A local run's final policy, right after training in the same process: greedy evaluation on
-    the test split (eval/samples.parquet, eval/metrics.json) and the EOS probabilities of Figure 2
-    (eval/eos.parquet), the same files `rlev evaluate` and `rlev eos` write."""
-    from rlev.analysis.eos import EOS_BATCH, SHARE, run_eos
-    from rlev.evaluate import evaluate
-
-    s, out = run["scale"], Path(run["out_dir"])
-    model, test = str(out / "model"), run["dataset"]["test"]
-    evaluate(model, test, out / "eval", s["max_new_tokens"], s["eval_batch"], s["threads"], s["device"], s["dtype"],
-             verifier=run["reward"].get("verifier"))  # the verifier the run trained with
-    run_eos(model, test, str(out / "eval" / "samples.parquet"), out / "eval" / "eos.parquet", SHARE, EOS_BATCH,
-            s["threads"], s["device"], s["dtype"])
-
-
 def cmd_evaluate(args) -> None:
-    from rlev.evaluate import evaluate
+    from rlev.evaluate.in_domain import evaluate
 
-    spec = read_spec(args.spec)
-    s = scale_of(spec)
-    model = args.model or (str(Path(spec["out_dir"]) / "model") if "out_dir" in spec else None)
-    test = args.test or spec.get("dataset", {}).get("test")
-    if model is None or test is None:
-        raise SystemExit("rlev evaluate: --model and --test are needed unless --spec is a run's config.yaml")
-    verl = s["backend"] == "verl"
-    evaluate(model, test, Path(args.out), s["max_new_tokens"], s["eval_batch"], s["threads"],
-             s["device"], s["dtype"], engine="vllm" if verl else "transformers",
-             tensor_parallel=s.get("tensor_parallel", 1),
-             verifier=(spec.get("reward") or {}).get("verifier") or s.get("verifier"))  # a run's, or the rules' spec
+    evaluate(read_spec(args.spec), args.model, args.test, Path(args.out))
 
 
 def cmd_report(args) -> None:
@@ -226,30 +197,26 @@ def cmd_predictor(args) -> None:
         predictor.label_dataset(args.model, args.data, Path(args.out), s, total=s["label_total"])
 
 
-def cmd_ood(args) -> None:
-    """OOD benchmarks (rlev.data.ood): `data` writes a benchmark's MC rows, `evaluate` scores a model on them."""
-    from rlev.data import ood
+def cmd_ood_data(args) -> None:
+    from rlev.data.ood import ood_data
 
-    s = read_spec(args.spec)
-    if args.action == "evaluate":
-        s = scale_of(s)
-    if args.action == "data":
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        ood.load_benchmark(s).to_parquet(args.out, index=False)
-    else:
-        ood.evaluate_ood(args.model, args.data, Path(args.out), s)
+    ood_data(read_spec(args.spec), Path(args.out))
+
+
+def cmd_ood(args) -> None:
+    from rlev.evaluate.ood import ood
+
+    ood(read_spec(args.spec), args.model, args.data, Path(args.out))
 
 
 def cmd_eos(args) -> None:
-    from rlev.analysis.eos import EOS_BATCH, SHARE, run_eos
+    from rlev.evaluate.eos import eos
 
-    s = scale_of(read_spec(args.spec))
-    run_eos(args.model, args.test, args.samples, Path(args.out), SHARE if args.share is None else args.share,
-            EOS_BATCH if args.batch is None else args.batch, s["threads"], s["device"], s["dtype"])
+    eos(read_spec(args.spec), args.model, args.test, args.samples, Path(args.out), args.share, args.batch)
 
 
 def cmd_figure2(args) -> None:
-    from rlev.analysis.eos import MIN_RESPONSES, figure2
+    from rlev.analysis.figure2 import MIN_RESPONSES, figure2
     from rlev.report.runs import check_plan
 
     check_plan(args.plan, [str(Path(p).parent.parent) for p in args.eos])  # <run>/eval/eos.parquet
@@ -366,21 +333,21 @@ def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
         ("--model", dict(default=None, help="evaluate/label: the predictor's model directory")),
         ("--name", dict(default="predictor", help="train: experiment name (verl)")),
         ("--out", dict(required=True, help="train/evaluate: a folder; label: the labelled parquet")))
-    add("ood", cmd_ood, ("action", dict(choices=["data", "evaluate"])), spec,
-        ("--data", dict(default=None, help="evaluate: the benchmark's MC rows (parquet)")),
-        ("--model", dict(default=None, help="evaluate: model id or directory")),
-        ("--out", dict(required=True, help="data: rows parquet; evaluate: a folder")))
+    add("ood-data", cmd_ood_data, spec, ("--out", dict(required=True, help="the benchmark's rows (parquet)")))
+    add("ood", cmd_ood, spec, ("--model", dict(required=True, help="model id or directory")),
+        ("--data", dict(required=True, help="the benchmark's rows (parquet, from rlev ood-data)")),
+        ("--out", dict(required=True, help="a folder: samples.parquet, metrics.json")))
     add("eos", cmd_eos, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
         ("--samples", dict(required=True, help="the run's eval/samples.parquet")),
         ("--out", dict(required=True, help="eos.parquet")),
         ("--share", dict(type=float, help="share of the test set in each of the top- and bottom-valued groups "
-                                          "(default rlev.analysis.eos.SHARE = 0.025, the paper's 200 of 8,000)")),
-        ("--batch", dict(type=int, help="prompts per teacher-forced forward pass (default rlev.analysis.eos.EOS_BATCH)")))
+                                          "(default rlev.evaluate.eos.SHARE = 0.025, the paper's 200 of 8,000)")),
+        ("--batch", dict(type=int, help="prompts per teacher-forced forward pass (default rlev.evaluate.eos.EOS_BATCH)")))
     add("figure2", cmd_figure2, ("--eos", dict(nargs="+", required=True, help="<run>/eval/eos.parquet files")),
         ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
         ("--out", dict(required=True, help="path without suffix; .png, .svg, .csv and _stop.csv are written")),
         ("--min-responses", dict(type=int, help="draw a position while at least this many responses of a run "
-                                                "still run (default rlev.analysis.eos.MIN_RESPONSES)")))
+                                                "still run (default rlev.analysis.figure2.MIN_RESPONSES)")))
     add("landing", cmd_landing, ("--runs", dict(nargs="+", required=True, help="every planned run directory")),
         ("--table1", dict(required=True, help="results/tables/table1.csv")),
         ("--bootstrap", dict(default=None, help="results/tables/bootstrap.csv")),

@@ -379,20 +379,13 @@ def predict_scores(model_dir, questions: list[str], totals: list[float], max_new
     """Greedy replies of the predictor for each (question, total); questions are read without stated points."""
     import torch
 
-    from rlev.model import load_policy, render_prompt
-    from rlev.rollout import generate
+    from rlev.data.arithmetic import without_points
+    from rlev.evaluate.generate import greedy_generate
 
     torch.set_num_threads(threads)
-    model, tokenizer = load_policy(model_dir, device, dtype)
-    model.eval()
-    from rlev.data.arithmetic import without_points
-
-    prompts = [render_prompt(tokenizer, without_points(q), system_prompt(t)) for q, t in zip(questions, totals)]
-    replies = []
-    for start in range(0, len(prompts), batch_size):
-        ro = generate(model, tokenizer, prompts[start : start + batch_size], n=1, max_new_tokens=max_new_tokens,
-                      do_sample=False)
-        replies += ro.texts
+    replies, _, _ = greedy_generate(model_dir, [without_points(q) for q in questions],
+                                    [system_prompt(t) for t in totals], max_new_tokens=max_new_tokens,
+                                    batch_size=batch_size, device=device, dtype=dtype)  # fmt: skip
     return replies
 
 

@@ -1,4 +1,4 @@
-"""Figure 2's EOS trajectories (rlev.analysis.eos): selection, teacher forcing without full logits, and
+"""Figure 2's EOS trajectories (rlev.evaluate.eos, rlev.analysis.figure2): selection, teacher forcing without full logits, and
 P(eos) by absolute position over the responses still running."""
 
 import numpy as np
@@ -7,7 +7,8 @@ import pytest
 import torch
 import yaml
 
-from rlev.analysis.eos import eos_trajectories, extreme_prompts, figure2, stop_log_probs
+from rlev.analysis.figure2 import figure2
+from rlev.evaluate.eos import eos_trajectories, extreme_prompts, stop_log_probs
 from rlev.model import build_tiny, load_policy, render_prompt
 
 

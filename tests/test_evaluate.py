@@ -1,4 +1,4 @@
-"""rlev.evaluate: the run's verifier scores the evaluation, and the tables can say which."""
+"""rlev.evaluate: the run's verifier scores the evaluation, and the tables can say which; one greedy generation."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import sys
 import pandas as pd
 import pytest
 
-from rlev import evaluate as E
+from rlev.evaluate import generate
+from rlev.evaluate import in_domain as E
 from rlev.model import build_tiny
 
 QUESTIONS = ["3+4=?", "2+2=?", "5+1=?"]
+SCALE = {"backend": "local", "max_new_tokens": 6, "eval_batch": 8, "threads": 1, "device": "cpu", "dtype": "float32"}
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,7 @@ def test_evaluation_uses_the_runs_judge_and_says_so(tiny, test_file, tmp_path):
     judge = _Judge()
     try:
         verifier = {"kind": "judge", "model": "judge-model", "url": judge.url, "max_retries": 0}
-        E.evaluate(str(tiny), str(test_file), tmp_path / "eval", max_new_tokens=6, batch_size=8, threads=1,
-                   device="cpu", verifier=verifier)  # fmt: skip
+        E.evaluate({**SCALE, "verifier": verifier}, str(tiny), str(test_file), tmp_path / "eval")
     finally:
         judge.stop()
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -52,7 +53,7 @@ def test_evaluation_uses_the_runs_judge_and_says_so(tiny, test_file, tmp_path):
 
 
 def test_rule_is_the_default_verifier_and_is_named(tiny, test_file, tmp_path):
-    E.evaluate(str(tiny), str(test_file), tmp_path / "eval", max_new_tokens=6, batch_size=8, threads=1, device="cpu")
+    E.evaluate(SCALE, str(tiny), str(test_file), tmp_path / "eval")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["verifier"] == "rule"
 
@@ -81,9 +82,10 @@ def test_a_judge_that_verl_served_is_served_by_the_evaluation_job(tmp_path):
 
 
 def test_ood_at_a_verl_scale_generates_with_vllm_over_tensor_parallel_gpus(tiny, tmp_path, monkeypatch):
-    from rlev.data import ood
+    from rlev.data.ood import synthetic_rows
+    from rlev.evaluate.ood import ood
 
-    rows = ood.synthetic_rows(4, seed=0)
+    rows = synthetic_rows(4, seed=0)
     rows.to_parquet(tmp_path / "rows.parquet")
     calls = []
 
@@ -91,8 +93,8 @@ def test_ood_at_a_verl_scale_generates_with_vllm_over_tensor_parallel_gpus(tiny,
         calls.append((model, len(prompts), tensor_parallel))
         return ["Answer: A"] * len(prompts), [2] * len(prompts), [False] * len(prompts)
 
-    monkeypatch.setattr(E, "vllm_generate", fake_vllm)
+    monkeypatch.setattr(generate, "vllm_generate", fake_vllm)
     spec = {"backend": "verl", "threads": 1, "device": "auto", "dtype": "bfloat16", "max_new_tokens": 8,
             "eval_batch": 64, "tensor_parallel": 4}  # fmt: skip
-    metrics = ood.evaluate_ood(str(tiny), tmp_path / "rows.parquet", tmp_path / "out", spec)
+    metrics = ood(spec, str(tiny), tmp_path / "rows.parquet", tmp_path / "out")
     assert calls == [(str(tiny), 4, 4)] and metrics["n"] == 4

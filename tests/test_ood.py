@@ -11,15 +11,14 @@ from conftest import SHARED
 from rlev.data.ood import (
     MC_COLUMNS,
     ceval_rows,
-    extract_choice,
     gpqa_rows,
     load_benchmark,
-    mc_prompt,
     mmlu_pro_rows,
     supergpqa_rows,
     synthetic_rows,
 )
 from rlev.data.sources import SourceError
+from rlev.evaluate.ood import extract_choice, mc_prompt
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ood"
 SCHEMAS = SHARED / "data" / "ood" / "schemas.json"
@@ -130,10 +129,10 @@ def test_synthetic_sums_have_lengths_never_trained_and_are_answered_in_the_sft_f
     """Table 2 at the tiny scale: free-form sums of 5 or 7 terms (training: 2, 3, 4, 6, 8), scored by the rule verifier."""
     import json
 
-    import rlev.evaluate
-    import rlev.model
+    import rlev.evaluate.generate
     from rlev.data.arithmetic import LEVELS
-    from rlev.data.ood import evaluate_ood, load_benchmark
+    from rlev.data.ood import load_benchmark
+    from rlev.evaluate.ood import ood
 
     rows = load_benchmark({"loader": "synthetic_sums", "rows": 40, "terms": [5, 7], "seed": 7})
     n_terms = rows["question"].str.count(r"\+") + 1
@@ -162,10 +161,11 @@ def test_synthetic_sums_have_lengths_never_trained_and_are_answered_in_the_sft_f
         texts = [f"#### {answers[0]}", f"1+2=3 #### {answers[1]}", f"#### {int(answers[2]) + 1}", "1+2=3 1"]
         return texts, [5, 9, 5, 16], [False, False, False, True]
 
-    monkeypatch.setattr(rlev.model, "load_policy", lambda *a: (type("M", (), {"eval": lambda self: self})(), Tok()))
-    monkeypatch.setattr(rlev.evaluate, "greedy_generate", fake_generate)
+    monkeypatch.setattr(rlev.evaluate.generate, "load_policy",
+                        lambda *a: (type("M", (), {"eval": lambda self: self})(), Tok()))
+    monkeypatch.setattr(rlev.evaluate.generate, "decode_greedy", fake_generate)
     spec = {"threads": 1, "device": "cpu", "dtype": "float32", "eval_batch": 8, "max_new_tokens": 16}
-    metrics = evaluate_ood("model", tmp_path / "rows.parquet", tmp_path / "out", spec)
+    metrics = ood(spec, "model", tmp_path / "rows.parquet", tmp_path / "out")
     assert seen == [q + "\n" for q in rows["question"]]  # asked exactly as a training question is
     assert (metrics["acc"], metrics["chance"], metrics["truncated"], metrics["n"]) == (50.0, None, 25.0, 4)
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())

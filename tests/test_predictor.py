@@ -204,8 +204,7 @@ def test_overlong_sft_rows_are_left_out_and_reported_before_launch(tmp_path):
 
 def test_the_predictor_never_sees_the_points_an_exam_question_states(tmp_path, monkeypatch):
     """The synthetic exams print '(6 points) ...': training examples and prompts drop it, or exact match is a copy."""
-    import rlev.model
-    import rlev.rollout
+    import rlev.evaluate.generate as G
     from rlev.data.synthetic import generate
     from rlev.predictor import predict_scores, predictor_examples, score_text
 
@@ -219,8 +218,8 @@ def test_the_predictor_never_sees_the_points_an_exam_question_states(tmp_path, m
     class Tok:
         chat_template = None
 
-    monkeypatch.setattr(rlev.model, "load_policy", lambda *a: (type("M", (), {"eval": lambda self: self})(), Tok()))
-    monkeypatch.setattr(rlev.rollout, "generate", lambda model, tok, prompts, **kw: seen.extend(prompts) or
-                        type("RO", (), {"texts": ["1"] * len(prompts)})())
+    monkeypatch.setattr(G, "load_policy", lambda *a: (type("M", (), {"eval": lambda self: self})(), Tok()))
+    monkeypatch.setattr(G, "decode_greedy", lambda model, tok, prompts, *a: seen.extend(prompts) or
+                        (["1"] * len(prompts), [1] * len(prompts), [False] * len(prompts)))
     predict_scores("m", rows["question"].tolist()[:2], [100, 100], 4, 8, 1)
     assert seen and all("point" not in p.split("\n", 1)[1] for p in seen)

@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO
 from rlev.config import load_config, plan_runs
 
-GPU_RULES = {"train_verl", "evaluate_verl", "evaluate_base", "eos_run", "ood_run", "ood_base", "predictor_train",
+GPU_RULES = {"train_verl", "evaluate_verl", "evaluate_base", "eos", "ood", "ood_base", "predictor_train",
              "predictor_evaluate", "predictor_label"}  # fmt: skip
 
 
@@ -58,7 +58,7 @@ def dry_run(snakemake_cmd, tmp_path, scale, *extra):
 def check_gpu_jobs(jobs, scale_cfg, train_nodes, eval_gpus=None):
     """Every GPU job: whole nodes (nodes, gres gpu:N per node), the GPU partition, no job-wide gpu."""
     gpu_jobs = [(rule, res) for rule, res in jobs if "gpu" in res.get("gres", "")]
-    assert {rule for rule, _ in gpu_jobs} >= {"train_verl", "evaluate_verl", "eos_run", "ood_run"}
+    assert {rule for rule, _ in gpu_jobs} >= {"train_verl", "evaluate_verl", "eos", "ood"}
     assert {rule for rule, _ in jobs if rule in GPU_RULES} == {rule for rule, _ in gpu_jobs}
     for rule, res in gpu_jobs:
         assert "gpu" not in res, f"{rule}: a job-wide GPU count may be spread over nodes"
@@ -71,7 +71,7 @@ def check_gpu_jobs(jobs, scale_cfg, train_nodes, eval_gpus=None):
         per_node = {"train_verl": scale_cfg["gpus_per_node"],
                     "evaluate_verl": eval_gpus or scale_cfg["tensor_parallel"],
                     "evaluate_base": eval_gpus or scale_cfg["tensor_parallel"],
-                    "ood_run": scale_cfg["tensor_parallel"], "ood_base": scale_cfg["tensor_parallel"],
+                    "ood": scale_cfg["tensor_parallel"], "ood_base": scale_cfg["tensor_parallel"],
                     "predictor_train": 8}.get(rule, 1)  # fmt: skip
         assert f"--gres=gpu:{per_node}" in call, (rule, call)
     return gpu_jobs

@@ -106,11 +106,11 @@ def test_default_config_plans_the_main_table(snakemake_cmd, tmp_path):
     runs = plan_runs(config)  # every experiment's runs, each once
     # one process per local run: it trains, evaluates and takes the EOS probabilities
     assert jobs["train_local"] == jobs["run_config"] == len(runs)
-    assert "evaluate_run" not in jobs and "eos_run" not in jobs and "table_html" not in jobs
+    assert "evaluate_run" not in jobs and "eos" not in jobs and "table_html" not in jobs
     datasets = {r.dataset for r in runs}  # the exam data and the noisy-value data (Table 3)
     tables = planned_tables(proc.stdout)
     assert jobs["sft"] == len(datasets) and jobs["prepare"] == len(datasets) and tables.count("table1") == 1
-    assert "table2" in tables and jobs["ood_run"] == len(experiment_runs(config, "ood"))
+    assert "table2" in tables and jobs["ood"] == len(experiment_runs(config, "ood"))
     assert "table3" in tables and jobs["predictor_train"] == jobs["predictor_label"] == 1
     # the dry run names no run setting: rules hand `rlev` the path of the run's config.yaml
     assert '"estimator"' not in proc.stdout and "rlev train --spec results/runs/" in proc.stdout

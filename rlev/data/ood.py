@@ -1,4 +1,4 @@
-"""Out-of-distribution benchmarks (Table 2): loaders, one prompt, one answer ladder.
+"""Out-of-distribution benchmarks (Table 2): the loaders and the rows they make.
 
 Every multiple-choice benchmark becomes rows of one shape (``MC_COLUMNS``)::
 
@@ -46,28 +46,13 @@ A benchmark config has ``loader`` plus ``hf_id`` / ``config`` / ``split`` (Hub, 
 files whose names carry another split are skipped), and optionally ``max_rows`` (a seeded
 subset, for a quick look) and ``seed``.
 
-The prompt (``mc_prompt``): the question, a blank line, one ``X. option`` line per option,
-a blank line, then "Answer with the letter of the correct option, as 'Answer: X'."
-
-The answer-extraction ladder (``extract_choice``), first hit wins:
-
-1. the final answer, as ``rlev.verify.extract_final_answer`` takes it (last ``\\boxed{}``,
-   ``#### X``, "answer is X" / "Answer: X" / "答案是X" / "故选X", else the last line);
-2. a letter of this row: the final answer is the letter alone or starts with it
-   ("C", "(C)", "C.", "C) text", "option C", "选项C"; upper case, except a lone letter or
-   after "option", so that "a ..." stays English); letters outside the row's count as
-   no letter (``rlev.verify.rule`` handles letters A-G only, MMLU-Pro needs A-J, hence this
-   step here);
-3. option text: exactly one option is equal to the final answer under
-   ``rlev.verify.verify`` (numbers, normalised text, maths), e.g. "#### 17" picks the
-   option "17";
-4. otherwise no answer: the sample counts as wrong and as ``unanswered``.
+The rows are written by ``ood_data`` (``rlev ood-data``, rule ood_data, one parquet per
+benchmark) and asked and scored by rlev.evaluate.ood (``rlev ood``, rules ood and ood_base).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 
@@ -77,8 +62,6 @@ import pandas as pd
 from rlev.data.arithmetic import LEVELS, POINTS, draw_terms, sum_text, with_points
 from rlev.data.sources import SourceError, resolve_path, text_or_empty
 from rlev.data.sources.table import SUFFIXES, read_rows
-
-log = logging.getLogger(__name__)
 
 MC_COLUMNS: tuple[str, ...] = ("id", "question", "options", "letters", "gold_letter", "subject", "source")
 LETTERS = "ABCDEFGHIJKLMNOP"
@@ -340,119 +323,9 @@ def load_benchmark(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     return rows
 
 
-# --- prompt and answer extraction ------------------------------------------------------------------
-
-INSTRUCTION = "Answer with the letter of the correct option, as 'Answer: X'."
-
-
-def mc_prompt(question: str, options: list[str], letters: list[str]) -> str:
-    """The one multiple-choice prompt of every benchmark.
-
-    >>> print(mc_prompt("2+2=?", ["3", "4"], ["A", "B"]))
-    2+2=?
-    <BLANKLINE>
-    A. 3
-    B. 4
-    <BLANKLINE>
-    Answer with the letter of the correct option, as 'Answer: X'.
-    """
-    lines = [f"{x}. {o}" for x, o in zip(letters, options)]
-    return f"{question.strip()}\n\n" + "\n".join(lines) + f"\n\n{INSTRUCTION}"
-
-
-_LETTER = re.compile(r"^(?:option|choice|选项|选)?\s*[(\[]?([A-P])(?:[)\].:：、\s]|$)", re.IGNORECASE)
-
-
-def extract_choice(response: str, options: list[str], letters: list[str]) -> str | None:
-    """The option letter a response commits to, by the ladder in the module docstring, or None.
-
-    >>> opts, ls = ["15", "17", "12", "19"], list("ABCD")
-    >>> [extract_choice(r, opts, ls) for r in ["Answer: B", "so (c) it is", "#### 17", "#### 18", "Answer: F"]]
-    ['B', None, 'B', None, None]
-    >>> extract_choice("The answer is D. Because ...", opts, ls)
-    'D'
-    """
-    from rlev.verify import extract_final_answer, verify
-
-    answer = extract_final_answer(response)
-    if answer is None:
-        return None
-    m = _LETTER.match(answer.strip())
-    if m and (len(answer.strip()) == 1 or m.group(1).isupper() or answer.strip().lower().startswith(("option", "choice"))):
-        letter = m.group(1).upper()
-        return letter if letter in letters else None
-    matches = [x for x, o in zip(letters, options) if o.strip() and verify(o, answer, math_timeout_s=1.0)]
-    return matches[0] if len(matches) == 1 else None
-
-
-# --- evaluation ----------------------------------------------------------------------------------
-
-
-def evaluate_ood(model_path, rows_path, out_dir: Path, spec: dict) -> dict:
-    """Greedy answers of one model on one benchmark: samples.parquet and metrics.json (acc in %).
-
-    At a verl scale (`spec["backend"] == "verl"`) generation runs on vLLM over the scale's
-    tensor_parallel GPUs, as the in-domain evaluation does (a 32B model with the KV cache of a
-    batch does not fit one GPU); otherwise rlev's decoding loop on CPU or one GPU.
-    Multiple-choice rows get `mc_prompt` and the letter ladder; free-form rows (an `answer`
-    column, no options) are asked as they are and scored by the rule verifier.
-    """
-    import torch
-
-    from rlev.evaluate import greedy_generate, vllm_generate
-    from rlev.model import load_policy, render_prompt
-
-    torch.set_num_threads(spec["threads"])
-    rows = pd.read_parquet(rows_path)
-    free_form = "options" not in rows.columns
-    if free_form:
-        questions = rows["question"].tolist()
-    else:
-        questions = [mc_prompt(q, list(o), list(x)) for q, o, x in zip(rows["question"], rows["options"], rows["letters"])]
-    if spec.get("backend") == "verl":
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        prompts = [render_prompt(tokenizer, q) for q in questions]
-        texts, _, truncated = vllm_generate(str(model_path), prompts, spec["max_new_tokens"], spec["dtype"],
-                                            int(spec.get("tensor_parallel", 1)))  # fmt: skip
-    else:
-        model, tokenizer = load_policy(model_path, spec["device"], spec["dtype"])
-        model.eval()
-        prompts = [render_prompt(tokenizer, q) for q in questions]
-        texts, _, truncated = greedy_generate(model, tokenizer, prompts, spec["max_new_tokens"], spec["eval_batch"])
-    truncated = [bool(t) for t in truncated]
-    if free_form:
-        from rlev.verify import build_verifier, extract_final_answer
-
-        samples = rows[["id", "subject", "answer"]].copy()
-        choices = [extract_final_answer(t) for t in texts]
-        verdicts = build_verifier({"kind": "rule"})(rows["answer"].tolist(), texts, rows["question"].tolist())
-        correct = [bool(v) and not t for v, t in zip(verdicts, truncated)]  # a truncated reply is wrong
-        chance = None  # a free-form answer has no guessing rate
-    else:
-        samples = rows[["id", "subject", "gold_letter"]].copy()
-        choices = [extract_choice(t, list(o), list(x)) for t, o, x in zip(texts, rows["options"], rows["letters"])]
-        correct = [c == g for c, g in zip(choices, rows["gold_letter"])]
-        # Expected accuracy of a uniform random guess, for reading the numbers honestly.
-        chance = 100 * float(np.mean([1 / len(x) for x in rows["letters"]]))
-    samples["response"] = texts
-    samples["truncated"] = truncated
-    samples["choice"] = choices
-    samples["correct"] = correct
-    metrics = {
-        "model": str(model_path),
-        "benchmark": str(rows["source"].iloc[0]) if len(rows) else "",
-        "acc": 100 * float(samples["correct"].mean()),
-        "unanswered": 100 * float(pd.isna(samples["choice"]).mean()),
-        "truncated": 100 * float(np.mean(truncated)),
-        "chance": chance,
-        "n": int(len(rows)),
-    }
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    samples.to_parquet(out_dir / "samples.parquet", index=False)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("%s on %s: acc %.1f%% (chance %s, unanswered %.1f%%, n %d)", model_path, metrics["benchmark"],
-             metrics["acc"], "none" if chance is None else f"{chance:.1f}%", metrics["unanswered"], metrics["n"])
-    return metrics
+def ood_data(spec: dict, out: Path) -> pd.DataFrame:
+    """`rlev ood-data`: the rows of one benchmark config (`spec`), written to `out` (parquet)."""
+    rows = load_benchmark(spec)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(out, index=False)
+    return rows

@@ -236,7 +236,7 @@ def table2(runs: list[str], base: str | None, benchmarks: list[str], out: Path) 
     """Table 2: accuracy (%) on each OOD benchmark, for the starting policy and each run.
 
     A run's cell is `<run>/ood/<benchmark>/metrics.json`; the starting policy's is
-    `<base>/<benchmark>/metrics.json` (rlev.data.ood.evaluate_ood).
+    `<base>/<benchmark>/metrics.json` (rlev.evaluate.ood.ood).
     """
     def ood(path: Path) -> dict:
         return json.loads(path.read_text())

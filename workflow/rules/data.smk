@@ -1,4 +1,5 @@
-# Data: generate the synthetic exams, then load, validate, value and split a dataset.
+# Data: generate the synthetic exams, then load, validate, value and split a dataset; the rows
+# of the out-of-distribution benchmarks (Table 2, rlev.data.ood).
 
 
 rule synthetic_data:
@@ -44,3 +45,23 @@ rule prepare:
     shell:
         "rlev prepare --spec {params.spec} --dataset {wildcards.dataset} "
         "--out results/data/{wildcards.dataset} --rejects-log {log.rejects} 2> {log.main}"
+
+
+wildcard_constraints:
+    benchmark=r"[A-Za-z0-9_.-]+",
+
+
+rule ood_data:
+    output:
+        "results/ood/data/{benchmark}.parquet",
+    log:
+        "results/logs/ood/data/{benchmark}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        spec=lambda wc: spec(config["benchmarks"][wc.benchmark]),
+    shell:
+        "rlev ood-data --spec {params.spec} --out {output} 2> {log}"

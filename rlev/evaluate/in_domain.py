@@ -1,4 +1,5 @@
-"""The evaluate stage: greedy generation on the test split, verification, the paper's metrics.
+"""In-domain evaluation (`rlev evaluate`, rules evaluate_verl, evaluate_init, evaluate_base): greedy
+generation on the test split, verification, the paper's metrics.
 
     rlev evaluate --spec SCALE --model results/runs/.../model --test results/data/synthetic/test.parquet \
         --out results/runs/.../eval
@@ -7,16 +8,19 @@
 (`--spec` is required: a scale's settings as JSON / a YAML file, or a run's config.yaml, whose
 `<out_dir>/model` and `dataset.test` are then the defaults of `--model` and `--test`.)
 
-Writes samples.parquet (one record per test prompt: id, exam_id, value, difficulty,
-response, length, truncated, correct, unverified) and metrics.json (see
-rlev.metrics.METRICS, plus `verifier`: which verifier scored the samples, and
-`unverified`: the share it could not decide).
+--spec is a scale block plus `verifier` (what the rules pass), or a run's config.yaml, whose
+model (<out_dir>/model), test split (dataset.test) and verifier (reward.verifier) are the
+defaults. Generation runs on vLLM at a verl scale, else on rlev's decoding loop
+(rlev.evaluate.generate). Writes samples.parquet (one record per test prompt: id, exam_id,
+value, difficulty, response, length, truncated, correct, unverified) and metrics.json (see
+rlev.metrics.METRICS, plus `verifier`: which verifier scored the samples, and `unverified`:
+the share it could not decide).
 
-Answers are checked by the run's verifier (`reward.verifier`, handed in the spec's
-`verifier` key), the one its training reward used: `rule`, or an LLM judge at a `url`, or,
-for a judge that verl served during training, a judge this job serves itself with
-`vllm serve` on its own GPUs once the policy's generation is done (`serve_judge`). A
-truncated response (no stop token within the budget) is wrong, as in training.
+Answers are checked by the run's verifier (`reward.verifier`), the one its training reward
+used: `rule`, or an LLM judge at a `url`, or, for a judge that verl served during training,
+a judge this job serves itself with `vllm serve` on its own GPUs once the policy's
+generation is done (`serve_judge`). Correct: `rlev.evaluate.correct` (a truncated response
+is wrong, as in training; the judge is not asked about it).
 """
 
 from __future__ import annotations
@@ -35,67 +39,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from rlev.evaluate import correct, scale_of
+from rlev.evaluate.generate import greedy_generate
 from rlev.metrics import evaluation_metrics
-from rlev.model import load_policy, render_prompt
-from rlev.progress import progress
-from rlev.rollout import generate
 from rlev.verify import build_verifier
 
 log = logging.getLogger(__name__)
 
 JUDGE_START_TIMEOUT_S = 1800  # loading a 72B judge from a network file system can take many minutes
-
-
-def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int):
-    """(texts, lengths, truncated) of greedy responses with rlev's decoding loop (CPU or one GPU)."""
-    texts, lengths, truncated = [], [], []
-    for start in progress(range(0, len(prompts), batch_size), desc="generate"):
-        ro = generate(model, tokenizer, prompts[start : start + batch_size], n=1, max_new_tokens=max_new_tokens,
-                      do_sample=False)
-        texts += ro.texts
-        lengths += ro.lengths.tolist()
-        truncated += ro.truncated.tolist()
-    return texts, lengths, truncated
-
-
-def vllm_generate(model_path: str, prompts: list[str], max_new_tokens: int, dtype: str, tensor_parallel: int):
-    """(texts, lengths, truncated) of greedy responses with vLLM over `tensor_parallel` GPUs.
-
-    vLLM stops at the tokenizer's eos and generation_config's eos ids; `lengths` leave the
-    stop token out, as on the CPU path. vLLM is imported here only: the CPU path never needs it.
-    """
-    from vllm import LLM, SamplingParams
-
-    llm = LLM(model=model_path, dtype=dtype, tensor_parallel_size=tensor_parallel)
-    outputs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=max_new_tokens))
-    texts, lengths, truncated = [], [], []
-    for out in outputs:
-        completion = out.outputs[0]
-        stopped = completion.finish_reason == "stop"
-        texts.append(completion.text)
-        lengths.append(len(completion.token_ids) - int(stopped and len(completion.token_ids) > 0))
-        truncated.append(completion.finish_reason == "length")
-    return texts, lengths, truncated
-
-
-def _vllm_generate_child(queue, *args) -> None:
-    queue.put(vllm_generate(*args))
-
-
-def vllm_generate_released(*args):
-    """vllm_generate in a child process, so that its GPU memory is free when it returns
-    (a judge served by this job needs the same GPUs next)."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_vllm_generate_child, args=(queue, *args))
-    child.start()
-    result = queue.get()
-    child.join()
-    if child.exitcode:
-        raise RuntimeError(f"vLLM generation failed in its process (exit code {child.exitcode})")
-    return result
 
 
 def _free_port() -> int:
@@ -172,7 +123,7 @@ def score_samples(test: pd.DataFrame, texts, lengths, truncated, verifier: dict 
 
 
 def _records(test: pd.DataFrame, texts, lengths, truncated, verifier) -> pd.DataFrame:
-    # Truncated responses are wrong whatever they say: the judge is not asked about them.
+    # Truncated responses are wrong whatever they say (rlev.evaluate.correct): the judge is not asked about them.
     asked = [i for i, t in enumerate(truncated) if not t]
     verdicts = [False] * len(texts)
     got = verifier(test["answer"].iloc[asked].tolist(), [texts[i] for i in asked],
@@ -183,42 +134,52 @@ def _records(test: pd.DataFrame, texts, lengths, truncated, verifier) -> pd.Data
     samples["response"] = texts
     samples["length"] = lengths
     samples["truncated"] = truncated
-    samples["correct"] = [bool(v) and not t for v, t in zip(verdicts, truncated)]
+    samples["correct"] = correct(verdicts, truncated)
     samples["unverified"] = [v is None for v in verdicts]
     return samples
 
 
-def evaluate(model_path: str, test_path: str, out_dir: Path, max_new_tokens: int, batch_size: int, threads: int,
-             device: str = "auto", dtype: str = "float32", engine: str = "transformers",
-             tensor_parallel: int = 1, verifier: dict | None = None) -> dict:
-    """Greedy evaluation of one model on one test split; engine `transformers` (CPU or one
-    GPU) or `vllm` (the verl scales); answers checked by `verifier` (the run's, default rule)."""
-    torch.set_num_threads(threads)
-    test = pd.read_parquet(test_path)
+def evaluate(spec: dict, model: str | None, test: str | None, out_dir: Path) -> dict:
+    """`rlev evaluate`: greedy evaluation of one model on one test split (see the module docstring).
+
+    `spec`: a scale block (with the run's `verifier`, default rule) or a run's config, whose
+    model and test split fill in `model` and `test` when they are None. Engine: vLLM over
+    the scale's tensor_parallel GPUs at a verl scale, else rlev's loop (CPU or one GPU).
+    """
+    s = scale_of(spec)
+    model = model or (str(Path(spec["out_dir"]) / "model") if "out_dir" in spec else None)
+    test = test or spec.get("dataset", {}).get("test")
+    if model is None or test is None:
+        raise SystemExit("rlev evaluate: --model and --test are needed unless --spec is a run's config.yaml")
+    verifier = (spec.get("reward") or {}).get("verifier") or s.get("verifier")  # a run's, or the rules' spec
+    engine = "vllm" if s["backend"] == "verl" else "transformers"
+    torch.set_num_threads(s["threads"])
+    rows = pd.read_parquet(test)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if engine == "vllm":
-        prompts = _vllm_prompts(model_path, test)
-        serves_judge = (verifier or {}).get("kind") == "judge" and not verifier.get("url")
-        run = vllm_generate_released if serves_judge else vllm_generate
-        texts, lengths, truncated = run(model_path, prompts, max_new_tokens, dtype, tensor_parallel)
-    else:
-        model, tokenizer = load_policy(model_path, device, dtype)
-        model.eval()
-        prompts = [render_prompt(tokenizer, q, s) for q, s in zip(test["question"], test["system"])]
-        texts, lengths, truncated = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size)
-    samples = score_samples(test, texts, lengths, truncated, verifier, out_dir)
+    serves_judge = (verifier or {}).get("kind") == "judge" and not verifier.get("url")
+    texts, lengths, truncated = greedy_generate(
+        model, rows["question"].tolist(), rows["system"].tolist(), max_new_tokens=s["max_new_tokens"],
+        batch_size=s["eval_batch"], engine=engine, device=s["device"], dtype=s["dtype"],
+        tensor_parallel=s.get("tensor_parallel", 1), release_gpus=engine == "vllm" and serves_judge,
+    )  # fmt: skip
+    samples = score_samples(rows, texts, lengths, truncated, verifier, out_dir)
     metrics = evaluation_metrics(samples)
     extra = {"verifier": verifier_label(verifier), "unverified": 100 * float(samples["unverified"].mean())}
     samples.to_parquet(out_dir / "samples.parquet", index=False)
-    (out_dir / "metrics.json").write_text(json.dumps({"model": str(model_path), **metrics, **extra}, indent=2) + "\n")
-    log.info("%s: acc %.1f  h_acc %.1f  length %.1f  density %.3f (verifier %s)", model_path, metrics["acc"],
+    (out_dir / "metrics.json").write_text(json.dumps({"model": str(model), **metrics, **extra}, indent=2) + "\n")
+    log.info("%s: acc %.1f  h_acc %.1f  length %.1f  density %.3f (verifier %s)", model, metrics["acc"],
              metrics["h_acc"], metrics["length"], metrics["density"], extra["verifier"])
     return metrics
 
 
-def _vllm_prompts(model_path: str, test: pd.DataFrame) -> list[str]:
-    from transformers import AutoTokenizer
+def evaluate_local_run(run: dict) -> None:
+    """A local run's final policy, right after training in the same process (`rlev train`): greedy
+    evaluation on the test split (eval/samples.parquet, eval/metrics.json) and the EOS probabilities
+    of Figure 2 (eval/eos.parquet), the same files `rlev evaluate` and `rlev eos` write."""
+    from rlev.evaluate.eos import eos
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    return [render_prompt(tokenizer, q, s) for q, s in zip(test["question"], test["system"])]
+    out = Path(run["out_dir"])
+    model, test = str(out / "model"), run["dataset"]["test"]
+    evaluate(run, model, test, out / "eval")  # the verifier the run trained with (reward.verifier)
+    eos(run, model, test, str(out / "eval" / "samples.parquet"), out / "eval" / "eos.parquet")
