@@ -47,7 +47,7 @@ READS = {
     "rlev/train/local.py": {"s": props("local_scale") | RUN_ADDS["scale"],
                             "est": props("estimator") | RUN_ADDS["estimator"],
                             "estimator": props("estimator") | RUN_ADDS["estimator"]},
-    "rlev/evaluate.py": {"verifier": props("verifier")},
+    "rlev/evaluate/in_domain.py": {"verifier": props("verifier")},
     "rlev/verify/__init__.py": {"verifier": props("verifier")},
 }
 
