@@ -260,7 +260,7 @@ def table2(runs: list[str], base: str | None, benchmarks: list[str], out: Path) 
                   else "no chance level (a free-form answer)")
         notes.append(f"{b}: {m['n']} questions, {chance}; the starting policy ({m['model']}) scores {m['acc']:.1f}% "
                   f"and leaves {m['unanswered']:.1f}% unanswered.\n")
-    notes += ["One prompt and one answer-extraction ladder per benchmark kind (rlev.data.ood); greedy decoding.\n",
+    notes += ["One prompt and one answer-extraction ladder per benchmark kind (rlev.evaluate.ood); greedy decoding.\n",
               reward_note(frame), seeds_note(frame)]
     write_table(out, table, "Table 2: accuracy (%) on out-of-distribution benchmarks",
                 shown(table, keys, benchmarks, {b: 1 for b in benchmarks}), notes)
