@@ -186,15 +186,16 @@ def cmd_predictor(args) -> None:
     """The score predictor's stages (rlev.predictor): train, evaluate, label."""
     import pandas as pd
 
-    from rlev import predictor
+    from rlev.predictor import train
+    from rlev.predictor.predict import evaluate_predictor, label_dataset
 
     s = read_spec(args.spec)
     if args.action == "train":
-        predictor.train(s, pd.read_parquet(args.data), Path(args.out), args.name)
+        train(s, pd.read_parquet(args.data), Path(args.out), args.name)
     elif args.action == "evaluate":
-        predictor.evaluate_predictor(args.model, args.data, Path(args.out), s)
+        evaluate_predictor(args.model, args.data, Path(args.out), s)
     else:
-        predictor.label_dataset(args.model, args.data, Path(args.out), s, total=s["label_total"])
+        label_dataset(args.model, args.data, Path(args.out), s, total=s["label_total"])
 
 
 def cmd_ood_data(args) -> None:

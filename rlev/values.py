@@ -1,4 +1,4 @@
-"""Value variants: the v(x) and the scale s(x) each training prompt gets in one run.
+"""Value variants: the v(x) and the reward scale s(x) each training prompt gets in one run.
 
 One variant per run (`run["reward"]["variant"]`), with the run's alpha and reward form
 (`rlev.reward.reward_scale`):
@@ -18,8 +18,8 @@ One variant per run (`run["reward"]["variant"]`), with the run's alpha and rewar
                                                          Table 3 "predicted"
 
 `reward_scales(run, train_rows)` is the one function that gives every training row its
-scale; the local trainer calls it in memory. For verl, `write_values` (the workflow's
-`values` rule, `rlev values --spec RUN ...`) writes beside the run
+reward scale s(x). `write_values` (the workflow's `values` rule, `rlev values --spec RUN ...`)
+writes beside the run
 
     values.parquet        id, value (the variant's v), scale (s(x)) per training row
     verl_train.parquet    the dataset's verl training file with extra_info.value set to
@@ -29,7 +29,16 @@ scale; the local trainer calls it in memory. For verl, `write_values` (the workf
                           (rlev.data.validate.overlong_prompts)
 
 and the run's `dataset.verl_train` points at that file, so verl's compute_score reads
-each row's scale from extra_info: the same numbers the local trainer uses.
+each row's s(x) from extra_info. The local trainer reads values.parquet (`run_reward_scales`):
+a workflow run's from the values rule, matched to the training rows by id; a run outside
+results/runs/ (`rlev train --spec X --out DIR`) has no values rule, so the trainer computes
+the table with the same `value_table` and writes it there, recording the s(x) it trained with.
+Both back ends train with the same numbers.
+
+Naming: "scale" alone is the config's model-size block (`run["scale"]`, the `{scale}`
+wildcard); the paper's s(x) is a "reward scale" in code (`reward_scale`, `reward_scales`). Only
+the on-disk names keep the short form: the `scale` column of values.parquet and
+`extra_info.scale` of verl's training file.
 """
 
 from __future__ import annotations
@@ -40,12 +49,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlev import InputError
 from rlev.reward import FORMS, VARIANTS, reward_scale
 
 log = logging.getLogger(__name__)
 
 WEAK_DIVISOR = 100.0  # the paper divides the category's points by 100 (WebInstruct: total = 100)
 PREDICTED_COLUMN = "predicted_value"
+VALUES_FILE = "values.parquet"  # <run dir>/values.parquet: id, value (v), scale (s(x)) per training row
 
 
 def _row_name(rows: pd.DataFrame, i: int) -> str:
@@ -125,7 +136,7 @@ def reward_scales(run: dict, rows: pd.DataFrame) -> np.ndarray:
 
 
 def value_table(run: dict, rows: pd.DataFrame) -> pd.DataFrame:
-    """id, value (the variant's v) and scale (s(x)) of every training row, in row order."""
+    """id, value (the variant's v) and scale (the reward scale s(x)) of every training row, in row order."""
     return pd.DataFrame(
         {
             "id": rows["id"].astype(str).to_numpy(),
@@ -133,6 +144,55 @@ def value_table(run: dict, rows: pd.DataFrame) -> pd.DataFrame:
             "scale": reward_scales(run, rows),
         }
     )
+
+
+def write_value_table(run: dict, rows: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """value_table of `rows`, written to `<out_dir>/values.parquet`; returns it."""
+    table = value_table(run, rows)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out_dir / VALUES_FILE, index=False)
+    return table
+
+
+def read_reward_scales(path: Path, rows: pd.DataFrame) -> np.ndarray:
+    """s(x) of each of `rows` (in row order) from a values file, matched by row id.
+
+    The file must hold exactly the training rows' ids, each once: else an InputError names the
+    file and what does not match.
+    """
+    table = pd.read_parquet(path, columns=["id", "scale"])
+    by_id = pd.Series(table["scale"].to_numpy(dtype=np.float64), index=table["id"].astype(str).to_numpy())
+    ids = rows["id"].astype(str)
+    missing = ids[~ids.isin(by_id.index)].tolist()
+    duplicated = by_id.index[by_id.index.duplicated()].tolist()
+    if missing or duplicated or len(by_id) != len(rows):
+        raise InputError(
+            f"{path} does not match the {len(rows)} training rows: it has {len(by_id)} rows"
+            + (f", ids missing from it: {missing[:5]}" if missing else "")
+            + (f", ids it repeats: {duplicated[:5]}" if duplicated else "")
+            + "; rerun the values stage (`rlev values`, the workflow's `values` rule) for this run"
+        )
+    return by_id.loc[ids.to_numpy()].to_numpy()
+
+
+def run_reward_scales(run: dict, rows: pd.DataFrame) -> np.ndarray:
+    """s(x) for each training row of `run`, as its run directory records it in values.parquet.
+
+    A workflow run (its out_dir under results/runs/) reads the file the values rule wrote; a
+    run elsewhere (a hand-made one, a test) has no values rule: its table is computed here with
+    value_table and written, so that its directory records the s(x) it trained with.
+    """
+    from rlev.config import RUNS_DIR
+
+    out_dir = Path(run["out_dir"])
+    path = out_dir / VALUES_FILE
+    if Path(RUNS_DIR).resolve() in [out_dir.resolve(), *out_dir.resolve().parents]:
+        if not path.exists():
+            raise InputError(f"{path}: the run's values file is missing; the workflow's `values` rule "
+                                    f"writes it (rlev values --spec {out_dir / 'config.yaml'} ...)")
+        return read_reward_scales(path, rows)
+    return write_value_table(run, rows, out_dir)["scale"].to_numpy()
 
 
 def verl_values_file(table: pd.DataFrame, verl_in: Path, verl_out: Path) -> None:
@@ -165,23 +225,21 @@ def verl_values_file(table: pd.DataFrame, verl_in: Path, verl_out: Path) -> None
 def write_values(run: dict, train: Path, verl_train: Path, out_dir: Path) -> pd.DataFrame:
     """The values stage of one run: values.parquet and verl_train.parquet in `out_dir`."""
     rows = pd.read_parquet(train)
-    table = value_table(run, rows)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(out_dir / "values.parquet", index=False)
+    table = write_value_table(run, rows, out_dir)
     verl_values_file(table, verl_train, out_dir / "verl_train.parquet")
     if run.get("scale", {}).get("backend") == "verl":  # verl drops prompts over its budget without naming them
         from rlev.data.validate import load_tokenizer, overlong_prompts, write_rejects
 
-        scale = run["scale"]
-        over = overlong_prompts(rows, scale["max_prompt_length"], load_tokenizer(scale["model"]), scale["model"],
-                                scale.get("filter_overlong_prompts", True))
+        setup = run["scale"]
+        over = overlong_prompts(rows, setup["max_prompt_length"], load_tokenizer(setup["model"]), setup["model"],
+                                setup.get("filter_overlong_prompts", True))
         write_rejects(over, out_dir / "rejects.csv")
         if len(over):
             log.warning("%s: %d of %d training prompts may be longer than max_prompt_length %d; listed in %s",
-                        run.get("run_id", "?"), len(over), len(rows), scale["max_prompt_length"],
+                        run.get("run_id", "?"), len(over), len(rows), setup["max_prompt_length"],
                         out_dir / "rejects.csv")
     log.info(
-        "%s: %s values for %d rows, scale mean %.4f (min %.4f, max %.4f)",
+        "%s: %s values for %d rows, reward scale mean %.4f (min %.4f, max %.4f)",
         run.get("run_id", "?"), run["reward"]["variant"], len(table),
         table["scale"].mean(), table["scale"].min(), table["scale"].max(),
     )  # fmt: skip

@@ -147,7 +147,7 @@ def test_cli_prints_an_input_error_as_one_line_without_traceback(tmp_path):
 
 def test_a_predictor_that_cannot_score_says_what_to_change():
     from rlev import InputError
-    from rlev.predictor import predicted_values
+    from rlev.predictor.predict import predicted_values
 
     with pytest.raises(InputError) as err:
         predicted_values(["x", "-3", "500"], total=100)

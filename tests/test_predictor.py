@@ -7,17 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlev.predictor import (
+from rlev.predictor.predict import label_dataset, predicted_values
+from rlev.predictor.prompt import (
     PREDICTED_VALUE,
     SYSTEM_PROMPT,
-    label_dataset,
     parse_score,
-    predicted_values,
     prediction_metrics,
     predictor_examples,
     system_prompt,
-    write_sft_launch,
 )
+from rlev.predictor.verl import write_sft_launch
 
 
 @pytest.mark.parametrize(
@@ -81,7 +80,7 @@ def test_predicted_values_are_in_range_and_bad_replies_are_imputed_and_counted()
 
 
 def test_labelling_writes_predicted_value(tmp_path, monkeypatch):
-    import rlev.predictor as predictor
+    import rlev.predictor.predict as predict
 
     # true points 1, 2, 8; the labels of b and c are one level off (weak points 4 and 6)
     rows = pd.DataFrame({"id": ["a", "b", "c"], "question": ["1+1=?", "1+2+3=?", "x"], "score": [1.0, 2.0, 8.0],
@@ -95,7 +94,7 @@ def test_labelling_writes_predicted_value(tmp_path, monkeypatch):
         seen_totals.extend(totals)
         return [replies[q] for q in questions]
 
-    monkeypatch.setattr(predictor, "predict_scores", fake_predict)
+    monkeypatch.setattr(predict, "predict_scores", fake_predict)
     spec = {"max_new_tokens": 8, "eval_batch": 4, "threads": 1, "device": "cpu", "dtype": "float32",
             "weak_points": {"primary": 1, "junior": 2, "senior": 4, "university": 6, "phd": 8}}
     stats = label_dataset("model", tmp_path / "train.parquet", tmp_path / "labels" / "train.parquet", spec)
@@ -132,11 +131,11 @@ def test_verl_sft_launch_composes_against_verl(tmp_path):
     composed = (tmp_path / "verl_sft_config.yaml").read_text()
     assert "messages_key: messages" in composed and "hf_model" in composed
 
-    from hydra.errors import HydraException
+    from rlev.predictor.verl import compose_sft_config
+    from rlev.train.verl_launch import VerlConfigError
 
-    from rlev.predictor import compose_sft_config
-
-    with pytest.raises(HydraException):  # a misspelt key fails here, not on the cluster
+    # a misspelt key fails here, naming the override, not on the cluster
+    with pytest.raises(VerlConfigError, match="rejects override trainer.total_epoch=2"):
         compose_sft_config(["trainer.total_epoch=2"])
 
 
@@ -144,7 +143,8 @@ def test_verl_sft_launch_composes_against_verl(tmp_path):
 def test_tiny_predictor_trains_evaluates_and_labels(tmp_path):
     from rlev.data.noisy import generate_categories
     from rlev.data.synthetic import generate
-    from rlev.predictor import evaluate_predictor, train_local
+    from rlev.predictor.local import train_local
+    from rlev.predictor.predict import evaluate_predictor
 
     exams = pd.DataFrame(generate(8, 2, 5, seed=0)[0])
     spec = {"model": "tiny", "seed": 0, "epochs": 2, "batch": 8, "lr": 3e-3, "threads": 1, "device": "cpu",
@@ -174,7 +174,7 @@ def test_overlong_sft_rows_are_left_out_and_reported_before_launch(tmp_path):
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
     from rlev.model import build_tiny, load_policy
-    from rlev.predictor import SFT_REJECTS
+    from rlev.predictor.verl import SFT_REJECTS
 
     texts = ["1+2=? 3", system_prompt(100), "4+5+6=?"] * 10
     shape = dict(vocab_size=300, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
@@ -206,7 +206,8 @@ def test_the_predictor_never_sees_the_points_an_exam_question_states(tmp_path, m
     """The synthetic exams print '(6 points) ...': training examples and prompts drop it, or exact match is a copy."""
     import rlev.evaluate.generate as G
     from rlev.data.synthetic import generate
-    from rlev.predictor import predict_scores, predictor_examples, score_text
+    from rlev.predictor.predict import predict_scores
+    from rlev.predictor.prompt import predictor_examples, score_text
 
     rows = pd.DataFrame(generate(3, 0, 5, seed=0)[0])
     assert rows["question"].str.contains(r"^\(\d+ points?\) ").all()

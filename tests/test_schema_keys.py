@@ -42,9 +42,9 @@ READS = {
     "rlev/data/sources/webinstruct.py": {"cfg": dataset_keys("webinstruct")},
     "rlev/data/synthetic.py": {"cfg": dataset_keys("synthetic")},
     "rlev/data/ood.py": {"cfg": props("benchmark")},
-    "rlev/train/verl.py": {"scale": props("verl_scale") | RUN_ADDS["scale"], "est": props("estimator")
+    "rlev/train/verl.py": {"setup": props("verl_scale") | RUN_ADDS["scale"], "est": props("estimator")
                            | RUN_ADDS["estimator"], "verifier": props("verifier")},
-    "rlev/train/local.py": {"s": props("local_scale") | RUN_ADDS["scale"],
+    "rlev/train/local.py": {"setup": props("local_scale") | RUN_ADDS["scale"],
                             "est": props("estimator") | RUN_ADDS["estimator"],
                             "estimator": props("estimator") | RUN_ADDS["estimator"]},
     "rlev/evaluate/in_domain.py": {"verifier": props("verifier")},

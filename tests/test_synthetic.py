@@ -98,7 +98,7 @@ def test_difficulty_labels_of_the_noisy_set_are_a_noisy_copy_of_the_true_difficu
 
 def test_the_score_predictor_never_sees_the_stated_points():
     """It labels prompts that state no points; reading them off the exams would be no prediction."""
-    from rlev.predictor import predictor_examples
+    from rlev.predictor.prompt import predictor_examples
 
     df = pd.DataFrame(generate(3, 0, 5, seed=1)[0])
     for (question, _, [target]), row in zip(predictor_examples(df), df.itertuples()):

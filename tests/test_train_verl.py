@@ -20,6 +20,7 @@ pytest.importorskip("verl")
 
 from rlev.config import fill_defaults  # noqa: E402
 from rlev.train import verl as V  # noqa: E402
+from rlev.train import verl_launch  # noqa: E402
 
 PAPER_7B = {
     "name": "7B", "backend": "verl", "model": "Qwen/Qwen2.5-7B", "gpus_per_node": 8, "nodes": 1,
@@ -49,7 +50,6 @@ def make_run(tmp_path: Path, estimator="rloo", scale=PAPER_7B, variant="human", 
         "scale": fill_defaults(scale, "scale"),
         "estimator": fill_defaults({"name": estimator, **ESTIMATORS[estimator]}, "estimator"),
         "reward": {"variant": variant, "alpha": alpha, "form": "additive_clipped", "verifier": {"kind": "rule"}},
-        "logger": ["console"],
     }  # fmt: skip
     run.update(extra)
     return run
@@ -268,17 +268,17 @@ def test_judge_at_a_url_is_passed_to_compute_score(tmp_path, echo_reward):
 
 def test_std_normalised_grpo_is_flagged_as_scale_invariant(tmp_path):
     run = make_run(tmp_path, "grpo")
-    assert V.scale_invariance_warning(run) is None
+    assert V.reward_scale_invariance_warning(run) is None
     run["estimator"]["norm_adv_by_std_in_grpo"] = True
-    assert "cancels the per-prompt value scale" in V.scale_invariance_warning(run)
+    assert "cancels the per-prompt value scale" in V.reward_scale_invariance_warning(run)
     run["reward"]["variant"] = "correctness"
-    assert V.scale_invariance_warning(run) is None
+    assert V.reward_scale_invariance_warning(run) is None
     # a uniform scale is whitened away by REINFORCE++ (the rule of rlev.config.cancels_value_scale)
     run = make_run(tmp_path, "reinforce_plus_plus", variant="uniform")
-    assert V.scale_invariance_warning(run) is not None
+    assert V.reward_scale_invariance_warning(run) is not None
     # under RLOO the uniform scale reaches the gradient, which AdamW's step ignores
     run = make_run(tmp_path, "rloo", variant="uniform")
-    assert "AdamW's step does not change" in V.scale_invariance_warning(run)
+    assert "AdamW's step does not change" in V.reward_scale_invariance_warning(run)
 
 
 def test_last_checkpoint_and_merge_command(tmp_path):
@@ -445,7 +445,7 @@ def test_keys_that_compose_but_are_ignored_are_never_set(tmp_path, echo_reward):
     cfg = V.compose_verl_config(overrides + ["actor_rollout_ref.actor.grad_clip=0.3"])
     assert omega_conf_to_dataclass(cfg.actor_rollout_ref.actor).optim.clip_grad == 1.0
     # The predictor's SFT: neither trainer.seed nor a micro batch that dynamic batching ignores.
-    from rlev.predictor import compose_sft_config, verl_sft_overrides
+    from rlev.predictor.verl import compose_sft_config, verl_sft_overrides
 
     spec = {"max_length": 1024, "batch": 64, "micro_batch_per_gpu": 4, "model": "Qwen/Qwen2.5-7B", "lr": 1e-5,
             "epochs": 2, "gpus_per_node": 8, "nodes": 1}  # fmt: skip
@@ -618,9 +618,9 @@ def test_v1_reward_loop_scores_a_runs_parquet_and_a_failing_judge_stops_the_run(
     # the launcher's watch stops a running verl (here: a long sleep) at its next look
     start = time.monotonic()
     with pytest.raises(V.RunStopped, match="could not be verified"):
-        V._stream(["sleep", "60"], tmp_path / "log.txt",
-                  check=lambda: V.unverified_problem(tmp_path / "run", V.max_unverified_share(run)),
-                  check_every_s=0.2)  # fmt: skip
+        verl_launch.stream(["sleep", "60"], tmp_path / "log.txt",
+                           check=lambda: V.unverified_problem(tmp_path / "run", V.max_unverified_share(run)),
+                           check_every_s=0.2)  # fmt: skip
     assert time.monotonic() - start < 30
 
 

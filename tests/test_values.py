@@ -196,3 +196,46 @@ def test_values_file_must_match_verl_file(tmp_path, rows):
     write_verl_parquet(rows.iloc[:4], tmp_path / "verl.parquet", data_source="synthetic")
     with pytest.raises(ValueError, match="has 4 rows and the training data 6"):
         write_values(run_of("human"), tmp_path / "train.parquet", tmp_path / "verl.parquet", tmp_path / "out")
+
+
+def test_the_local_trainer_reads_the_values_stage_file_matched_by_id(tmp_path, rows, monkeypatch):
+    """A workflow run (under results/runs/) trains with the s(x) the values stage wrote, matched by row
+    id, not recomputed; a file that does not hold exactly the training rows is an error naming it."""
+    from rlev import InputError
+    from rlev.values import VALUES_FILE, run_reward_scales
+
+    monkeypatch.chdir(tmp_path)
+    run = {**run_of("shuffled"), "out_dir": "results/runs/synthetic/tiny/rloo/shuffled/seed0"}
+    with pytest.raises(InputError, match=r"values.parquet: the run's values file is missing"):
+        run_reward_scales(run, rows)
+    rows.to_parquet(tmp_path / "train.parquet")
+    write_verl_parquet(rows, tmp_path / "verl.parquet", data_source="synthetic")
+    write_values(run, tmp_path / "train.parquet", tmp_path / "verl.parquet", tmp_path / run["out_dir"])
+    path = tmp_path / run["out_dir"] / VALUES_FILE
+    expected = reward_scales(run, rows)
+    assert run_reward_scales(run, rows).tolist() == expected.tolist()  # bit-identical
+    table = pd.read_parquet(path)
+    table.iloc[::-1].to_parquet(path)  # another order: matched by id
+    assert run_reward_scales(run, rows).tolist() == expected.tolist()
+    table.assign(scale=9.0).to_parquet(path)  # what the file says is what the run trains with
+    assert run_reward_scales(run, rows).tolist() == [9.0] * len(rows)
+    table.iloc[:4].to_parquet(path)
+    with pytest.raises(InputError, match=rf"^{run['out_dir']}/values.parquet does not match the 6 training rows: it "
+                                         r"has 4 rows, ids missing from it: \['q4', 'q5'\]"):
+        run_reward_scales(run, rows)
+    pd.concat([table.iloc[:5], table.iloc[:1]]).to_parquet(path)
+    with pytest.raises(InputError, match=r"ids missing from it: \['q5'\], ids it repeats: \['q0'\]"):
+        run_reward_scales(run, rows)
+
+
+def test_a_hand_made_run_computes_and_records_its_values(tmp_path, rows):
+    """Outside results/runs/ no values rule runs: the trainer computes the table with the values stage's
+    function and writes it, replacing a stale one."""
+    from rlev.values import VALUES_FILE, run_reward_scales
+
+    run = {**run_of("human", alpha=5.0), "out_dir": str(tmp_path / "hand" / "run1")}
+    (tmp_path / "hand" / "run1").mkdir(parents=True)
+    value_table(run_of("human", alpha=20.0), rows).to_parquet(tmp_path / "hand" / "run1" / VALUES_FILE)  # stale
+    scales = run_reward_scales(run, rows)
+    assert scales.tolist() == reward_scales(run, rows).tolist()
+    assert pd.read_parquet(tmp_path / "hand" / "run1" / VALUES_FILE).equals(value_table(run, rows))

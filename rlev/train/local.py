@@ -52,6 +52,10 @@ out of the loss, and counted in `unverified`. A step with more than
 none of whose updates could be applied (every gradient non-finite) stops instead of
 saving the unchanged policy as its result.
 
+Reward scales: s(x) of each training row comes from the run's values.parquet (written by the
+workflow's values rule; for a run outside results/runs/, computed and written by the trainer
+with the same function, rlev.values.run_reward_scales).
+
 Writes into the run directory: train/metrics.jsonl (one line per step, names in
 STEP_METRICS) and model/ (the final policy in Hugging Face format).
 """
@@ -85,7 +89,7 @@ from rlev.reward import response_cost
 from rlev.rollout import Rollout, batch_logprobs, generate, length_buckets, response_logprobs
 from rlev.tracking import start_wandb
 from rlev.train.lock import run_lock
-from rlev.values import reward_scales
+from rlev.values import run_reward_scales
 from rlev.verify import run_verifier
 
 log = logging.getLogger(__name__)
@@ -216,49 +220,49 @@ class Batch:
     verified: torch.Tensor | None = None  # (B,) bool: rows in the loss; None: every row
 
 
-def actor_config(est: dict, s: dict) -> ActorConfig:
+def actor_config(est: dict, setup: dict) -> ActorConfig:
     """verl's actor settings for what update_policy does (its policy loss reads them)."""
-    n = s["n"]
-    mini = s["ppo_mini_batch"] or s["prompts_per_step"]
+    n = setup["n"]
+    mini = setup["ppo_mini_batch"] or setup["prompts_per_step"]
     return ActorConfig(
         strategy="fsdp",
         # verl's vanilla loss reads clip_ratio_low/high (each defaulting to 0.2), not clip_ratio.
         clip_ratio=est["clip_ratio"], clip_ratio_low=est["clip_ratio"], clip_ratio_high=est["clip_ratio"],
         loss_agg_mode=est["loss_agg_mode"],
         # seq-mean-token-sum-norm divides by a constant: the response budget, as verl's max_response_length.
-        loss_scale_factor=s["max_new_tokens"],
+        loss_scale_factor=setup["max_new_tokens"],
         entropy_coeff=est["entropy_coeff"],
         use_kl_loss=est["use_kl_loss"], kl_loss_coef=est["kl_loss_coef"], kl_loss_type=est["kl_loss_type"],
-        ppo_epochs=s["ppo_epochs"],
+        ppo_epochs=setup["ppo_epochs"],
         ppo_mini_batch_size=mini,
         # micro-batches are cut by token count (verl's use_dynamic_bsz), see length_buckets
-        use_dynamic_bsz=True, ppo_max_token_len_per_gpu=s["micro_batch_tokens"] or 1 << 30,
+        use_dynamic_bsz=True, ppo_max_token_len_per_gpu=setup["micro_batch_tokens"] or 1 << 30,
         rollout_n=n,
     )
 
 
-def needs_old_logprobs(est: dict, s: dict) -> bool:
+def needs_old_logprobs(est: dict, setup: dict) -> bool:
     """The rollout policy's log-probs must be kept apart from the updated policy's when the
     reward uses them (KL in reward) or when the policy changes between updates on one batch."""
-    mini = s["ppo_mini_batch"] or s["prompts_per_step"]
-    return est["use_kl_in_reward"] or s["ppo_epochs"] > 1 or mini < s["prompts_per_step"]
+    mini = setup["ppo_mini_batch"] or setup["prompts_per_step"]
+    return est["use_kl_in_reward"] or setup["ppo_epochs"] > 1 or mini < setup["prompts_per_step"]
 
 
-def update_policy(model, optimizer, batch: Batch, est: dict, s: dict, actor: ActorConfig) -> dict:
+def update_policy(model, optimizer, batch: Batch, est: dict, setup: dict, actor: ActorConfig) -> dict:
     """ppo_epochs passes over the batch in mini-batches of ppo_mini_batch prompts; one optimiser
     step per mini-batch, accumulated over micro-batches of similar response length of at
     most micro_batch_tokens padded tokens each. Returns step metrics."""
     policy_loss = core_algos.get_policy_loss_fn("vanilla")
-    rollout, n = batch.rollout, s["n"]
+    rollout, n = batch.rollout, setup["n"]
     rows = len(rollout.texts)
-    mini_rows = (s["ppo_mini_batch"] or s["prompts_per_step"]) * n
+    mini_rows = (setup["ppo_mini_batch"] or setup["prompts_per_step"]) * n
     mask_all = rollout.response_mask.to(batch.advantages.dtype)
     if batch.verified is not None:  # undecided responses carry no loss (nor entropy, nor KL)
         mask_all = mask_all * batch.verified.to(mask_all.device, mask_all.dtype)[:, None]
     sums, counts = defaultdict(float), defaultdict(int)
     entropy_sum, kl_ref_sum, first_pass_tokens = 0.0, 0.0, 0.0
     skipped = 0
-    for epoch in range(s["ppo_epochs"]):
+    for epoch in range(setup["ppo_epochs"]):
         for start in range(0, rows, mini_rows):
             mini = slice(start, min(start + mini_rows, rows))
             mini_mask = mask_all[mini]
@@ -275,11 +279,11 @@ def update_policy(model, optimizer, batch: Batch, est: dict, s: dict, actor: Act
             gbi = actor.global_batch_info
             optimizer.zero_grad(set_to_none=True)
             totals = defaultdict(float)
-            for u in length_buckets(rollout, s["micro_batch_tokens"], torch.arange(mini.start, mini.stop)):
+            for u in length_buckets(rollout, setup["micro_batch_tokens"], torch.arange(mini.start, mini.stop)):
                 sub = rollout.select(u)  # its rows, response columns cut to its longest response
                 u, width = u.to(mask_all.device), sub.response_len
                 mask = mask_all[u, :width]
-                logp, entropy = response_logprobs(model, sub, s["temperature"], with_entropy=True,
+                logp, entropy = response_logprobs(model, sub, setup["temperature"], with_entropy=True,
                                                   entropy_grad=est["entropy_coeff"] != 0)
                 old = batch.old_logp[u, :width] if batch.old_logp is not None else logp.detach()
                 pg_loss, pg_metrics = policy_loss(old, logp, batch.advantages[u, :width], mask,
@@ -351,8 +355,8 @@ RESUME_IGNORES = ("threads", "checkpoint_every", "wandb", "rl_steps", "device", 
 
 
 def _resume_key(run: dict) -> str:
-    scale = {k: v for k, v in run["scale"].items() if k not in RESUME_IGNORES}
-    return json.dumps({**run, "scale": scale}, sort_keys=True, default=str)
+    setup = {k: v for k, v in run["scale"].items() if k not in RESUME_IGNORES}
+    return json.dumps({**run, "scale": setup}, sort_keys=True, default=str)
 
 
 _CHECKPOINT_NAME = re.compile(r"step_(\d+)\.pt")
@@ -497,8 +501,9 @@ def _finite_or_none(record: dict) -> dict:
 
 def _check_updates_applied(run: dict, records: list[dict], model) -> None:
     """Refuse to save a policy that no update changed, or one with non-finite weights."""
-    s = run["scale"]
-    per_step = s["ppo_epochs"] * math.ceil(s["prompts_per_step"] / (s["ppo_mini_batch"] or s["prompts_per_step"]))
+    setup = run["scale"]
+    mini = setup["ppo_mini_batch"] or setup["prompts_per_step"]
+    per_step = setup["ppo_epochs"] * math.ceil(setup["prompts_per_step"] / mini)
     if records and all(r["skipped_updates"] >= per_step for r in records):
         raise NoUpdateError(
             f"{run['run_id']}: all {per_step * len(records)} updates of {len(records)} steps were skipped for a "
@@ -528,54 +533,55 @@ def train(run: dict) -> None:
 
 
 def _train(run: dict) -> None:
-    s, est = run["scale"], run["estimator"]
+    setup, est = run["scale"], run["estimator"]
     seed = run["seed"]
     out_dir = Path(run["out_dir"])
     (out_dir / "train").mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
 
     # -- setup: seed, data, model, optimiser, resume ----------------------------------------
-    torch.set_num_threads(s["threads"])
+    torch.set_num_threads(setup["threads"])
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     train_rows = pd.read_parquet(run["dataset"]["train"])
-    scale_by_row = reward_scales(run, train_rows)  # s(x) per training row for the run's value variant
+    reward_scale_by_row = run_reward_scales(run, train_rows)  # s(x) per training row (the run's values.parquet)
     human_values = train_rows["value"].to_numpy()  # h_acc is always measured with the human v
     answers, questions = train_rows["answer"].astype(str).to_numpy(), train_rows["question"].to_numpy()
     verifier_cfg = run["reward"].get("verifier") or {"kind": "rule"}
     verifier = run_verifier(verifier_cfg)
     max_unverified = verifier_cfg.get("max_unverified_share", 0.1)
-    model, tokenizer = load_policy(s["init_model"], s["device"], s["dtype"])
+    model, tokenizer = load_policy(setup["init_model"], setup["device"], setup["dtype"])
     # Eval mode throughout: dropout off, so the policy that samples is the policy that is
     # scored and updated (TRL disables dropout for the same reason); gradients still flow.
     model.eval()
     reference = None
     if est["use_kl_loss"] or est["use_kl_in_reward"]:
-        reference, _ = load_policy(s["init_model"], s["device"], s["dtype"])  # frozen initial policy
+        reference, _ = load_policy(setup["init_model"], setup["device"], setup["dtype"])  # frozen initial policy
         reference.eval().requires_grad_(False)
     prompts = [render_prompt(tokenizer, q, sys_) for q, sys_ in zip(train_rows["question"], train_rows["system"])]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
-    B, n = s["prompts_per_step"], s["n"]
-    actor = actor_config(est, s)
-    keep_old = needs_old_logprobs(est, s)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=setup["lr"], weight_decay=setup["weight_decay"])
+    B, n = setup["prompts_per_step"], setup["n"]
+    actor = actor_config(est, setup)
+    keep_old = needs_old_logprobs(est, setup)
     group = np.repeat(np.arange(B), n)
     start_step, records = load_checkpoint(ckpt_dir, run, model, optimizer)
     log.info("%s: %d training prompts, %d steps x %d prompts x %d samples, from step %d", run["run_id"],
-             len(train_rows), s["rl_steps"], B, n, start_step)
+             len(train_rows), setup["rl_steps"], B, n, start_step)
     with open(out_dir / "train" / "metrics.jsonl", "w") as f:  # the resumed run's lines so far
         f.writelines(json.dumps(r) + "\n" for r in records)
     metrics_file = open(out_dir / "train" / "metrics.jsonl", "a")
-    wandb_run = start_wandb(s.get("wandb"), run, out_dir)
+    wandb_run = start_wandb(setup.get("wandb"), run, out_dir)
 
-    bar = progress(range(start_step, s["rl_steps"]), desc=run["run_id"], initial=start_step, total=s["rl_steps"])
+    steps = setup["rl_steps"]
+    bar = progress(range(start_step, steps), desc=run["run_id"], initial=start_step, total=steps)
     for step in bar:
         t0 = time.perf_counter()
         # rollout: n samples for each of B prompts; sampling seeded by (seed, step)
         torch.manual_seed(step_seed(seed, step))
         rows = batch_rows(seed, len(train_rows), step, B)
-        ro = generate(model, tokenizer, [prompts[i] for i in rows], n=n, max_new_tokens=s["max_new_tokens"],
-                      temperature=s["temperature"])
+        ro = generate(model, tokenizer, [prompts[i] for i in rows], n=n, max_new_tokens=setup["max_new_tokens"],
+                      temperature=setup["temperature"])
         t_gen = time.perf_counter() - t0
         # reward: s(x) * correct - cost (value-independent, unscaled); a truncated response is wrong
         t1 = time.perf_counter()
@@ -592,13 +598,14 @@ def _train(run: dict) -> None:
             )
         # tokens with eos, as verl's reward managers count a response
         cost = torch.tensor(response_cost(run["reward"].get("cost"), ro.response_mask.sum(1).cpu().numpy(),
-                                          s["max_new_tokens"]), dtype=torch.float32)
-        scores = torch.tensor(scale_by_row[rows_rep], dtype=torch.float32) * correct - cost
+                                          setup["max_new_tokens"]), dtype=torch.float32)
+        scores = torch.tensor(reward_scale_by_row[rows_rep], dtype=torch.float32) * correct - cost
         t_reward = time.perf_counter() - t1
         # log-probs the update and the reward need besides the update's own
         t2 = time.perf_counter()
-        old_logp = batch_logprobs(model, ro, s["temperature"], s["micro_batch_tokens"]) if keep_old else None
-        ref_logp = batch_logprobs(reference, ro, s["temperature"], s["micro_batch_tokens"]) if reference else None
+        temperature, micro_tokens = setup["temperature"], setup["micro_batch_tokens"]
+        old_logp = batch_logprobs(model, ro, temperature, micro_tokens) if keep_old else None
+        ref_logp = batch_logprobs(reference, ro, temperature, micro_tokens) if reference else None
         t_logprob = time.perf_counter() - t2
         # advantage (verl's estimator), with verl's KL penalty in the token-level rewards if asked
         token_rewards = outcome_token_rewards(scores, ro.response_mask)
@@ -610,7 +617,7 @@ def _train(run: dict) -> None:
         # loss and step (verl's clipped policy loss, entropy bonus, KL loss)
         t3 = time.perf_counter()
         batch = Batch(ro, advantages, old_logp, ref_logp, None if unverified == 0 else verified)
-        upd = update_policy(model, optimizer, batch, est, s, actor)
+        upd = update_policy(model, optimizer, batch, est, setup, actor)
         t_update = time.perf_counter() - t3
         # log
         record = {
@@ -651,7 +658,7 @@ def _train(run: dict) -> None:
         if wandb_run is not None:
             wandb_run.log({k: v for k, v in record.items() if v is not None and k != "step"}, step=step)
         bar.set_postfix(acc="-" if record["acc"] is None else f"{record['acc']:.2f}", len=f"{record['length']:.1f}")
-        if s["checkpoint_every"] and (step + 1) % s["checkpoint_every"] == 0 and step + 1 < s["rl_steps"]:
+        if setup["checkpoint_every"] and (step + 1) % setup["checkpoint_every"] == 0 and step + 1 < setup["rl_steps"]:
             save_checkpoint(ckpt_dir, step + 1, model, optimizer, records, run, B)
     metrics_file.close()
     _check_updates_applied(run, records, model)

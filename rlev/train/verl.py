@@ -75,14 +75,24 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import yaml
 
-VERL_VERSION = "0.9.1"  # the verl whose config tree and keys this module is written against
+from rlev.train.verl_launch import (
+    VERL_VERSION,
+    RunStopped,
+    VerlConfigError,
+    command_lines,
+    compose,
+    hydra_overrides,
+    render_template,
+    run_script,
+    stream,
+    write_launch_files,
+)
 
 REWARD_MODULE = Path(__file__).resolve().parents[1] / "reward.py"
 REWARD_FUNCTION = "compute_score"
@@ -106,50 +116,15 @@ COMPOSED_BUT_IGNORED: dict[str, str] = {
     "custom_reward_function.name": "legacy top-level key: the reward loop reads reward.custom_reward_function",
 }
 # (data.micro_batch_size_per_gpu of the SFT config is ignored too while data.use_dynamic_bsz is
-# true, verl's default: rlev.predictor turns dynamic batching off when it sets a micro batch.)
+# true, verl's default: rlev.predictor.verl turns dynamic batching off when it sets a micro batch.)
 SFT_COMPOSED_BUT_IGNORED: dict[str, str] = {
     "trainer.seed": "sft_trainer never reads it; its DistributedSampler shuffles with torch's default seed 0",
 }
 
-GROUP_ESTIMATORS = {"grpo", "rloo", "grpo_passk", "opo", "gpg"}  # need n >= 2 samples per prompt
-
-
-class VerlConfigError(ValueError):
-    """The run config does not make a verl 0.9.1 config that verl would accept."""
+GROUP_ESTIMATORS = {"grpo", "rloo"}  # of the schema's estimators, those that need n >= 2 samples per prompt
 
 
 # --- run config -> overrides ------------------------------------------------------------
-
-
-def _hydra_value(value) -> str:
-    """Write a Python value in Hydra's override grammar (so it parses back to the same type)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
-    if isinstance(value, str):
-        if re.fullmatch(r"[A-Za-z0-9_./:~@+-]+", value) and not _looks_typed(value):
-            return value
-        # Quoted: a string with spaces or grammar characters, or one Hydra would read
-        # as a number/bool/null.
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    raise VerlConfigError(f"cannot write {value!r} ({type(value).__name__}) as a Hydra override value")
-
-
-def _looks_typed(text: str) -> bool:
-    if text.lower() in {"true", "false", "null", "nan", "inf", "+inf", "-inf"}:
-        return True
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _abs(path: str | os.PathLike) -> str:
@@ -162,9 +137,10 @@ def experiment_name(run: dict) -> str:
     return run["run_id"].replace("/", "-")
 
 
-def scale_settings(run: dict) -> dict:
-    """The run's scale: every key of the config schema's `verl_scale`, defaults filled by the
-    config (rlev.config.validate; rlev.config.fill_defaults for a run built by hand)."""
+def setup_settings(run: dict) -> dict:
+    """The run's model-size settings (its `scale` block): every key of the config schema's
+    `verl_scale`, defaults filled by the config (rlev.config.validate; rlev.config.fill_defaults
+    for a run built by hand)."""
     return run["scale"]
 
 
@@ -207,7 +183,7 @@ def _reward_kwargs(run: dict) -> dict:
     return kwargs
 
 
-def _cost_overrides(run: dict, scale: dict) -> list[tuple[str, object]]:
+def _cost_overrides(run: dict, setup: dict) -> list[tuple[str, object]]:
     """The value-independent cost (rlev.reward.response_cost) as the reward manager verl builds.
 
     compute_score never sees a response's tokens, so the cost is the reward manager's:
@@ -220,10 +196,10 @@ def _cost_overrides(run: dict, scale: dict) -> list[tuple[str, object]]:
 
     cost = cost_settings(run["reward"].get("cost"))
     if cost["kind"] == "overlong":
-        if not 0 < int(cost["overlong_buffer"]) <= int(scale["max_response_length"]):
+        if not 0 < int(cost["overlong_buffer"]) <= int(setup["max_response_length"]):
             raise VerlConfigError(
                 f"run {run['run_id']}: reward.cost.overlong_buffer={cost['overlong_buffer']} must be in "
-                f"[1, max_response_length={scale['max_response_length']}]"
+                f"[1, max_response_length={setup['max_response_length']}]"
             )
         return [
             # verl's DAPO manager plus the truncation flag (rlev.train.verl_reward_manager)
@@ -234,7 +210,7 @@ def _cost_overrides(run: dict, scale: dict) -> list[tuple[str, object]]:
             ("+reward.reward_kwargs.overlong_buffer_cfg.len", int(cost["overlong_buffer"])),
             ("+reward.reward_kwargs.overlong_buffer_cfg.penalty_factor", float(cost["overlong_penalty"])),
             ("+reward.reward_kwargs.overlong_buffer_cfg.log", True),
-            ("+reward.reward_kwargs.max_resp_len", int(scale["max_response_length"])),
+            ("+reward.reward_kwargs.max_resp_len", int(setup["max_response_length"])),
         ]
     if cost["kind"] == "length":
         return [
@@ -254,16 +230,19 @@ def _cost_overrides(run: dict, scale: dict) -> list[tuple[str, object]]:
 def verl_overrides(run: dict) -> list[str]:
     """The full dotted override list for `python -m verl.trainer.main_ppo` for one run.
 
-    Reads run keys: run_id, out_dir, seed, logger (optional), dataset.verl_train,
-    dataset.verl_test, scale.* (the schema's verl_scale, defaults filled; model or
-    init_model), estimator.* (the schema's estimator, defaults filled), reward.variant/alpha/form
+    Reads run keys: run_id, out_dir, seed, dataset.verl_train, dataset.verl_test, scale.* (the
+    schema's verl_scale, defaults filled; model or init_model), estimator.* (the schema's
+    estimator, defaults filled), reward.variant/alpha/form
     and reward.verifier (optional).
     """
-    scale = scale_settings(run)
+    setup = setup_settings(run)
     est = estimator_settings(run)
     out_dir = Path(_abs(run["out_dir"]))
     seed = int(run.get("seed", 0))
-    model = scale.get("init_model") or scale["model"]
+    logger = list(setup["logger"])
+    if "file" not in logger:  # per-step metrics JSONL beside the run, see launch_script
+        logger.append("file")
+    model = setup.get("init_model") or setup["model"]
     required = [
         "lr",
         "rollout_batch",
@@ -274,24 +253,21 @@ def verl_overrides(run: dict) -> list[str]:
         "gpus_per_node",
         "nodes",
     ]
-    missing = [k for k in required if k not in scale]
+    missing = [k for k in required if k not in setup]
     if missing:
-        raise VerlConfigError(f"run {run['run_id']}: scale {scale.get('name', '?')!r} is missing {missing}")
+        raise VerlConfigError(f"run {run['run_id']}: scale {setup.get('name', '?')!r} is missing {missing}")
     if "adv_estimator" not in est:
         raise VerlConfigError(f"run {run['run_id']}: estimator is missing adv_estimator")
-    logger = list(run.get("logger", scale["logger"]))
-    if "file" not in logger:  # per-step metrics JSONL beside the run, see launch_script
-        logger.append("file")
 
     o: list[tuple[str, object]] = [
         # data: verl-schema parquet files (prompt as chat messages, reward_model.ground_truth)
         ("data.train_files", _abs(run["dataset"]["verl_train"])),
         ("data.val_files", _abs(run["dataset"]["verl_test"])),
         ("data.prompt_key", "prompt"),
-        ("data.max_prompt_length", int(scale["max_prompt_length"])),
-        ("data.max_response_length", int(scale["max_response_length"])),
-        ("data.train_batch_size", int(scale["rollout_batch"])),
-        ("data.filter_overlong_prompts", bool(scale["filter_overlong_prompts"])),
+        ("data.max_prompt_length", int(setup["max_prompt_length"])),
+        ("data.max_response_length", int(setup["max_response_length"])),
+        ("data.train_batch_size", int(setup["rollout_batch"])),
+        ("data.filter_overlong_prompts", bool(setup["filter_overlong_prompts"])),
         ("data.truncation", "error"),
         ("data.shuffle", True),
         ("data.seed", seed),
@@ -302,19 +278,19 @@ def verl_overrides(run: dict) -> list[str]:
         ("algorithm.use_kl_in_reward", bool(est["use_kl_in_reward"])),
         ("algorithm.kl_ctrl.kl_coef", float(est["kl_coef"])),
         ("algorithm.kl_penalty", est["kl_penalty"]),
-        # no value model: every estimator here is critic-free (gae would need one)
-        ("critic.enable", est["adv_estimator"] == "gae"),
+        # no value model: every estimator the schema allows is critic-free
+        ("critic.enable", False),
         # policy model
         ("actor_rollout_ref.model.path", model),
-        ("actor_rollout_ref.model.enable_gradient_checkpointing", bool(scale["gradient_checkpointing"])),
-        ("actor_rollout_ref.model.use_remove_padding", bool(scale["use_remove_padding"])),
+        ("actor_rollout_ref.model.enable_gradient_checkpointing", bool(setup["gradient_checkpointing"])),
+        ("actor_rollout_ref.model.use_remove_padding", bool(setup["use_remove_padding"])),
         # actor update
-        ("actor_rollout_ref.actor.optim.lr", float(scale["lr"])),
-        ("actor_rollout_ref.actor.optim.weight_decay", float(scale["weight_decay"])),
-        ("actor_rollout_ref.actor.ppo_mini_batch_size", int(scale["ppo_mini_batch"])),
-        ("actor_rollout_ref.actor.use_dynamic_bsz", bool(scale["use_dynamic_bsz"])),
-        ("actor_rollout_ref.actor.ppo_max_token_len_per_gpu", int(scale["max_token_len_per_gpu"])),
-        ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", int(scale["micro_batch_per_gpu"])),
+        ("actor_rollout_ref.actor.optim.lr", float(setup["lr"])),
+        ("actor_rollout_ref.actor.optim.weight_decay", float(setup["weight_decay"])),
+        ("actor_rollout_ref.actor.ppo_mini_batch_size", int(setup["ppo_mini_batch"])),
+        ("actor_rollout_ref.actor.use_dynamic_bsz", bool(setup["use_dynamic_bsz"])),
+        ("actor_rollout_ref.actor.ppo_max_token_len_per_gpu", int(setup["max_token_len_per_gpu"])),
+        ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", int(setup["micro_batch_per_gpu"])),
         ("actor_rollout_ref.actor.use_kl_loss", bool(est["use_kl_loss"])),
         ("actor_rollout_ref.actor.kl_loss_coef", float(est["kl_loss_coef"])),
         ("actor_rollout_ref.actor.kl_loss_type", est["kl_loss_type"]),
@@ -328,28 +304,28 @@ def verl_overrides(run: dict) -> list[str]:
         ("actor_rollout_ref.actor.optim.clip_grad", float(est["grad_clip"])),
         ("actor_rollout_ref.actor.entropy_coeff", float(est["entropy_coeff"])),
         ("actor_rollout_ref.actor.data_loader_seed", seed),
-        ("actor_rollout_ref.actor.fsdp_config.param_offload", bool(scale["param_offload"])),
-        ("actor_rollout_ref.actor.fsdp_config.optimizer_offload", bool(scale["optimizer_offload"])),
+        ("actor_rollout_ref.actor.fsdp_config.param_offload", bool(setup["param_offload"])),
+        ("actor_rollout_ref.actor.fsdp_config.optimizer_offload", bool(setup["optimizer_offload"])),
         # rollout: sampling for training, greedy for validation (the paper evaluates greedily)
-        ("actor_rollout_ref.rollout.name", scale["rollout_engine"]),
-        ("actor_rollout_ref.rollout.n", int(scale["n"])),
-        ("actor_rollout_ref.rollout.temperature", float(scale["temperature"])),
+        ("actor_rollout_ref.rollout.name", setup["rollout_engine"]),
+        ("actor_rollout_ref.rollout.n", int(setup["n"])),
+        ("actor_rollout_ref.rollout.temperature", float(setup["temperature"])),
         ("actor_rollout_ref.rollout.seed", seed),
-        ("actor_rollout_ref.rollout.tensor_model_parallel_size", int(scale["tensor_parallel"])),
-        ("actor_rollout_ref.rollout.gpu_memory_utilization", float(scale["gpu_memory_utilization"])),
-        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", int(scale["log_prob_micro_batch_per_gpu"])),
+        ("actor_rollout_ref.rollout.tensor_model_parallel_size", int(setup["tensor_parallel"])),
+        ("actor_rollout_ref.rollout.gpu_memory_utilization", float(setup["gpu_memory_utilization"])),
+        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", int(setup["log_prob_micro_batch_per_gpu"])),
         ("actor_rollout_ref.rollout.val_kwargs.do_sample", False),
         ("actor_rollout_ref.rollout.val_kwargs.temperature", 0.0),
         ("actor_rollout_ref.rollout.val_kwargs.n", 1),
         # the reference policy is only built when a KL term needs it
-        ("actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu", int(scale["log_prob_micro_batch_per_gpu"])),
-        ("actor_rollout_ref.ref.fsdp_config.param_offload", bool(scale["param_offload"])),
+        ("actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu", int(setup["log_prob_micro_batch_per_gpu"])),
+        ("actor_rollout_ref.ref.fsdp_config.param_offload", bool(setup["param_offload"])),
         # the RLEV reward (never the legacy top-level custom_reward_function.* keys)
         ("reward.custom_reward_function.path", str(REWARD_MODULE)),
         ("reward.custom_reward_function.name", REWARD_FUNCTION),
     ]
     o += [(f"+reward.custom_reward_function.reward_kwargs.{k}", v) for k, v in _reward_kwargs(run).items()]
-    o += _cost_overrides(run, scale)
+    o += _cost_overrides(run, setup)
     # where compute_score's processes write what they could not score (watch_unverified)
     o.append(("+reward.custom_reward_function.reward_kwargs.stats_dir", str(out_dir / REWARD_STATS_DIR)))
 
@@ -362,7 +338,7 @@ def verl_overrides(run: dict) -> list[str]:
             ("reward.reward_model.enable_resource_pool", True),
             ("reward.reward_model.n_gpus_per_node", int(verifier["gpus_per_node"])),
             ("reward.reward_model.nnodes", int(verifier["nodes"])),
-            ("reward.reward_model.rollout.name", scale["rollout_engine"]),
+            ("reward.reward_model.rollout.name", setup["rollout_engine"]),
             ("reward.reward_model.rollout.tensor_model_parallel_size", int(verifier["tensor_parallel"])),
             ("reward.reward_model.rollout.gpu_memory_utilization", float(verifier["gpu_memory_utilization"])),
             ("reward.reward_model.rollout.prompt_length", int(verifier["max_prompt_length"])),
@@ -379,13 +355,13 @@ def verl_overrides(run: dict) -> list[str]:
         ("trainer.project_name", PROJECT_NAME),
         ("trainer.experiment_name", experiment_name(run)),
         ("trainer.logger", list(logger)),
-        ("trainer.n_gpus_per_node", int(scale["gpus_per_node"])),
-        ("trainer.nnodes", int(scale["nodes"])),
-        ("trainer.total_epochs", int(scale["epochs"])),
-        ("trainer.save_freq", int(scale["save_freq"])),
-        ("trainer.test_freq", int(scale["test_freq"])),
-        ("trainer.val_before_train", bool(scale["val_before_train"])),
-        ("trainer.max_actor_ckpt_to_keep", scale["max_ckpt_to_keep"]),
+        ("trainer.n_gpus_per_node", int(setup["gpus_per_node"])),
+        ("trainer.nnodes", int(setup["nodes"])),
+        ("trainer.total_epochs", int(setup["epochs"])),
+        ("trainer.save_freq", int(setup["save_freq"])),
+        ("trainer.test_freq", int(setup["test_freq"])),
+        ("trainer.val_before_train", bool(setup["val_before_train"])),
+        ("trainer.max_actor_ckpt_to_keep", setup["max_ckpt_to_keep"]),
         ("trainer.resume_mode", "auto"),
         ("trainer.default_local_dir", str(out_dir / "checkpoints")),
         ("trainer.validation_data_dir", str(out_dir / "verl_validation")),
@@ -393,23 +369,23 @@ def verl_overrides(run: dict) -> list[str]:
         ("trainer.default_hdfs_dir", None),
         ("trainer.critic_warmup", 0),
     ]
-    return [f"{key}={_hydra_value(value)}" for key, value in o]
+    return hydra_overrides(o)
 
 
 def job_nodes(run: dict) -> int:
     """Nodes the training job needs: the policy's, plus the judge's when verl serves it."""
-    nodes = int(scale_settings(run)["nodes"])
+    nodes = int(setup_settings(run)["nodes"])
     verifier = verifier_settings(run)
     if verifier["kind"] == "judge" and not verifier.get("url"):
         nodes += int(verifier["nodes"])
     return nodes
 
 
-def eval_gpus(scale: dict, verifier: dict | None = None) -> int:
+def eval_gpus(setup: dict, verifier: dict | None = None) -> int:
     """GPUs of one evaluation job at a verl scale: vLLM shards the policy over the scale's
     tensor_parallel GPUs; a judge that verl serves in training is served by the evaluation job
     itself (rlev.evaluate), so the job needs the larger of the two."""
-    gpus = int(scale["tensor_parallel"])
+    gpus = int(setup["tensor_parallel"])
     if verifier is not None:
         verifier = {"kind": verifier} if isinstance(verifier, str) else verifier
         if verifier.get("kind") == "judge" and not verifier.get("url"):
@@ -426,17 +402,17 @@ def gpu_layout(config: dict, stage: str, scale_name: str, run: dict | None = Non
     ood (vLLM, Table 2), eos (teacher-forced on one GPU), predictor_train (verl SFT),
     predictor_generate (one GPU).
     """
-    scale = config["scales"][scale_name]
-    if scale["backend"] == "local":
+    setup = config["scales"][scale_name]
+    if setup["backend"] == "local":
         return 1, 0
     if stage == "train":
         if run is None:
             raise ValueError("gpu_layout('train') needs the run config")
-        return job_nodes(run), int(scale_settings(run)["gpus_per_node"])
+        return job_nodes(run), int(setup_settings(run)["gpus_per_node"])
     if stage == "evaluate":
-        return 1, eval_gpus(scale, config["reward"].get("verifier"))
+        return 1, eval_gpus(setup, config["reward"].get("verifier"))
     if stage == "ood":
-        return 1, eval_gpus(scale)
+        return 1, eval_gpus(setup)
     if stage == "predictor_train":
         predictor = config["predictor"]["verl"]
         return int(predictor["nodes"]), int(predictor["gpus_per_node"])
@@ -445,7 +421,7 @@ def gpu_layout(config: dict, stage: str, scale_name: str, run: dict | None = Non
     raise ValueError(f"unknown GPU stage {stage!r}")
 
 
-def scale_invariance_warning(run: dict) -> str | None:
+def reward_scale_invariance_warning(run: dict) -> str | None:
     """Say so when the value scale s(x) cannot change this run's policy update
     (the rule is rlev.config.value_scale_invariance, which config validation enforces)."""
     from rlev.config import scale_invariance_message, value_scale_invariance
@@ -461,40 +437,11 @@ def scale_invariance_warning(run: dict) -> str | None:
 # --- compose and validate ---------------------------------------------------------------
 
 
-def verl_config_dir() -> Path:
-    """The `trainer/config` directory of the installed verl package."""
-    import verl
-
-    return Path(verl.__file__).resolve().parent / "trainer" / "config"
-
-
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def compose_verl_config(overrides: list[str]):
-    """Compose verl's `ppo_trainer` config with `overrides`, offline, as main_ppo would.
-
-    Unknown keys (without a leading `+`) and malformed values raise VerlConfigError naming
-    the offending override.
-    """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    parser = OverridesParser.create()
-    for override in overrides:
-        try:
-            parser.parse_override(override)
-        except HydraException as err:
-            raise VerlConfigError(f"malformed override {override!r}: {err}") from err
-    try:
-        with initialize_config_dir(config_dir=str(verl_config_dir()), version_base=None):
-            return compose(config_name="ppo_trainer", overrides=list(overrides))
-    except HydraException as err:
-        quoted = set(re.findall(r"'([^']+)'", str(err)))
-        culprits = [o for o in overrides if _override_key(o) in quoted] or ["(see the message)"]
-        raise VerlConfigError(f"verl {VERL_VERSION} rejects override {', '.join(culprits)}: {err}".rstrip()) from err
+    """Compose verl's `ppo_trainer` config with `overrides`, offline, as main_ppo would
+    (rlev.train.verl_launch.compose: an unknown key or a malformed value is a VerlConfigError
+    naming the override)."""
+    return compose("ppo_trainer", overrides)
 
 
 def _check_reward_wiring(cfg, load_reward_fn: bool) -> None:
@@ -588,7 +535,7 @@ def validate_verl_config(cfg, load_reward_fn: bool = True) -> None:
 
 
 def _describe(run: dict) -> list[str]:
-    scale, est, reward = run["scale"], run["estimator"], run["reward"]
+    setup, est, reward = run["scale"], run["estimator"], run["reward"]
     if reward["variant"] == "correctness":
         what = "correctness reward r = 1[correct] (the RLVR baseline)"
     else:
@@ -599,17 +546,15 @@ def _describe(run: dict) -> list[str]:
     lines = [
         "Reproduces: Yu et al. 2025, 'Every Question Has Its Own Value: Reinforcement Learning",
         "with Explicit Human Values' (RLEV, arXiv 2510.20187).",
-        f"  {est['adv_estimator']}{grpo} on {scale.get('init_model') or scale['model']}, {what};",
+        f"  {est['adv_estimator']}{grpo} on {setup.get('init_model') or setup['model']}, {what};",
         f"  dataset {run['dataset']['name']}, seed {run.get('seed', 0)}.",
     ]
-    # Optional: the paper table(s) this run feeds and the paper's numbers for it.
-    for entry in run.get("paper", []) or []:
-        lines.append(f"  Paper: {entry}")
     return lines
 
 
 def _ray_cluster_block(run: dict) -> str:
-    """Shell that starts a Ray cluster over the SLURM allocation (verl's SLURM recipe)."""
+    """Shell that starts a Ray cluster over the SLURM allocation (verl's SLURM recipe):
+    templates/ray_launch.sh."""
     gpus = int(run["scale"]["gpus_per_node"])
     nodes = job_nodes(run)
     verifier = verifier_settings(run)
@@ -618,47 +563,7 @@ def _ray_cluster_block(run: dict) -> str:
             f"the judge pool asks for {verifier['gpus_per_node']} GPUs per node and the policy for {gpus}; "
             "one SLURM allocation gives every node the same GPUs, so make them equal"
         )
-    return f"""\
-# Multi-node: start a Ray head on the first node of the SLURM allocation and a worker on
-# each other node, then let main_ppo join the cluster through RAY_ADDRESS.
-# --overlap: this script already runs inside a job step; the Ray steps share its nodes.
-NNODES={nodes}
-if [[ -z "${{SLURM_JOB_NODELIST:-}}" || "${{SLURM_JOB_NUM_NODES:-1}}" -lt "$NNODES" ]]; then
-    echo "verl_train.sh: this run needs $NNODES nodes of one SLURM allocation" \\
-         "(got ${{SLURM_JOB_NUM_NODES:-none}}); submit it with nodes=$NNODES" >&2
-    exit 2
-fi
-mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
-HEAD_NODE="${{NODES[0]}}"
-HEAD_IP=$(srun --overlap --nodes=1 --ntasks=1 -w "$HEAD_NODE" hostname --ip-address | awk '{{print $1}}')
-RAY_PORT="${{RAY_PORT:-6379}}"
-export RAY_ADDRESS="$HEAD_IP:$RAY_PORT"
-CPUS_PER_NODE="${{SLURM_CPUS_ON_NODE:-$(nproc)}}"
-echo "Ray head on $HEAD_NODE ($RAY_ADDRESS); workers on ${{NODES[*]:1}}"
-srun --overlap --nodes=1 --ntasks=1 --gres=gpu:{gpus} -w "$HEAD_NODE" \\
-    ray start --head --node-ip-address="$HEAD_IP" --port="$RAY_PORT" \\
-    --num-cpus="$CPUS_PER_NODE" --num-gpus={gpus} --block &
-sleep 10
-for node in "${{NODES[@]:1:$((NNODES - 1))}}"; do
-    srun --overlap --nodes=1 --ntasks=1 --gres=gpu:{gpus} -w "$node" \\
-        ray start --address="$RAY_ADDRESS" --num-cpus="$CPUS_PER_NODE" --num-gpus={gpus} --block &
-    sleep 5
-done
-# Stop the Ray steps when this script ends, however it ends.
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
-"$PYTHON" - <<'WAIT_FOR_GPUS'
-import os, sys, time
-import ray
-want = {gpus * nodes}
-ray.init(address=os.environ["RAY_ADDRESS"])
-for _ in range(120):
-    if ray.cluster_resources().get("GPU", 0) >= want:
-        sys.exit(0)
-    time.sleep(5)
-sys.exit(f"Ray cluster reached {{ray.cluster_resources().get('GPU', 0)}} of {{want}} GPUs in 10 minutes")
-WAIT_FOR_GPUS
-
-"""
+    return render_template("ray_launch.sh", nodes=nodes, gpus=gpus, total_gpus=gpus * nodes)
 
 
 def launch_script(run: dict, overrides: list[str]) -> str:
@@ -671,7 +576,7 @@ def launch_script(run: dict, overrides: list[str]) -> str:
         "# Written by rlev.train.verl.write_launch; verl_config.yaml beside it is the composed config.",
         "# Usage: bash verl_train.sh [extra Hydra overrides, e.g. trainer.total_training_steps=2]",
     ]
-    warning = scale_invariance_warning(run)
+    warning = reward_scale_invariance_warning(run)
     if warning:
         header += ["#", *textwrap.wrap("WARNING: " + warning, 88, initial_indent="# ", subsequent_indent="#   ")]
     attempts = Path(_abs(run["out_dir"])) / METRICS_ATTEMPTS_DIR
@@ -691,11 +596,9 @@ def launch_script(run: dict, overrides: list[str]) -> str:
     else:
         # verl starts Ray itself; under SLURM, give it the job's CPUs, not the node's.
         body += ['RAY_NUM_CPUS="${SLURM_CPUS_ON_NODE:-$(nproc)}"', ""]
-    body.append('"$PYTHON" -m verl.trainer.main_ppo \\')
-    body += [f"    {shlex.quote(o)} \\" for o in overrides]
-    if not multi_node:  # joining a running cluster (RAY_ADDRESS), ray.init refuses num_cpus
-        body.append('    "ray_kwargs.ray_init.num_cpus=$RAY_NUM_CPUS" \\')
-    body.append('    "$@"')
+    # joining a running cluster (RAY_ADDRESS), ray.init refuses num_cpus
+    raw = () if multi_node else ('"ray_kwargs.ray_init.num_cpus=$RAY_NUM_CPUS"',)
+    body += command_lines('"$PYTHON" -m verl.trainer.main_ppo', overrides, raw)
     return "\n".join(header + [""] + body) + "\n"
 
 
@@ -704,20 +607,13 @@ def write_launch(run: dict, run_dir: Path | str | None = None, load_reward_fn: b
 
     Returns the script's path. Nothing is written when the config does not validate.
     """
-    from omegaconf import OmegaConf
-
     run_dir = Path(run_dir if run_dir is not None else run["out_dir"])
     overrides = verl_overrides(run)
     cfg = compose_verl_config(overrides)
     if job_nodes(run) == 1:  # the launch script adds the job's CPU count: check that it composes
         compose_verl_config(overrides + ["ray_kwargs.ray_init.num_cpus=8"])
     validate_verl_config(cfg, load_reward_fn=load_reward_fn)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "verl_config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    script = run_dir / "verl_train.sh"
-    script.write_text(launch_script(run, overrides))
-    script.chmod(0o755)
-    return script
+    return write_launch_files(run_dir, "verl_train.sh", launch_script(run, overrides), "verl_config.yaml", cfg)
 
 
 # --- checkpoints -> Hugging Face ---------------------------------------------------------
@@ -847,53 +743,6 @@ def max_unverified_share(run: dict) -> float:
     return float(verifier["max_unverified_share"])
 
 
-class RunStopped(RuntimeError):
-    """The launcher stopped a verl run (see unverified_problem)."""
-
-
-def _stream(cmd: list[str], log_path: Path, check=None, check_every_s: float = 30.0) -> None:
-    """Run `cmd`, copying its output line by line to stdout and to `log_path`.
-
-    With `check` (a function returning None or a reason), the run is stopped (its whole
-    process group) as soon as `check` gives a reason, checked every `check_every_s`.
-    """
-    import os
-    import signal
-    import threading
-
-    reason: list[str] = []
-    with (
-        open(log_path, "a") as log,
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                         start_new_session=True) as proc,
-    ):
-        log.write(f"$ {shlex.join(cmd)}\n")
-        done = threading.Event()
-
-        def watch():
-            while not done.wait(check_every_s):
-                problem = check()
-                if problem:
-                    reason.append(problem)
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    if not done.wait(60):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    return
-
-        watcher = threading.Thread(target=watch, daemon=True) if check else None
-        if watcher:
-            watcher.start()
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            log.write(line)
-        code = proc.wait()
-        done.set()
-    if reason:
-        raise RunStopped(f"stopped the run: {reason[0]} (log: {log_path})")
-    if code:
-        raise RuntimeError(f"command failed with exit code {code} (log: {log_path}): {shlex.join(cmd)}")
-
-
 def train(run: dict) -> None:
     """Train one run with verl and leave a Hugging Face model in `<out_dir>/model`.
 
@@ -903,7 +752,7 @@ def train(run: dict) -> None:
     the launches' metrics are merged into train/metrics.jsonl.
     """
     out_dir = Path(run["out_dir"])
-    warning = scale_invariance_warning(run)
+    warning = reward_scale_invariance_warning(run)
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
     script = write_launch(run, out_dir)
@@ -916,7 +765,7 @@ def train(run: dict) -> None:
             f"The checked launch script is {script} (config: {out_dir / 'verl_config.yaml'}); "
             "run it on a GPU node, or submit the workflow with --profile profiles/slurm."
         )
-    model = scale_settings(run).get("init_model") or run["scale"]["model"]
+    model = setup_settings(run).get("init_model") or run["scale"]["model"]
     if not Path(model).expanduser().exists():  # a Hub id: rlev's reward manager reads its stop ids from the cache
         from huggingface_hub import hf_hub_download
 
@@ -925,13 +774,13 @@ def train(run: dict) -> None:
     limit = max_unverified_share(run)
     check = lambda: unverified_problem(out_dir, limit)  # noqa: E731
     try:
-        _stream(["bash", str(script)], log_path, check=check)
+        run_script(script, log_path, check=check)
     finally:
         merge_metrics(out_dir)
     problem = check()  # the last samples of the run
     if problem:
         raise RunStopped(f"run {run['run_id']}: {problem}")
-    _stream(merge_command(run), log_path)
+    stream(merge_command(run), log_path)
     # Record which checkpoint became the model, beside it.
     record = {"run_id": run["run_id"], "checkpoint": str(last_checkpoint(out_dir / "checkpoints"))}
     (out_dir / "model" / "rlev_source.yaml").write_text(yaml.safe_dump(record, sort_keys=False))

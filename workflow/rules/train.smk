@@ -22,9 +22,9 @@ rule run_config:
         write_run_config(config, get_run(wildcards), output[0], log[0])
 
 
-# The run's value variant (rlev.values): v and s(x) per training row in values.parquet (a
-# record; the local trainer computes the same scales in memory), and verl's training file
-# with them in extra_info (what compute_score reads on the verl back end).
+# The run's value variant (rlev.values): v and s(x) per training row in values.parquet (what
+# the local trainer reads, matched by row id), and verl's training file with them in
+# extra_info (what compute_score reads on the verl back end).
 rule values:
     input:
         config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
