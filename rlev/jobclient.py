@@ -59,12 +59,7 @@ def run_via_server(argv: list[str], startup: tuple[float, float]) -> int | None:
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, forward)
-    while True:
-        try:
-            line = reader.readline()
-            break
-        except InterruptedError:
-            continue
+    line = reader.readline()  # a forwarded signal does not interrupt the read (PEP 475 retries it)
     if not line:
         print(f"rlev: the job server at {path} stopped while running this command (pid {child}); "
               "run it again (RLEV_NO_JOBSERVER=1 runs commands without it)", file=sys.stderr)
