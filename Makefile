@@ -11,9 +11,10 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	# torch by pip, which finds the CPU wheel on local disk (uv does not look there); the rest by uv,
+	# which resolves and installs the ~150 packages in about 20 s where pip takes about 2.5 minutes
+	$(PY) -m pip install -q torch==2.13.0 uv
+	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed
