@@ -1,7 +1,7 @@
 # Set up a virtual environment and run the pipeline or the tests.
 #   make run    # the default sweep (snakemake --cores all), then results/report.html
 #   make test   # the test suite
-#   make lint   # ruff check, snakemake --lint and snakefmt --check (CI runs it after the tests)
+#   make lint   # ruff check and format --check, snakemake --lint and snakefmt --check (CI runs it after the tests)
 # On a CPU machine torch comes from the CPU wheel; on a GPU machine, use envs/ (conda) instead.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -29,6 +29,7 @@ test: setup
 
 lint: setup
 	ruff check rlev tests benchmarks
+	ruff format --check rlev tests benchmarks
 	snakemake --lint
 	snakefmt --check Snakefile workflow/
 

@@ -53,8 +53,15 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_rollout_"))
     records, demos = synthetic_exams(60, 0, 10, seed=1234)
     texts = [r["question"] for r in records] + [d["worked"] for d in demos] + [d["direct"] for d in demos]
-    shape = dict(vocab_size=320, hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
-                 num_kv_heads=args.kv_heads, intermediate_size=args.intermediate, max_position=1024)
+    shape = dict(
+        vocab_size=320,
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        num_kv_heads=args.kv_heads,
+        intermediate_size=args.intermediate,
+        max_position=1024,
+    )
     build_tiny(texts, shape, work / "init")
     model_dir = work / "init"
     if args.sft_steps:
@@ -62,8 +69,18 @@ def main(argv=None) -> None:
 
         train = pd.DataFrame([{**r, "system": "", "value": r["score"] / r["total"]} for r in records])
         (work / "demos.jsonl").write_text("".join(json.dumps(d) + "\n" for d in demos))
-        train_sft(work / "init", work / "sft", train, work / "demos.jsonl", args.sft_steps, 64, 3e-3, args.threads,
-                  seed=0, device=args.device)
+        train_sft(
+            work / "init",
+            work / "sft",
+            train,
+            work / "demos.jsonl",
+            args.sft_steps,
+            64,
+            3e-3,
+            args.threads,
+            seed=0,
+            device=args.device,
+        )
         model_dir = work / "sft"
     model, tokenizer = load_policy(model_dir, args.device, args.dtype)
     model.eval()
@@ -74,8 +91,13 @@ def main(argv=None) -> None:
     # 1. greedy: token for token the same as model.generate
     ours = generate(model, tokenizer, prompts, n=1, max_new_tokens=args.max_new_tokens, do_sample=False)
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    theirs = model.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=False,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    theirs = model.generate(
+        **enc,
+        max_new_tokens=args.max_new_tokens,
+        do_sample=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     width = ours.sequences.shape[1]
     same = torch.equal(ours.sequences, theirs[:, :width]) and bool((theirs[:, width:] == tokenizer.pad_token_id).all())
     rows_same = sum(torch.equal(a, b[:width]) for a, b in zip(ours.sequences, theirs))
@@ -91,11 +113,19 @@ def main(argv=None) -> None:
     def time_hf():
         sync(device)
         t = time.perf_counter()
-        out = model.generate(**enc, max_new_tokens=args.max_new_tokens, num_return_sequences=args.n, do_sample=True,
-                             temperature=1.0, top_k=0, top_p=1.0, eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(
+            **enc,
+            max_new_tokens=args.max_new_tokens,
+            num_return_sequences=args.n,
+            do_sample=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         sync(device)
-        response = out[:, enc["input_ids"].shape[1]:]
+        response = out[:, enc["input_ids"].shape[1] :]
         length = ((response != tokenizer.pad_token_id) & (response != tokenizer.eos_token_id)).sum(1)
         return time.perf_counter() - t, length.float().mean().item()
 
@@ -110,11 +140,19 @@ def main(argv=None) -> None:
     rows = []
     for name, runs in (("rlev generate", ours_t), ("transformers generate", hf_t)):
         seconds = statistics.median(t for t, _ in runs)
-        rows.append({"decoder": name, "s_per_batch": seconds, "completions_per_s": completions / seconds,
-                     "mean_length": statistics.mean(length for _, length in runs)})
-    print(f"model: Qwen2 {params / 1e6:.1f}M parameters ({args.layers} layers x {args.hidden}), {args.dtype} on "
-          f"{device}; {args.prompts} prompts x {args.n} samples, budget {args.max_new_tokens} tokens, "
-          f"warm-started {args.sft_steps} SFT steps")
+        rows.append(
+            {
+                "decoder": name,
+                "s_per_batch": seconds,
+                "completions_per_s": completions / seconds,
+                "mean_length": statistics.mean(length for _, length in runs),
+            }
+        )
+    print(
+        f"model: Qwen2 {params / 1e6:.1f}M parameters ({args.layers} layers x {args.hidden}), {args.dtype} on "
+        f"{device}; {args.prompts} prompts x {args.n} samples, budget {args.max_new_tokens} tokens, "
+        f"warm-started {args.sft_steps} SFT steps"
+    )
     print(f"greedy identical to model.generate: {same} ({rows_same}/{len(prompts)} rows)")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(f"speed-up (completions/s): {rows[0]['completions_per_s'] / rows[1]['completions_per_s']:.2f}")

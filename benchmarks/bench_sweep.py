@@ -42,8 +42,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"smoke": REPO / "tests" / "config_smoke" / "config.yaml", "default": REPO / "config.yaml"}
 # rlev.timing.LINE, as written into a job's log (logs written before the CPU split lack it).
-TIMING = re.compile(r"rlev (\S+): start-up (\S+) s \(interpreter and CLI (\S+) s, imports (\S+) s\), work (\S+) s"
-                    r"(?:; CPU: start-up (\S+) s, work (\S+) s)?")
+TIMING = re.compile(
+    r"rlev (\S+): start-up (\S+) s \(interpreter and CLI (\S+) s, imports (\S+) s\), work (\S+) s"
+    r"(?:; CPU: start-up (\S+) s, work (\S+) s)?"
+)
 
 
 def snakemake(*args: str, cwd: Path) -> float:
@@ -73,8 +75,15 @@ def job_records(workdir: Path) -> list[dict]:
             continue
         # A job's outputs share its log (or, without a log, its start time).
         key = (record["rule"], tuple(record.get("log") or ()) or record["starttime"])
-        job = jobs.setdefault(key, {"rule": record["rule"], "log": record.get("log") or [],
-                                    "start": record["starttime"], "end": record["endtime"]})
+        job = jobs.setdefault(
+            key,
+            {
+                "rule": record["rule"],
+                "log": record.get("log") or [],
+                "start": record["starttime"],
+                "end": record["endtime"],
+            },
+        )
         job["start"] = min(job["start"], record["starttime"])
         job["end"] = max(job["end"], record["endtime"])
     return list(jobs.values())
@@ -87,8 +96,13 @@ def job_timing(workdir: Path, job: dict) -> dict | None:
         if path.is_file():
             for line in reversed(path.read_text(errors="replace").splitlines()):
                 if m := TIMING.search(line):
-                    return {"startup": float(m.group(2)), "imports": float(m.group(4)), "work": float(m.group(5)),
-                            "startup_cpu": float(m.group(6) or 0), "work_cpu": float(m.group(7) or 0)}
+                    return {
+                        "startup": float(m.group(2)),
+                        "imports": float(m.group(4)),
+                        "work": float(m.group(5)),
+                        "startup_cpu": float(m.group(6) or 0),
+                        "work_cpu": float(m.group(7) or 0),
+                    }
     return None
 
 
@@ -133,8 +147,10 @@ def summarise(workdir: Path, wall: float | None, cores: int) -> dict:
 def print_table(summary: dict, title: str) -> None:
     rows, total = summary["rows"], summary["total"]
     print(f"\n{title}")
-    header = f"{'rule':<20} {'jobs':>5} {'job-s':>8} {'start-up s':>11} {'(imports)':>10} {'work s':>8} " \
-             f"{'other s':>8} {'start-up %':>10} {'CPU: start-up s':>15} {'work s':>8} {'start-up %':>10}"
+    header = (
+        f"{'rule':<20} {'jobs':>5} {'job-s':>8} {'start-up s':>11} {'(imports)':>10} {'work s':>8} "
+        f"{'other s':>8} {'start-up %':>10} {'CPU: start-up s':>15} {'work s':>8} {'start-up %':>10}"
+    )
     print(header)
     print("-" * len(header))
 
@@ -143,10 +159,12 @@ def print_table(summary: dict, title: str) -> None:
         cpu = row.get("startup_cpu_s", 0) + row.get("work_cpu_s", 0)
         cpu_share = 100 * row.get("startup_cpu_s", 0) / cpu if cpu else 0.0
         note = f"  ({int(row['unmeasured'])} without a timing line)" if row.get("unmeasured") else ""
-        print(f"{name:<20} {int(row['jobs']):>5} {row['job_s']:>8.1f} {row.get('startup_s', 0):>11.1f} "
-              f"{row.get('imports_s', 0):>10.1f} {row.get('work_s', 0):>8.1f} {row.get('other_s', 0):>8.1f} "
-              f"{share:>9.1f}% {row.get('startup_cpu_s', 0):>15.1f} {row.get('work_cpu_s', 0):>8.1f} "
-              f"{cpu_share:>9.1f}%{note}")
+        print(
+            f"{name:<20} {int(row['jobs']):>5} {row['job_s']:>8.1f} {row.get('startup_s', 0):>11.1f} "
+            f"{row.get('imports_s', 0):>10.1f} {row.get('work_s', 0):>8.1f} {row.get('other_s', 0):>8.1f} "
+            f"{share:>9.1f}% {row.get('startup_cpu_s', 0):>15.1f} {row.get('work_cpu_s', 0):>8.1f} "
+            f"{cpu_share:>9.1f}%{note}"
+        )
 
     for name in sorted(rows, key=lambda r: -rows[r]["job_s"]):
         line(name, rows[name])
@@ -154,30 +172,49 @@ def print_table(summary: dict, title: str) -> None:
     line("total", total)
     wall, cores = summary["wall"], summary["cores"]
     limit = total.get("work_s", 0) / cores
-    print(f"\nwall time {wall:.1f} s on {cores} cores; compute limit (work seconds / cores) {limit:.1f} s; "
-          f"wall / limit {wall / limit if limit else float('nan'):.2f}x")
-    print(f"job-seconds / cores {total['job_s'] / cores:.1f} s; start-up share of job-seconds "
-          f"{100 * total.get('startup_s', 0) / total['job_s']:.1f}%")
+    print(
+        f"\nwall time {wall:.1f} s on {cores} cores; compute limit (work seconds / cores) {limit:.1f} s; "
+        f"wall / limit {wall / limit if limit else float('nan'):.2f}x"
+    )
+    print(
+        f"job-seconds / cores {total['job_s'] / cores:.1f} s; start-up share of job-seconds "
+        f"{100 * total.get('startup_s', 0) / total['job_s']:.1f}%"
+    )
     cpu = total.get("startup_cpu_s", 0) + total.get("work_cpu_s", 0)
     if cpu:  # unaffected by other processes on the machine, unlike the wall-clock figures above
-        print(f"CPU seconds of the commands {cpu:.1f}: start-up {total['startup_cpu_s']:.1f} "
-              f"({100 * total['startup_cpu_s'] / cpu:.1f}%), work {total['work_cpu_s']:.1f}; "
-              f"work CPU / cores {total['work_cpu_s'] / cores:.1f} s")
+        print(
+            f"CPU seconds of the commands {cpu:.1f}: start-up {total['startup_cpu_s']:.1f} "
+            f"({100 * total['startup_cpu_s'] / cpu:.1f}%), work {total['work_cpu_s']:.1f}; "
+            f"work CPU / cores {total['work_cpu_s'] / cores:.1f} s"
+        )
 
 
 def plan_seconds(workdir: Path) -> float:
     """Wall seconds of the dry run of the paper's matrix (SLURM profile, 7B, the rlev dataset)."""
     shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
-    return snakemake("-n", "--quiet", "--profile", str(REPO / "profiles" / "slurm"), "--config", "scale=7B",
-                     "dataset=rlev", cwd=workdir)
+    return snakemake(
+        "-n",
+        "--quiet",
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--config",
+        "scale=7B",
+        "dataset=rlev",
+        cwd=workdir,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweep", choices=sorted(CONFIGS), default="smoke", help="which config to run")
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="snakemake --cores (default: all)")
-    parser.add_argument("--from", dest="from_dir", type=Path, default=None,
-                        help="analyse the sweep already run in this directory instead of running one")
+    parser.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        default=None,
+        help="analyse the sweep already run in this directory instead of running one",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="run in this directory and keep it")
     parser.add_argument("--no-plan", action="store_true", help="skip timing the paper matrix's dry run")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
@@ -201,8 +238,9 @@ def main() -> None:
     if not args.no_plan:
         with tempfile.TemporaryDirectory(prefix="bench_sweep_plan_") as tmp:
             summary["plan_s"] = plan_seconds(Path(tmp))
-        print(f"planning the paper matrix (snakemake -n, SLURM profile, scale=7B dataset=rlev): "
-              f"{summary['plan_s']:.2f} s")
+        print(
+            f"planning the paper matrix (snakemake -n, SLURM profile, scale=7B dataset=rlev): {summary['plan_s']:.2f} s"
+        )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
 

@@ -52,13 +52,26 @@ def build_task(work: Path, args) -> tuple[Path, Path, Path]:
     exams, demos_path = work / "exams.jsonl", work / "demos.jsonl"
     exams.write_text("".join(json.dumps(r) + "\n" for r in records))
     demos_path.write_text("".join(json.dumps(d) + "\n" for d in demos))
-    prepare({"source": "table", "path": str(exams)}, work / "data", "bench", test_share=0.05, split_seed=0,
-            max_reject_share=0.0)
+    prepare(
+        {"source": "table", "path": str(exams)},
+        work / "data",
+        "bench",
+        test_share=0.05,
+        split_seed=0,
+        max_reject_share=0.0,
+    )
     train_path = work / "data" / "train.parquet"
     train = pd.read_parquet(train_path)
     texts = [t for q, _, responses in sft_examples(train, demos_path) for t in [q, *responses]]
-    shape = dict(vocab_size=320, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
-                 max_position=256)
+    shape = dict(
+        vocab_size=320,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        intermediate_size=256,
+        max_position=256,
+    )
     build_tiny(texts, shape, work / "init")
     train_sft(work / "init", work / "sft", train, demos_path, args.sft_steps, 64, 3e-3, args.threads, seed=0)
     return train_path, demos_path, work / "sft"
@@ -75,9 +88,19 @@ def run_config_for(train_path: Path, sft_dir: Path, out_dir: Path, args) -> dict
     run = run_config(config, Run(config["dataset"], config["scale"], "bench_grpo", "human-a10-additive_clipped", 0))
     run["dataset"]["train"] = str(train_path)
     run["out_dir"] = str(out_dir)
-    run["scale"].update(init_model=str(sft_dir), rl_steps=args.steps, prompts_per_step=args.prompts, n=args.n,
-                        max_new_tokens=args.max_new_tokens, lr=args.lr, threads=args.threads, device=args.device,
-                        checkpoint_every=0, temperature=1.0, weight_decay=0.0)
+    run["scale"].update(
+        init_model=str(sft_dir),
+        rl_steps=args.steps,
+        prompts_per_step=args.prompts,
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        lr=args.lr,
+        threads=args.threads,
+        device=args.device,
+        checkpoint_every=0,
+        temperature=1.0,
+        weight_decay=0.0,
+    )
     return run
 
 
@@ -113,11 +136,13 @@ def bench_trl(train_path: Path, sft_dir: Path, work: Path, args) -> list[dict]:
     run = run_config_for(train_path, sft_dir, work / "local_cfg", args)
     train = pd.read_parquet(train_path)
     model, tokenizer = load_policy(sft_dir, args.device, "float32")
-    dataset = Dataset.from_dict({
-        "prompt": [render_prompt(tokenizer, q, s) for q, s in zip(train["question"], train["system"])],
-        "answer": train["answer"].astype(str).tolist(),
-        "scale": reward_scales(run, train).tolist(),
-    })
+    dataset = Dataset.from_dict(
+        {
+            "prompt": [render_prompt(tokenizer, q, s) for q, s in zip(train["question"], train["system"])],
+            "answer": train["answer"].astype(str).tolist(),
+            "scale": reward_scales(run, train).tolist(),
+        }
+    )
     verifier = build_verifier({"kind": "rule"})
     timers = {"generate": 0.0, "reward": 0.0}
 
@@ -147,9 +172,15 @@ def bench_trl(train_path: Path, sft_dir: Path, work: Path, args) -> list[dict]:
 
         def on_step_end(self, *a, **kw):
             seconds = time.perf_counter() - timers["start"]
-            steps.append({"seconds": seconds, "generate": timers["generate"], "reward": timers["reward"],
-                          "update": seconds - timers["generate"] - timers["reward"],
-                          "completions": args.prompts * args.n})
+            steps.append(
+                {
+                    "seconds": seconds,
+                    "generate": timers["generate"],
+                    "reward": timers["reward"],
+                    "update": seconds - timers["generate"] - timers["reward"],
+                    "completions": args.prompts * args.n,
+                }
+            )
 
         def on_log(self, _args, state, control, logs=None, **kw):
             if logs and steps and "completions/mean_length" in logs:
@@ -186,8 +217,14 @@ def bench_trl(train_path: Path, sft_dir: Path, work: Path, args) -> list[dict]:
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    trainer = GRPOTrainer(model=model, reward_funcs=[rlev_reward], args=config, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[StepTimer()])
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[rlev_reward],
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[StepTimer()],
+    )
     torch.set_num_threads(args.threads)
     trainer.train()
     return steps
@@ -229,22 +266,28 @@ def main(argv=None) -> None:
 
     t = time.perf_counter()
     train_path, _, sft_dir = build_task(work, args)
-    print(f"task: {len(pd.read_parquet(train_path))} training prompts, tiny Qwen2 warm-started for {args.sft_steps} "
-          f"SFT steps in {time.perf_counter() - t:.0f}s; {args.steps} RL steps x {args.prompts} prompts x {args.n} "
-          f"samples, budget {args.max_new_tokens} tokens, {args.threads} torch thread(s), device {args.device}")
+    print(
+        f"task: {len(pd.read_parquet(train_path))} training prompts, tiny Qwen2 warm-started for {args.sft_steps} "
+        f"SFT steps in {time.perf_counter() - t:.0f}s; {args.steps} RL steps x {args.prompts} prompts x {args.n} "
+        f"samples, budget {args.max_new_tokens} tokens, {args.threads} torch thread(s), device {args.device}"
+    )
     results = {}
     for name in args.order.split(","):
         fn = {"local": bench_local, "trl": bench_trl}[name]
-        results[name] = summarise({"local": "rlev local", "trl": "TRL GRPOTrainer"}[name],
-                                  fn(train_path, sft_dir, work, args))
+        results[name] = summarise(
+            {"local": "rlev local", "trl": "TRL GRPOTrainer"}[name], fn(train_path, sft_dir, work, args)
+        )
     table = pd.DataFrame([results["local"], results["trl"]])
     pd.set_option("display.width", 200)
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     ratio = results["local"]["completions_per_s"] / results["trl"]["completions_per_s"]
-    print(f"completions/s ratio (rlev local / TRL): {ratio:.2f}; "
-          f"s/step ratio (TRL / rlev local): {results['trl']['s_per_step'] / results['local']['s_per_step']:.2f}")
-    (work / "bench_trainer.json").write_text(json.dumps({"args": vars(args), "results": results, "ratio": ratio},
-                                                        indent=2))
+    print(
+        f"completions/s ratio (rlev local / TRL): {ratio:.2f}; "
+        f"s/step ratio (TRL / rlev local): {results['trl']['s_per_step'] / results['local']['s_per_step']:.2f}"
+    )
+    (work / "bench_trainer.json").write_text(
+        json.dumps({"args": vars(args), "results": results, "ratio": ratio}, indent=2)
+    )
 
 
 if __name__ == "__main__":

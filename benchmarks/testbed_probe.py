@@ -75,8 +75,12 @@ def main() -> None:
         t0 = time.perf_counter()
 
         def log_point(step, model, tokenizer):
-            row = {"run": spec, "step": step, **test_metrics(model, tokenizer, test, run["scale"]["max_new_tokens"]),
-                   "seconds": round(time.perf_counter() - t0, 1)}
+            row = {
+                "run": spec,
+                "step": step,
+                **test_metrics(model, tokenizer, test, run["scale"]["max_new_tokens"]),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
             curves.write(json.dumps(row) + "\n")
             curves.flush()
             print(json.dumps(row), flush=True)

@@ -120,9 +120,20 @@ def cmd_sft(args) -> None:
     from rlev.sft import train_sft
 
     s = read_spec(args.spec)
-    train_sft(Path(args.init), Path(args.out), pd.read_parquet(args.train), args.demos, s["sft_steps"],
-              s["sft_batch"], s["sft_lr"], s["sft_threads"], seed=0, device=s["device"], dtype=s["dtype"],
-              metrics_path=Path(args.metrics) if args.metrics else None)
+    train_sft(
+        Path(args.init),
+        Path(args.out),
+        pd.read_parquet(args.train),
+        args.demos,
+        s["sft_steps"],
+        s["sft_batch"],
+        s["sft_lr"],
+        s["sft_threads"],
+        seed=0,
+        device=s["device"],
+        dtype=s["dtype"],
+        metrics_path=Path(args.metrics) if args.metrics else None,
+    )
 
 
 def cmd_values(args) -> None:
@@ -131,43 +142,12 @@ def cmd_values(args) -> None:
     write_values(read_spec(args.spec), Path(args.train), Path(args.verl_train), Path(args.out))
 
 
-def _under_runs_dir(path: Path) -> bool:
-    from rlev.config import RUNS_DIR
-
-    return Path(RUNS_DIR).resolve() in [path.resolve(), *path.resolve().parents]
-
-
 def cmd_train(args) -> None:
-    from rlev.config import RUNS_DIR, ConfigError
+    from rlev.train import train_run
 
-    run = read_spec(args.spec)
-    if args.out:
-        if _under_runs_dir(Path(args.out)):
-            raise ConfigError(f"--out {args.out}: {RUNS_DIR}/ holds the workflow's runs; put a hand-made run "
-                              "elsewhere (e.g. --out hand/run1)")
-        run["out_dir"] = args.out
-    out_dir = Path(run["out_dir"])
-    saved = out_dir / "config.yaml"
-    own = not args.spec.lstrip().startswith("{") and saved.exists() and saved.samefile(args.spec)
-    if not own and not args.out and _under_runs_dir(out_dir):
-        raise ConfigError(
-            f"--spec {args.spec[:80]}: its out_dir {out_dir} is a workflow run directory and the spec is not that "
-            f"run's own config.yaml; train a changed copy with --out DIR outside {RUNS_DIR}/, or change config.yaml "
-            "and rerun snakemake"
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not own:  # the run's full configuration beside its outputs, before anything else
-        saved.write_text(yaml.safe_dump(run, sort_keys=False))
-    if run["scale"]["backend"] == "local":
-        from rlev.evaluate.in_domain import evaluate_local_run
-        from rlev.train.local import train
-
-        train(run)
-        evaluate_local_run(run)
-    else:
-        from rlev.train.verl import train
-
-        train(run)
+    train_run(
+        read_spec(args.spec), spec_path=None if args.spec.lstrip().startswith("{") else Path(args.spec), out=args.out
+    )
 
 
 def cmd_evaluate(args) -> None:
@@ -248,20 +228,39 @@ def cmd_length_by_value(args) -> None:
 # rlev.report.tables.report refuses the others.
 REPORT_ARGUMENTS = [
     ("--runs", dict(nargs="+", help="the table's run directories")),
-    ("--init", dict(nargs="*", help="a file of the starting policy's evaluation folder (its metrics.json, or for "
-                                    "mechanism its samples.parquet)")),
+    (
+        "--init",
+        dict(
+            nargs="*",
+            help="a file of the starting policy's evaluation folder (its metrics.json, or for "
+            "mechanism its samples.parquet)",
+        ),
+    ),
     ("--resamples", dict(type=int, help="bootstrap: prompt resamples (default rlev.stats.RESAMPLES)")),
-    ("--seed", dict(type=int, help="bootstrap: numpy seed of the resampling (default rlev.stats.SEED); mechanism: "
-                                   "of the permutations (default rlev.analysis.mechanism.SEED)")),
-    ("--cluster", dict(choices=["exam", "prompt"], help="bootstrap: resample whole exams (the split is by exam; the "
-                                                        "default) or single prompts")),
+    (
+        "--seed",
+        dict(
+            type=int,
+            help="bootstrap: numpy seed of the resampling (default rlev.stats.SEED); mechanism: "
+            "of the permutations (default rlev.analysis.mechanism.SEED)",
+        ),
+    ),
+    (
+        "--cluster",
+        dict(
+            choices=["exam", "prompt"],
+            help="bootstrap: resample whole exams (the split is by exam; the default) or single prompts",
+        ),
+    ),
     ("--truth", dict(default=None, help="table3: generated records with a true_difficulty per id")),
     ("--predictor", dict(nargs="*", help="table3: the score predictor's metrics.json and label_stats.json")),
     ("--base", dict(default=None, help="table2: the starting policy's OOD folder (<benchmark>/metrics.json)")),
     ("--benchmarks", dict(nargs="*", help="table2: benchmark names, in column order")),
     ("--test", dict(default=None, help="mechanism: the runs' test split (points and difficulty per prompt)")),
-    ("--permutations", dict(type=int, help="mechanism: within-difficulty shuffles (default "
-                                           "rlev.analysis.mechanism.PERMUTATIONS)")),
+    (
+        "--permutations",
+        dict(type=int, help="mechanism: within-difficulty shuffles (default rlev.analysis.mechanism.PERMUTATIONS)"),
+    ),
     ("--datasets", dict(nargs="+", help="value_stats: prepared dataset folders, the main one first")),
     ("--figures", dict(default=None, help="value_stats: the folder for Figures 3 and 4")),
 ]
@@ -293,7 +292,9 @@ def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
 
     # Defaults that live in heavier modules (numpy, pandas) are filled in by the command
     # that uses them, so parsing (and `rlev --help`) imports nothing beyond the CLI.
-    parser = argparse.ArgumentParser(prog="rlev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="rlev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -304,64 +305,171 @@ def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
         p.set_defaults(fn=fn)
         return p
 
-    config_args = [("--base", dict(default="config.yaml", help="the config the others merge into")),
-                   ("--config", dict(nargs="*", metavar="FILE", help="YAML files merged into --base key by key, "
-                                                                    "like snakemake --configfile")),
-                   ("--set", dict(nargs="*", help="top-level key=value overrides, like snakemake --config"))]
+    config_args = [
+        ("--base", dict(default="config.yaml", help="the config the others merge into")),
+        (
+            "--config",
+            dict(
+                nargs="*", metavar="FILE", help="YAML files merged into --base key by key, like snakemake --configfile"
+            ),
+        ),
+        ("--set", dict(nargs="*", help="top-level key=value overrides, like snakemake --config")),
+    ]
     spec = ("--spec", dict(required=True, help="JSON object or YAML/JSON file"))
     add("plan", cmd_plan, *config_args)
     add("synth", cmd_synth, spec, ("--out", dict(required=True)), ("--demos", dict(required=True)))
-    add("prepare", cmd_prepare, spec, ("--dataset", dict(required=True)), ("--out", dict(required=True)),
-        ("--rejects-log", dict(default=None, help="also copy rejects.csv here, where a failed run keeps it")))
-    add("init-model", cmd_init_model, spec, ("--train", dict(required=True)), ("--demos", dict(default=None)),
-        ("--out", dict(required=True)))
-    add("sft", cmd_sft, spec, ("--init", dict(required=True)), ("--train", dict(required=True)),
-        ("--demos", dict(default=None)), ("--out", dict(required=True)), ("--metrics", dict(default=None)))
-    add("values", cmd_values, spec, ("--train", dict(required=True, help="canonical training parquet")),
+    add(
+        "prepare",
+        cmd_prepare,
+        spec,
+        ("--dataset", dict(required=True)),
+        ("--out", dict(required=True)),
+        ("--rejects-log", dict(default=None, help="also copy rejects.csv here, where a failed run keeps it")),
+    )
+    add(
+        "init-model",
+        cmd_init_model,
+        spec,
+        ("--train", dict(required=True)),
+        ("--demos", dict(default=None)),
+        ("--out", dict(required=True)),
+    )
+    add(
+        "sft",
+        cmd_sft,
+        spec,
+        ("--init", dict(required=True)),
+        ("--train", dict(required=True)),
+        ("--demos", dict(default=None)),
+        ("--out", dict(required=True)),
+        ("--metrics", dict(default=None)),
+    )
+    add(
+        "values",
+        cmd_values,
+        spec,
+        ("--train", dict(required=True, help="canonical training parquet")),
         ("--verl-train", dict(required=True, help="the dataset's verl training parquet")),
-        ("--out", dict(required=True, help="the run directory")))
-    add("train", cmd_train, spec, ("--out", dict(default=None, help="the run directory, overriding the spec's "
-                                                                  "out_dir (a hand-made run: not under results/runs/)")))
-    add("evaluate", cmd_evaluate, spec, ("--model", dict(default=None, help="default: a run config's <out_dir>/model")),
-        ("--test", dict(default=None, help="default: a run config's dataset.test")), ("--out", dict(required=True)))
-    add("report", cmd_report, ("table", dict(choices=list(TABLES))),
+        ("--out", dict(required=True, help="the run directory")),
+    )
+    add(
+        "train",
+        cmd_train,
+        spec,
+        (
+            "--out",
+            dict(
+                default=None,
+                help="the run directory, overriding the spec's out_dir (a hand-made run: not under results/runs/)",
+            ),
+        ),
+    )
+    add(
+        "evaluate",
+        cmd_evaluate,
+        spec,
+        ("--model", dict(default=None, help="default: a run config's <out_dir>/model")),
+        ("--test", dict(default=None, help="default: a run config's dataset.test")),
+        ("--out", dict(required=True)),
+    )
+    add(
+        "report",
+        cmd_report,
+        ("table", dict(choices=list(TABLES))),
         ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
         ("--out", dict(required=True, help="path without suffix; .csv, .md and .html are written")),
-        *REPORT_ARGUMENTS)
-    add("predictor", cmd_predictor, ("action", dict(choices=["train", "evaluate", "label"])), spec,
-        ("--data", dict(required=True, help="train: exam training split; evaluate: exam test split; label: the "
-                                            "difficulty-only training split")),
+        *REPORT_ARGUMENTS,
+    )
+    add(
+        "predictor",
+        cmd_predictor,
+        ("action", dict(choices=["train", "evaluate", "label"])),
+        spec,
+        (
+            "--data",
+            dict(
+                required=True,
+                help="train: exam training split; evaluate: exam test split; label: the difficulty-only training split",
+            ),
+        ),
         ("--model", dict(default=None, help="evaluate/label: the predictor's model directory")),
         ("--name", dict(default="predictor", help="train: experiment name (verl)")),
-        ("--out", dict(required=True, help="train/evaluate: a folder; label: the labelled parquet")))
+        ("--out", dict(required=True, help="train/evaluate: a folder; label: the labelled parquet")),
+    )
     add("ood-data", cmd_ood_data, spec, ("--out", dict(required=True, help="the benchmark's rows (parquet)")))
-    add("ood", cmd_ood, spec, ("--model", dict(required=True, help="model id or directory")),
+    add(
+        "ood",
+        cmd_ood,
+        spec,
+        ("--model", dict(required=True, help="model id or directory")),
         ("--data", dict(required=True, help="the benchmark's rows (parquet, from rlev ood-data)")),
-        ("--out", dict(required=True, help="a folder: samples.parquet, metrics.json")))
-    add("eos", cmd_eos, spec, ("--model", dict(required=True)), ("--test", dict(required=True)),
+        ("--out", dict(required=True, help="a folder: samples.parquet, metrics.json")),
+    )
+    add(
+        "eos",
+        cmd_eos,
+        spec,
+        ("--model", dict(required=True)),
+        ("--test", dict(required=True)),
         ("--samples", dict(required=True, help="the run's eval/samples.parquet")),
         ("--out", dict(required=True, help="eos.parquet")),
-        ("--share", dict(type=float, help="share of the test set in each of the top- and bottom-valued groups "
-                                          "(default rlev.evaluate.eos.SHARE = 0.025, the paper's 200 of 8,000)")),
-        ("--batch", dict(type=int, help="prompts per teacher-forced forward pass (default rlev.evaluate.eos.EOS_BATCH)")))
-    add("figure2", cmd_figure2, ("--eos", dict(nargs="+", required=True, help="<run>/eval/eos.parquet files")),
+        (
+            "--share",
+            dict(
+                type=float,
+                help="share of the test set in each of the top- and bottom-valued groups "
+                "(default rlev.evaluate.eos.SHARE = 0.025, the paper's 200 of 8,000)",
+            ),
+        ),
+        (
+            "--batch",
+            dict(type=int, help="prompts per teacher-forced forward pass (default rlev.evaluate.eos.EOS_BATCH)"),
+        ),
+    )
+    add(
+        "figure2",
+        cmd_figure2,
+        ("--eos", dict(nargs="+", required=True, help="<run>/eval/eos.parquet files")),
         ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it")),
         ("--out", dict(required=True, help="path without suffix; .png, .svg, .csv and _stop.csv are written")),
-        ("--min-responses", dict(type=int, help="draw a position while at least this many responses of a run "
-                                                "still run (default rlev.analysis.figure2.MIN_RESPONSES)")))
-    add("landing", cmd_landing, ("--runs", dict(nargs="+", required=True, help="every planned run directory")),
+        (
+            "--min-responses",
+            dict(
+                type=int,
+                help="draw a position while at least this many responses of a run "
+                "still run (default rlev.analysis.figure2.MIN_RESPONSES)",
+            ),
+        ),
+    )
+    add(
+        "landing",
+        cmd_landing,
+        ("--runs", dict(nargs="+", required=True, help="every planned run directory")),
         ("--table1", dict(required=True, help="results/tables/table1.csv")),
         ("--bootstrap", dict(default=None, help="results/tables/bootstrap.csv")),
-        ("--out", dict(required=True, help="the landing page (.rst)")))
-    add("curves", cmd_curves, ("--runs", dict(nargs="+", required=True, help="run directories of one experiment")),
+        ("--out", dict(required=True, help="the landing page (.rst)")),
+    )
+    add(
+        "curves",
+        cmd_curves,
+        ("--runs", dict(nargs="+", required=True, help="run directories of one experiment")),
         ("--title", dict(default="runs", help="what the runs are, for the figure title")),
-        ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")))
+        ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")),
+    )
     plan = ("--plan", dict(default=None, help="the workflow's results/plan.json: refuse runs that do not match it"))
-    add("length-by-value", cmd_length_by_value, plan, ("--runs", dict(nargs="+", required=True)),
-        ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")))
+    add(
+        "length-by-value",
+        cmd_length_by_value,
+        plan,
+        ("--runs", dict(nargs="+", required=True)),
+        ("--out", dict(required=True, help="path without suffix; .png, .svg and .csv are written")),
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     from rlev import InputError
     from rlev.timing import command_timer
 

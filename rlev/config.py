@@ -162,8 +162,11 @@ def _check_costs(config: dict) -> None:
     from rlev.reward import cost_settings
 
     places = [("reward.cost", config["reward"]["cost"])]
-    places += [(f"experiments.{name}.costs[{i}]", cost) for name, exp in config["experiments"].items()
-               for i, cost in enumerate(exp.get("costs") or [])]
+    places += [
+        (f"experiments.{name}.costs[{i}]", cost)
+        for name, exp in config["experiments"].items()
+        for i, cost in enumerate(exp.get("costs") or [])
+    ]
     for where, cost in places:
         settings = cost_settings(cost)
         if parse_reward_tag(reward_tag("correctness", 1, "additive_clipped", settings))["cost"] != settings:
@@ -225,7 +228,9 @@ def _check_references(config: dict) -> None:
     _check_names(config)
     for key, table in (("scale", "scales"), ("dataset", "datasets")):
         if config[key] not in config[table]:
-            raise ConfigError(f"{key}: {config[key]!r} is not defined under `{table}` (defined: {sorted(config[table])})")
+            raise ConfigError(
+                f"{key}: {config[key]!r} is not defined under `{table}` (defined: {sorted(config[table])})"
+            )
     for name, exp in config["experiments"].items():
         for est in exp["estimators"]:
             if est not in config["estimators"]:
@@ -323,31 +328,42 @@ def cancels_value_scale(estimator: dict, variant: str = "human") -> bool:
     return value_scale_invariance(estimator, variant) in ("std_grpo", "whitening")
 
 
-def scale_invariance_message(where: str, estimator: str, settings: dict, variants: list[str],
-                             reason: str) -> str:
+def scale_invariance_message(where: str, estimator: str, settings: dict, variants: list[str], reason: str) -> str:
     """The one message for every place that finds a no-op comparison (config validation, the verl launcher).
 
     `where` names the experiment (`experiments.<name>`) or the run.
     """
     if reason == "std_grpo":
-        why = ("is GRPO with norm_adv_by_std_in_grpo: true and no KL in the reward; dividing each group's "
-               "rewards by their std cancels the per-prompt value scale")
-        fix = (f"set norm_adv_by_std_in_grpo: false under estimators.{estimator} (mean-centred GRPO, Dr.GRPO), "
-               "or use rloo / reinforce_plus_plus")
+        why = (
+            "is GRPO with norm_adv_by_std_in_grpo: true and no KL in the reward; dividing each group's "
+            "rewards by their std cancels the per-prompt value scale"
+        )
+        fix = (
+            f"set norm_adv_by_std_in_grpo: false under estimators.{estimator} (mean-centred GRPO, Dr.GRPO), "
+            "or use rloo / reinforce_plus_plus"
+        )
         outcome = "would train exactly like the correctness baseline (a no-op comparison)"
     elif reason == "whitening":
-        why = (f"is {settings['adv_estimator']}, which whitens advantages over the batch and so cancels the one "
-               "scale s_bar the uniform variant gives every prompt")
+        why = (
+            f"is {settings['adv_estimator']}, which whitens advantages over the batch and so cancels the one "
+            "scale s_bar the uniform variant gives every prompt"
+        )
         fix = "use rloo or mean-centred GRPO (grpo with norm_adv_by_std_in_grpo: false) for the uniform ablation"
         outcome = "would train exactly like the correctness baseline (a no-op comparison)"
     else:  # "adam"
-        why = (f"(adv_estimator {settings['adv_estimator']}) passes the one scale s_bar of the uniform variant into "
-               "every advantage, and AdamW's step does not change when every gradient is multiplied by a constant; the "
-               "loss has no term s_bar leaves unscaled (entropy_coeff 0, no KL)")
-        fix = ("read uniform as a check that equals correctness, or give the reward or loss a value-independent "
-               "term (a length cost, use_kl_in_reward, use_kl_loss or entropy_coeff) so the mean scale matters")
-        outcome = ("trains like the correctness baseline up to floating point (Adam's eps, and gradient-norm clips "
-                   "that bind on different steps)")
+        why = (
+            f"(adv_estimator {settings['adv_estimator']}) passes the one scale s_bar of the uniform variant into "
+            "every advantage, and AdamW's step does not change when every gradient is multiplied by a constant; the "
+            "loss has no term s_bar leaves unscaled (entropy_coeff 0, no KL)"
+        )
+        fix = (
+            "read uniform as a check that equals correctness, or give the reward or loss a value-independent "
+            "term (a length cost, use_kl_in_reward, use_kl_loss or entropy_coeff) so the mean scale matters"
+        )
+        outcome = (
+            "trains like the correctness baseline up to floating point (Adam's eps, and gradient-norm clips "
+            "that bind on different steps)"
+        )
     return f"{where}: estimator {estimator!r} {why}, so its {'/'.join(variants)} run(s) {outcome}. Fix: {fix}" + (
         f"; or set {where}.allow_scale_invariant: true to run it anyway." if reason != "adam" else "."
     )
@@ -400,8 +416,9 @@ def merge_config(base: dict, extra: dict) -> dict:
     return base
 
 
-def load_config(path: str | Path = REPO_ROOT / "config.yaml", overrides: dict | None = None,
-                configfiles: list[str | Path] = ()) -> dict:
+def load_config(
+    path: str | Path = REPO_ROOT / "config.yaml", overrides: dict | None = None, configfiles: list[str | Path] = ()
+) -> dict:
     """Read a YAML config, merge `configfiles` into it (like `snakemake --configfile`), apply
     top-level overrides (like `snakemake --config k=v`), validate."""
     config = yaml.safe_load(Path(path).read_text())
@@ -502,8 +519,7 @@ def experiment_runs(config: dict, name: str) -> list[Run]:
     costs = exp.get("costs") or [config["reward"]["cost"]]
     runs = [
         # an experiment may name its own dataset (the noisy-value runs of Table 3)
-        Run(exp.get("dataset") or config["dataset"], config["scale"], est, reward_tag(variant, alpha, form, cost),
-            seed)
+        Run(exp.get("dataset") or config["dataset"], config["scale"], est, reward_tag(variant, alpha, form, cost), seed)
         for est in exp["estimators"]
         for variant in exp["rewards"]
         for cost in costs
@@ -680,8 +696,11 @@ def check_run_dirs(plan: dict, run_dirs: list[str | Path]) -> None:
         planned = run_config(plan, run)
         diffs = config_differences(saved, planned)
         if diffs:
-            problems.append(f"{saved_path} differs from the current plan at " + "; ".join(diffs[:5])
-                            + (f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""))
+            problems.append(
+                f"{saved_path} differs from the current plan at "
+                + "; ".join(diffs[:5])
+                + (f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else "")
+            )
     if problems:
         raise ConfigError(
             "run directories that do not match the current plan (a table would mix experiments): "

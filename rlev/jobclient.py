@@ -37,8 +37,13 @@ def run_via_server(argv: list[str], startup: tuple[float, float]) -> int | None:
     path = os.environ.get(ENV)
     if not path or os.environ.get(OFF_ENV) == "1":
         return None
-    request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "fingerprint": code_fingerprint(),
-               "startup": startup}
+    request = {
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "fingerprint": code_fingerprint(),
+        "startup": startup,
+    }
     try:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(path)
@@ -61,7 +66,10 @@ def run_via_server(argv: list[str], startup: tuple[float, float]) -> int | None:
         signal.signal(signum, forward)
     line = reader.readline()  # a forwarded signal does not interrupt the read (PEP 475 retries it)
     if not line:
-        print(f"rlev: the job server at {path} stopped while running this command (pid {child}); "
-              "run it again (RLEV_NO_JOBSERVER=1 runs commands without it)", file=sys.stderr)
+        print(
+            f"rlev: the job server at {path} stopped while running this command (pid {child}); "
+            "run it again (RLEV_NO_JOBSERVER=1 runs commands without it)",
+            file=sys.stderr,
+        )
         return 1
     return int(json.loads(line)["exit"])

@@ -269,11 +269,21 @@ def start(log_path: Path, preload: tuple[str, ...] = PRELOAD) -> tuple[object, s
     path = os.path.join(sock_dir, "server.sock")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != ENV}
-    cmd = [sys.executable, "-m", "rlev.jobserver", "--socket", path, "--parent", str(os.getpid()),
-           "--preload", ",".join(preload)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlev.jobserver",
+        "--socket",
+        path,
+        "--parent",
+        str(os.getpid()),
+        "--preload",
+        ",".join(preload),
+    ]
     with open(log_path, "a") as log_file:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env,
-                                start_new_session=True)  # outside the console's process group: Ctrl-C goes to jobs
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env, start_new_session=True
+        )  # outside the console's process group: Ctrl-C goes to jobs
     os.environ[ENV] = path
     return proc, path
 

@@ -50,5 +50,7 @@ class LineProgress:
         eta = f"{(self.total - done) / rate:.0f} s" if rate > 0 else "?"
         share = f"{100 * done / self.total:.0f}%" if self.total else "-"
         extra = " ".join(f"{k}={v}" for k, v in self.postfix.items())
-        line = f"{self.desc}: {done}/{self.total} ({share}), {elapsed:.0f} s, eta {eta}" + (f", {extra}" if extra else "")
+        line = f"{self.desc}: {done}/{self.total} ({share}), {elapsed:.0f} s, eta {eta}" + (
+            f", {extra}" if extra else ""
+        )
         print(line, file=self.stream, flush=True)

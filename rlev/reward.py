@@ -118,9 +118,7 @@ def response_cost(cost: dict | None, tokens, max_tokens: int | None = None):
     if settings["kind"] == "overlong":
         buffer = int(settings["overlong_buffer"])
         if max_tokens is None or not 0 < buffer <= max_tokens:
-            raise ValueError(
-                f"reward.cost.overlong_buffer={buffer} must be in [1, the response budget {max_tokens}]"
-            )
+            raise ValueError(f"reward.cost.overlong_buffer={buffer} must be in [1, the response budget {max_tokens}]")
         # verl's DAPORewardManager: min(-(T - (L - buffer)) / buffer * penalty_factor, 0), negated.
         exceed = tokens - (max_tokens - buffer)
         return np.maximum(exceed / buffer * float(settings["overlong_penalty"]), 0.0)
@@ -293,8 +291,9 @@ def _record(result: dict, stats_dir: str | None, error: str | None = None) -> No
     os.replace(tmp, path)  # a reader never sees half a file
 
 
-async def compute_score(data_source, solution_str, ground_truth, extra_info=None, stats_dir: str | None = None,
-                        **kwargs) -> dict:
+async def compute_score(
+    data_source, solution_str, ground_truth, extra_info=None, stats_dir: str | None = None, **kwargs
+) -> dict:
     """verl's custom reward function: score = s(x) * correct, with its parts as logged extras.
 
     Returns {"score", "correct", "value", "scale", "unverified", "truncated", "error"}.

@@ -35,13 +35,13 @@ from transformers import DynamicCache
 
 @dataclass
 class Rollout:
-    sequences: torch.Tensor      # (B, P + R) prompt and response ids
+    sequences: torch.Tensor  # (B, P + R) prompt and response ids
     attention_mask: torch.Tensor  # (B, P + R)
-    prompt_len: int              # P
+    prompt_len: int  # P
     response_mask: torch.Tensor  # (B, R) 1 on response tokens up to and including eos
-    texts: list[str]             # decoded responses, eos and padding removed
-    lengths: torch.Tensor        # (B,) generated tokens, eos excluded
-    truncated: torch.Tensor      # (B,) bool: no eos within the budget
+    texts: list[str]  # decoded responses, eos and padding removed
+    lengths: torch.Tensor  # (B,) generated tokens, eos excluded
+    truncated: torch.Tensor  # (B,) bool: no eos within the budget
 
     @property
     def response_len(self) -> int:
@@ -63,9 +63,15 @@ class Rollout:
             texts = [self.texts[i] for i in rows_cpu.tolist()]
         response_mask = self.response_mask[rows_here]
         width = int(response_mask.sum(1).max().item()) if trim and len(texts) else self.response_len
-        return Rollout(self.sequences[rows_here][:, : self.prompt_len + width],
-                       self.attention_mask[rows_here][:, : self.prompt_len + width], self.prompt_len,
-                       response_mask[:, :width], texts, self.lengths[rows_cpu], self.truncated[rows_cpu])
+        return Rollout(
+            self.sequences[rows_here][:, : self.prompt_len + width],
+            self.attention_mask[rows_here][:, : self.prompt_len + width],
+            self.prompt_len,
+            response_mask[:, :width],
+            texts,
+            self.lengths[rows_cpu],
+            self.truncated[rows_cpu],
+        )
 
 
 def _supports_rlev_decoding(model) -> bool:
@@ -113,15 +119,23 @@ def stop_ids(model, tokenizer) -> list[int]:
 
 
 @torch.no_grad()
-def _decode(model, input_ids, attention_mask, n: int, max_new_tokens: int, do_sample: bool, temperature: float,
-            eos_id, pad_id: int) -> torch.Tensor:
+def _decode(
+    model,
+    input_ids,
+    attention_mask,
+    n: int,
+    max_new_tokens: int,
+    do_sample: bool,
+    temperature: float,
+    eos_id,
+    pad_id: int,
+) -> torch.Tensor:
     """(B * n, R) response ids (pad after eos), rows grouped by prompt."""
     # cuDNN's attention builds a plan per input shape, and a shrinking batch keeps making
     # new ones (measured on an H100: 2.5x slower than transformers' generate); the other
     # kernels have no such cost.
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
-        return _decode_loop(model, input_ids, attention_mask, n, max_new_tokens, do_sample, temperature, eos_id,
-                            pad_id)
+        return _decode_loop(model, input_ids, attention_mask, n, max_new_tokens, do_sample, temperature, eos_id, pad_id)
 
 
 def _decode_loop(model, input_ids, attention_mask, n, max_new_tokens, do_sample, temperature, eos_id, pad_id):
@@ -129,8 +143,14 @@ def _decode_loop(model, input_ids, attention_mask, n, max_new_tokens, do_sample,
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
-                use_cache=True, **kwargs)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        past_key_values=cache,
+        use_cache=True,
+        **kwargs,
+    )
     # Each prompt was encoded once; its n samples share the cache from here.
     cache.batch_repeat_interleave(n)
     logits = out.logits[:, -1, :].repeat_interleave(n, dim=0)
@@ -157,15 +177,27 @@ def _decode_loop(model, input_ids, attention_mask, n, max_new_tokens, do_sample,
             batch_row, token, mask, next_position = batch_row[keep], token[keep], mask[keep], next_position[keep]
             running = running[keep]
         mask = torch.cat([mask, mask.new_ones(len(batch_row), 1)], dim=1)
-        logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position,
-                       past_key_values=cache, use_cache=True).logits[:, -1, :]
+        logits = model(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=next_position,
+            past_key_values=cache,
+            use_cache=True,
+        ).logits[:, -1, :]
         next_position = next_position + 1
     return response[:, :width]
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens: int = 64, do_sample: bool = True,
-             temperature: float = 1.0) -> Rollout:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    n: int = 1,
+    max_new_tokens: int = 64,
+    do_sample: bool = True,
+    temperature: float = 1.0,
+) -> Rollout:
     """n responses per prompt (rows grouped by prompt: prompt i -> rows i*n .. i*n+n-1).
 
     Sampling draws from torch's global generator: seed it (torch.manual_seed) for
@@ -175,17 +207,23 @@ def generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens: i
     prompt_len = enc["input_ids"].shape[1]
     eos, pad = stop_ids(model, tokenizer), tokenizer.pad_token_id
     if _supports_rlev_decoding(model):
-        response = _decode(model, enc["input_ids"], enc["attention_mask"], n, max_new_tokens, do_sample, temperature,
-                           eos, pad)
+        response = _decode(
+            model, enc["input_ids"], enc["attention_mask"], n, max_new_tokens, do_sample, temperature, eos, pad
+        )
         out = torch.cat([enc["input_ids"].repeat_interleave(n, dim=0), response], dim=1)
     else:
-        kwargs = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if do_sample else dict(do_sample=False)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=n, eos_token_id=eos,
-                             pad_token_id=pad, **kwargs)
+        kwargs = (
+            dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if do_sample else dict(do_sample=False)
+        )
+        out = model.generate(
+            **enc, max_new_tokens=max_new_tokens, num_return_sequences=n, eos_token_id=eos, pad_token_id=pad, **kwargs
+        )
         response = out[:, prompt_len:]
     is_eos = torch.isin(response, torch.as_tensor(eos, device=response.device))
     has_eos = is_eos.any(dim=1)
-    first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, response.shape[1], dtype=torch.long))
+    first_eos = torch.where(
+        has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, response.shape[1], dtype=torch.long)
+    )
     positions = torch.arange(response.shape[1], device=response.device)
     response_mask = (positions[None, :] <= first_eos[:, None]).long()
     lengths = first_eos.clamp(max=response.shape[1])
@@ -196,8 +234,9 @@ def generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens: i
     return Rollout(out, attention, prompt_len, response_mask, texts, lengths.cpu(), (~has_eos).cpu())
 
 
-def response_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False,
-                      entropy_grad: bool = False):
+def response_logprobs(
+    model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False
+):
     """(B, R) log-probabilities of the response tokens under `model` (with grad if enabled).
 
     Logits are divided by the sampling temperature, as verl does, so the ratio to the
@@ -212,8 +251,13 @@ def response_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_en
     if _accepts_logits_to_keep(model):
         # Only the R positions that predict response tokens (+1 shifted) go through the LM head.
         kwargs["logits_to_keep"] = response_len + 1
-    logits = model(input_ids=rollout.sequences, attention_mask=rollout.attention_mask, position_ids=position_ids,
-                   use_cache=False, **kwargs).logits
+    logits = model(
+        input_ids=rollout.sequences,
+        attention_mask=rollout.attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+        **kwargs,
+    ).logits
     logits = logits[:, -(response_len + 1) : -1, :].float() / temperature  # (B, R, V) predicts response tokens
     targets = rollout.sequences[:, rollout.prompt_len :]
     log_probs = torch.log_softmax(logits, dim=-1)  # (B, R, V)

@@ -65,17 +65,49 @@ def collate(batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tens
     return input_ids, attention, labels
 
 
-def train_sft(init_dir: Path, out_dir: Path, train: pd.DataFrame, demos_path: Path | None, steps: int,
-              batch_size: int, lr: float, threads: int, seed: int, device: str = "auto", dtype: str = "float32",
-              metrics_path: Path | None = None) -> None:
+def train_sft(
+    init_dir: Path,
+    out_dir: Path,
+    train: pd.DataFrame,
+    demos_path: Path | None,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    threads: int,
+    seed: int,
+    device: str = "auto",
+    dtype: str = "float32",
+    metrics_path: Path | None = None,
+) -> None:
     """The policy warm start: SFT on the training split's demonstrations (see sft_examples)."""
-    fit_sft(init_dir, out_dir, sft_examples(train, demos_path), steps, batch_size, lr, threads, seed, device, dtype,
-            metrics_path)
+    fit_sft(
+        init_dir,
+        out_dir,
+        sft_examples(train, demos_path),
+        steps,
+        batch_size,
+        lr,
+        threads,
+        seed,
+        device,
+        dtype,
+        metrics_path,
+    )
 
 
-def fit_sft(init_dir: Path, out_dir: Path, examples: list[tuple[str, str, list[str]]], steps: int, batch_size: int,
-            lr: float, threads: int, seed: int, device: str = "auto", dtype: str = "float32",
-            metrics_path: Path | None = None) -> None:
+def fit_sft(
+    init_dir: Path,
+    out_dir: Path,
+    examples: list[tuple[str, str, list[str]]],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    threads: int,
+    seed: int,
+    device: str = "auto",
+    dtype: str = "float32",
+    metrics_path: Path | None = None,
+) -> None:
     """SFT on (question, system, candidate responses) examples; loss on the response only.
 
     Shared by the policy warm start and the score predictor (rlev.predictor).

@@ -43,16 +43,16 @@ SEED = 0
 
 @dataclass(frozen=True)
 class BootstrapResult:
-    diff: float          # observed difference (treatment - baseline), in percentage points
-    lo: float            # 2.5th percentile of the resampled differences
-    hi: float            # 97.5th percentile
+    diff: float  # observed difference (treatment - baseline), in percentage points
+    lo: float  # 2.5th percentile of the resampled differences
+    hi: float  # 97.5th percentile
     share_positive: float  # share of resamples with difference > 0
     n_prompts: int
     seed_pairs: int
     resamples: int
     seed: int
     cluster: str = "prompt"  # what one resample draws with replacement: "exam" or "prompt"
-    n_clusters: int = 0      # exams (or prompts) drawn from
+    n_clusters: int = 0  # exams (or prompts) drawn from
 
 
 def paired_samples(treatment: pd.DataFrame, baseline: pd.DataFrame, what: str = "") -> pd.DataFrame:
@@ -72,22 +72,36 @@ def paired_samples(treatment: pd.DataFrame, baseline: pd.DataFrame, what: str = 
     unpaired = merged[merged["_merge"] != "both"]
     if len(unpaired):
         side = "treatment" if unpaired["_merge"].iloc[0] == "left_only" else "baseline"
-        raise ValueError(f"{what}: {len(unpaired)} prompt(s) answered by one model only, "
-                         f"e.g. id {unpaired['id'].iloc[0]!r} only in the {side}")
+        raise ValueError(
+            f"{what}: {len(unpaired)} prompt(s) answered by one model only, "
+            f"e.g. id {unpaired['id'].iloc[0]!r} only in the {side}"
+        )
     mismatch = ~np.isclose(merged["value_t"], merged["value_b"])
     if mismatch.any():
-        raise ValueError(f"{what}: prompt id {merged.loc[mismatch, 'id'].iloc[0]!r} has different values "
-                         "in the two runs (different test sets?)")
-    out = pd.DataFrame({"id": merged["id"], "value": merged["value_t"].astype(float),
-                        "correct_t": merged["correct_t"].astype(float),
-                        "correct_b": merged["correct_b"].astype(float)})
+        raise ValueError(
+            f"{what}: prompt id {merged.loc[mismatch, 'id'].iloc[0]!r} has different values "
+            "in the two runs (different test sets?)"
+        )
+    out = pd.DataFrame(
+        {
+            "id": merged["id"],
+            "value": merged["value_t"].astype(float),
+            "correct_t": merged["correct_t"].astype(float),
+            "correct_b": merged["correct_b"].astype(float),
+        }
+    )
     if "exam_id" in treatment.columns:
         out["exam_id"] = out["id"].map(dict(zip(treatment["id"], treatment["exam_id"])))
     return out
 
 
-def paired_bootstrap(pairs: list[pd.DataFrame], metric: str = "h_acc", resamples: int = RESAMPLES,
-                     seed: int = SEED, cluster: str = "prompt") -> BootstrapResult:
+def paired_bootstrap(
+    pairs: list[pd.DataFrame],
+    metric: str = "h_acc",
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    cluster: str = "prompt",
+) -> BootstrapResult:
     """Bootstrap of treatment-minus-baseline `metric` ("h_acc" or "acc") over prompts or exams.
 
     `pairs` holds one `paired_samples` frame per seed pair, all over the same prompts;
@@ -114,7 +128,7 @@ def paired_bootstrap(pairs: list[pd.DataFrame], metric: str = "h_acc", resamples
     def statistic(counts: np.ndarray) -> np.ndarray:
         # counts (B, n) -> (B,): mean over seed pairs of 100 * sum w v d / sum w v
         num = counts @ (weight * delta).T  # (B, S)
-        den = counts @ weight.T             # (B, S)
+        den = counts @ weight.T  # (B, S)
         return 100 * (num / den).mean(axis=1)
 
     observed = float(statistic(np.ones((1, n)))[0])
@@ -126,5 +140,6 @@ def paired_bootstrap(pairs: list[pd.DataFrame], metric: str = "h_acc", resamples
     counts = drawn[:, codes].astype(float)  # (B, n): times each prompt is in the resample
     diffs = statistic(counts)
     lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return BootstrapResult(observed, float(lo), float(hi), float((diffs > 0).mean()), n, len(pairs), resamples,
-                           seed, cluster, n_clusters)
+    return BootstrapResult(
+        observed, float(lo), float(hi), float((diffs > 0).mean()), n, len(pairs), resamples, seed, cluster, n_clusters
+    )

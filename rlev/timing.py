@@ -40,9 +40,12 @@ def inherit_startup(wall: float, cpu: float) -> None:
     global _inherited
     _inherited = (wall, cpu)
 
+
 # What benchmarks/bench_sweep.py parses; keep the two in step.
-LINE = ("rlev %s: start-up %.2f s (interpreter and CLI %.2f s, imports %.2f s), work %.2f s; "
-        "CPU: start-up %.2f s, work %.2f s")
+LINE = (
+    "rlev %s: start-up %.2f s (interpreter and CLI %.2f s, imports %.2f s), work %.2f s; "
+    "CPU: start-up %.2f s, work %.2f s"
+)
 
 
 def process_age() -> float | None:
@@ -102,6 +105,13 @@ def command_timer(command: str):
         finally:
             total, total_cpu = time.perf_counter() - start, time.process_time() - before_cpu
             cli = before if before is not None else float("nan")
-            log.info(LINE, command, (before or 0.0) + imports.seconds, cli, imports.seconds,
-                     max(total - imports.seconds, 0.0), before_cpu + imports.cpu_seconds,
-                     max(total_cpu - imports.cpu_seconds, 0.0))
+            log.info(
+                LINE,
+                command,
+                (before or 0.0) + imports.seconds,
+                cli,
+                imports.seconds,
+                max(total - imports.seconds, 0.0),
+                before_cpu + imports.cpu_seconds,
+                max(total_cpu - imports.cpu_seconds, 0.0),
+            )

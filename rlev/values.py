@@ -189,8 +189,10 @@ def run_reward_scales(run: dict, rows: pd.DataFrame) -> np.ndarray:
     path = out_dir / VALUES_FILE
     if Path(RUNS_DIR).resolve() in [out_dir.resolve(), *out_dir.resolve().parents]:
         if not path.exists():
-            raise InputError(f"{path}: the run's values file is missing; the workflow's `values` rule "
-                                    f"writes it (rlev values --spec {out_dir / 'config.yaml'} ...)")
+            raise InputError(
+                f"{path}: the run's values file is missing; the workflow's `values` rule "
+                f"writes it (rlev values --spec {out_dir / 'config.yaml'} ...)"
+            )
         return read_reward_scales(path, rows)
     return write_value_table(run, rows, out_dir)["scale"].to_numpy()
 
@@ -231,13 +233,23 @@ def write_values(run: dict, train: Path, verl_train: Path, out_dir: Path) -> pd.
         from rlev.data.validate import load_tokenizer, overlong_prompts, write_rejects
 
         setup = run["scale"]
-        over = overlong_prompts(rows, setup["max_prompt_length"], load_tokenizer(setup["model"]), setup["model"],
-                                setup.get("filter_overlong_prompts", True))
+        over = overlong_prompts(
+            rows,
+            setup["max_prompt_length"],
+            load_tokenizer(setup["model"]),
+            setup["model"],
+            setup.get("filter_overlong_prompts", True),
+        )
         write_rejects(over, out_dir / "rejects.csv")
         if len(over):
-            log.warning("%s: %d of %d training prompts may be longer than max_prompt_length %d; listed in %s",
-                        run.get("run_id", "?"), len(over), len(rows), setup["max_prompt_length"],
-                        out_dir / "rejects.csv")
+            log.warning(
+                "%s: %d of %d training prompts may be longer than max_prompt_length %d; listed in %s",
+                run.get("run_id", "?"),
+                len(over),
+                len(rows),
+                setup["max_prompt_length"],
+                out_dir / "rejects.csv",
+            )
     log.info(
         "%s: %s values for %d rows, reward scale mean %.4f (min %.4f, max %.4f)",
         run.get("run_id", "?"), run["reward"]["variant"], len(table),

@@ -63,17 +63,43 @@ def toy(tmp_path_factory):
         for q in range(4):
             a, b = rng.randint(0, 2), rng.randint(0, 2)
             qid = f"toy-{e}-{q}"
-            records.append(dict(id=qid, exam_id=f"toy-{e}", question=f"{a}+{b}=?", answer=str(a + b),
-                                score=points[q], total=sum(points), difficulty="primary",
-                                split="train" if e < 8 else "test"))
+            records.append(
+                dict(
+                    id=qid,
+                    exam_id=f"toy-{e}",
+                    question=f"{a}+{b}=?",
+                    answer=str(a + b),
+                    score=points[q],
+                    total=sum(points),
+                    difficulty="primary",
+                    split="train" if e < 8 else "test",
+                )
+            )
             demos.append(dict(id=qid, worked=f"{a}+{b}={a + b} #### {a + b}", direct=f"#### {a + b}"))
     (root / "exams.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (root / "demos.jsonl").write_text("".join(json.dumps(d) + "\n" for d in demos))
-    prepare({"source": "table", "path": str(root / "exams.jsonl")}, root / "data", "toy", test_share=0.0,
-            split_seed=0, max_reject_share=0.0)
+    prepare(
+        {"source": "table", "path": str(root / "exams.jsonl")},
+        root / "data",
+        "toy",
+        test_share=0.0,
+        split_seed=0,
+        max_reject_share=0.0,
+    )
     train = pd.read_parquet(root / "data" / "train.parquet")
     texts = [t for q, _, responses in sft_examples(train, root / "demos.jsonl") for t in [q, *responses]]
-    build_tiny(texts, dict(vocab_size=280, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                           intermediate_size=64, max_position=64), root / "init")
+    build_tiny(
+        texts,
+        dict(
+            vocab_size=280,
+            hidden_size=32,
+            num_layers=1,
+            num_heads=2,
+            num_kv_heads=1,
+            intermediate_size=64,
+            max_position=64,
+        ),
+        root / "init",
+    )
     train_sft(root / "init", root / "sft", train, root / "demos.jsonl", 150, 32, 1e-2, 1, seed=0, device="cpu")
     return {"train": root / "data" / "train.parquet", "sft": root / "sft", "root": root}

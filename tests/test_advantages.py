@@ -49,6 +49,5 @@ def test_std_normalised_grpo_cancels_rlev(batch):
 
 def test_outcome_reward_sits_on_the_last_response_token(batch):
     correct, mask, values, group = batch
-    adv = compute_advantages({"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False},
-                             correct.float(), mask, group)
+    adv = compute_advantages({"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False}, correct.float(), mask, group)
     assert (adv[mask == 0] == 0).all()  # nothing outside the response

@@ -111,8 +111,12 @@ def test_reward_tags_round_trip():
     assert reward_tag("correctness", 10, "additive_clipped") == "correctness"
     tag = reward_tag("human", 10.0, "additive_clipped")
     assert tag == "human-a10-additive_clipped"
-    assert parse_reward_tag(tag) == {"variant": "human", "alpha": 10.0, "form": "additive_clipped",
-                                     "cost": {"kind": "none"}}
+    assert parse_reward_tag(tag) == {
+        "variant": "human",
+        "alpha": 10.0,
+        "form": "additive_clipped",
+        "cost": {"kind": "none"},
+    }
     assert parse_reward_tag("human-a0.5-multiplicative")["alpha"] == 0.5
     with pytest.raises(ConfigError):
         parse_reward_tag("human_10")
@@ -152,8 +156,13 @@ def test_weak_points_default_is_the_generators_ladder():
 
     assert load_schema()["properties"]["reward"]["properties"]["weak_points"]["default"] == DIFFICULTY_POINTS
     assert {name: points for name, (_, points) in LEVELS.items()} == DIFFICULTY_POINTS
-    assert POINTS == (1, 2, 4, 6, 8) and DIFFICULTY_POINTS == {"primary": 1, "junior": 2, "senior": 4,
-                                                                "university": 6, "phd": 8}
+    assert POINTS == (1, 2, 4, 6, 8) and DIFFICULTY_POINTS == {
+        "primary": 1,
+        "junior": 2,
+        "senior": 4,
+        "university": 6,
+        "phd": 8,
+    }
 
 
 def test_judge_defaults_are_the_schemas():
@@ -178,19 +187,29 @@ def test_the_judge_settings_reach_both_back_ends(raw, tmp_path):
     from rlev.train.verl import _reward_kwargs
     from rlev.verify import run_verifier
 
-    raw["reward"]["verifier"] = {"kind": "judge", "url": "http://127.0.0.1:9/v1", "model": "judge-model",
-                                 "timeout_s": 7.5, "max_retries": 2, "concurrency": 5, "max_tokens": 64,
-                                 "cache_path": str(tmp_path / "verdicts.sqlite")}
+    raw["reward"]["verifier"] = {
+        "kind": "judge",
+        "url": "http://127.0.0.1:9/v1",
+        "model": "judge-model",
+        "timeout_s": 7.5,
+        "max_retries": 2,
+        "concurrency": 5,
+        "max_tokens": 64,
+        "cache_path": str(tmp_path / "verdicts.sqlite"),
+    }
     config = validate(raw)
     rc = run_config(config, Run("synthetic", "tiny", "rloo", "human-a10-additive_clipped", 0))
     local_judge = run_verifier(rc["reward"]["verifier"])
     kwargs = _reward_kwargs(rc)
     named = ("judge_url", "judge_model", "judge_on_failure")
-    options = {k[len("judge_"):]: v for k, v in kwargs.items() if k.startswith("judge_") and k not in named}
+    options = {k[len("judge_") :]: v for k, v in kwargs.items() if k.startswith("judge_") and k not in named}
     verl_judge = judge_for(kwargs["judge_url"], kwargs["judge_model"], kwargs["judge_on_failure"], **options)
     for judge in (local_judge, verl_judge):
-        assert (judge.url, judge.model, judge.on_failure) == ("http://127.0.0.1:9/v1/chat/completions", "judge-model",
-                                                              "unverified")
+        assert (judge.url, judge.model, judge.on_failure) == (
+            "http://127.0.0.1:9/v1/chat/completions",
+            "judge-model",
+            "unverified",
+        )
         assert (judge.timeout_s, judge.max_retries, judge.concurrency, judge.max_tokens) == (7.5, 2, 5, 64)
         assert judge.cache_path == tmp_path / "verdicts.sqlite"
 

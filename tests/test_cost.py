@@ -64,12 +64,14 @@ def test_tags_without_a_cost_are_unchanged():
 
 def test_runs_with_different_costs_never_share_a_directory():
     config = smoke_config()
-    config["experiments"]["main"]["costs"] = [{"kind": "none"}, LENGTH, {"kind": "length", "per_token": 0.02},
-                                              OVERLONG]
+    config["experiments"]["main"]["costs"] = [{"kind": "none"}, LENGTH, {"kind": "length", "per_token": 0.02}, OVERLONG]
     validate(config)
     runs = experiment_runs(config, "main")
-    per_cost = len(config["experiments"]["main"]["estimators"]) * len(config["experiments"]["main"]["rewards"]) \
+    per_cost = (
+        len(config["experiments"]["main"]["estimators"])
+        * len(config["experiments"]["main"]["rewards"])
         * len(config["seeds"])
+    )
     assert len({r.path for r in runs}) == len(runs) == 4 * per_cost
     for run in runs:  # the run's resolved config carries exactly the cost its name spells
         rc = run_config(config, run)
@@ -84,7 +86,9 @@ def test_a_run_without_a_cost_is_untouched_by_the_cost_settings():
     assert [run_config(a, r) for r in runs_a] == [run_config(b, r) for r in runs_b]
     c = smoke_config(cost={**LENGTH, "overlong_buffer": 3})
     d = smoke_config(cost={**LENGTH, "overlong_buffer": 9})
-    assert [run_config(c, r) for r in experiment_runs(c, "main")] == [run_config(d, r) for r in experiment_runs(d, "main")]
+    assert [run_config(c, r) for r in experiment_runs(c, "main")] == [
+        run_config(d, r) for r in experiment_runs(d, "main")
+    ]
     assert experiment_runs(c, "main") != runs_a
 
 
@@ -139,8 +143,9 @@ def _verl_batch(tokenizer, responses, values, eos_on):
     from verl import DataProto
 
     prompt_ids = torch.tensor([[tokenizer.pad_token_id, 5, 6]] * len(responses))
-    encoded = [tokenizer(r)["input_ids"] + ([tokenizer.eos_token_id] if eos else [])
-               for r, eos in zip(responses, eos_on)]
+    encoded = [
+        tokenizer(r)["input_ids"] + ([tokenizer.eos_token_id] if eos else []) for r, eos in zip(responses, eos_on)
+    ]
     width = max(map(len, encoded))
     response_ids = torch.full((len(responses), width), tokenizer.pad_token_id)
     attention = torch.zeros((len(responses), 3 + width), dtype=torch.long)

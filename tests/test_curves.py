@@ -11,8 +11,12 @@ from rlev.analysis.curves import curves, read_metrics
 def write_run(root, reward, seed, steps):
     run = root / reward / f"seed{seed}"
     (run / "train").mkdir(parents=True)
-    config = {"estimator": {"name": "rloo", "adv_estimator": "rloo"}, "scale": {"name": "tiny"},
-              "reward": {"variant": reward, "alpha": 10, "form": "additive_clipped"}, "seed": seed}
+    config = {
+        "estimator": {"name": "rloo", "adv_estimator": "rloo"},
+        "scale": {"name": "tiny"},
+        "reward": {"variant": reward, "alpha": 10, "form": "additive_clipped"},
+        "seed": seed,
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))  # no eval/: the curves need only training
     (run / "train" / "metrics.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
     return str(run)

@@ -95,12 +95,26 @@ def test_every_verl_pin_and_mention_is_the_version_the_code_targets():
     for env in ("cpu.yaml", "verl.yaml"):
         pins[f"envs/{env}"] = [r for r in pip_requirements(REPO / "envs" / env) if r.name == "verl"]
     for where, reqs in pins.items():
-        assert [str(r.specifier) for r in reqs] == [f"=={VERL_VERSION}"], f"{where} pins {reqs}, not verl=={VERL_VERSION}"
+        assert [str(r.specifier) for r in reqs] == [f"=={VERL_VERSION}"], (
+            f"{where} pins {reqs}, not verl=={VERL_VERSION}"
+        )
     assert "from rlev.train.verl import VERL_VERSION" in (REPO / "envs" / "verl.post-deploy.sh").read_text()
     mention = re.compile(r"\bverl(?:\[[\w,-]+\])?(?: |==)v?(\d+\.\d+(?:\.\d+)?)\b")
-    files = [REPO / "README.md", REPO / "pyproject.toml", *(REPO / "envs").iterdir(), *(REPO / "docs").rglob("*.md"),
-             *(REPO / "rlev").rglob("*.py"), *(REPO / "workflow").rglob("*.smk"), REPO / "Snakefile"]
-    wrong = [f"{p.relative_to(REPO)}: verl {v}" for p in files if p.is_file()
-             for v in mention.findall(p.read_text(errors="replace")) if v != VERL_VERSION]
+    files = [
+        REPO / "README.md",
+        REPO / "pyproject.toml",
+        *(REPO / "envs").iterdir(),
+        *(REPO / "docs").rglob("*.md"),
+        *(REPO / "rlev").rglob("*.py"),
+        *(REPO / "workflow").rglob("*.smk"),
+        REPO / "Snakefile",
+    ]
+    wrong = [
+        f"{p.relative_to(REPO)}: verl {v}"
+        for p in files
+        if p.is_file()
+        for v in mention.findall(p.read_text(errors="replace"))
+        if v != VERL_VERSION
+    ]
     found = sum(len(mention.findall(p.read_text(errors="replace"))) for p in files if p.is_file())
     assert found > 5 and not wrong, f"verl versions other than {VERL_VERSION}: {wrong}"

@@ -30,8 +30,15 @@ def test_extremes_are_a_share_of_the_test_set_capped_at_half():
 def tiny_policy(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
     texts = ["What is 12 + 30? Answer: 42", "Compute 7 * 6 step by step. 7 * 6 = 42. Answer: 42"] * 20
-    shape = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4, num_kv_heads=2,
-                 max_position=128)
+    shape = dict(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=1,
+        num_heads=4,
+        num_kv_heads=2,
+        max_position=128,
+    )
     build_tiny(texts, shape, out, seed=0)
     model, tokenizer = load_policy(out, "cpu")
     return model.eval(), tokenizer
@@ -71,15 +78,29 @@ def write_run(root, estimator, reward, seed, responses):
     """A run folder with eval/eos.parquet: responses = [(id, extreme, [p_eos per position], stopped)]."""
     run = root / estimator / reward / f"seed{seed}"
     (run / "eval").mkdir(parents=True)
-    config = {"estimator": {"name": estimator, "adv_estimator": estimator}, "scale": {"name": "tiny"},
-              "reward": {"variant": reward, "alpha": 10, "form": "additive_clipped"}, "seed": seed}
+    config = {
+        "estimator": {"name": estimator, "adv_estimator": estimator},
+        "scale": {"name": "tiny"},
+        "reward": {"variant": reward, "alpha": 10, "form": "additive_clipped"},
+        "seed": seed,
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     (run / "eval" / "metrics.json").write_text("{}")
     rows = []
     for i, extreme, ps, stopped in responses:
         tokens = len(ps) - 1 if stopped else len(ps)
-        rows += [{"id": i, "value": 0.5, "extreme": extreme, "position": t, "tokens": tokens,
-                  "stop_slot": stopped and t == tokens, "p_eos": p} for t, p in enumerate(ps)]
+        rows += [
+            {
+                "id": i,
+                "value": 0.5,
+                "extreme": extreme,
+                "position": t,
+                "tokens": tokens,
+                "stop_slot": stopped and t == tokens,
+                "p_eos": p,
+            }
+            for t, p in enumerate(ps)
+        ]
     pd.DataFrame(rows).to_parquet(run / "eval" / "eos.parquet")
     return str(run / "eval" / "eos.parquet")
 
@@ -87,13 +108,23 @@ def write_run(root, estimator, reward, seed, responses):
 def test_figure2_averages_by_absolute_position_over_running_responses(tmp_path):
     # correctness, seed 0: top responses of 3 and 1 tokens (both stopped), bottom one of 2 tokens (truncated).
     files = [
-        write_run(tmp_path, "rloo", "correctness", 0, [("a", "top", [0.1, 0.2, 0.3, 0.9], True),
-                                                       ("b", "top", [0.3, 0.7], True),
-                                                       ("c", "bottom", [0.01, 0.02], False)]),
-        write_run(tmp_path, "rloo", "human", 0, [("a", "top", [0.2, 0.4, 1.0], True),
-                                                 ("c", "bottom", [0.05, 0.8], True)]),
-        write_run(tmp_path, "rloo", "human", 1, [("a", "top", [0.4, 0.6, 0.8], True),
-                                                 ("c", "bottom", [0.15, 0.6], True)]),
+        write_run(
+            tmp_path,
+            "rloo",
+            "correctness",
+            0,
+            [
+                ("a", "top", [0.1, 0.2, 0.3, 0.9], True),
+                ("b", "top", [0.3, 0.7], True),
+                ("c", "bottom", [0.01, 0.02], False),
+            ],
+        ),
+        write_run(
+            tmp_path, "rloo", "human", 0, [("a", "top", [0.2, 0.4, 1.0], True), ("c", "bottom", [0.05, 0.8], True)]
+        ),
+        write_run(
+            tmp_path, "rloo", "human", 1, [("a", "top", [0.4, 0.6, 0.8], True), ("c", "bottom", [0.15, 0.6], True)]
+        ),
     ]
     running, stop = figure2(files, tmp_path / "fig" / "figure2", min_responses=1)
     for name in ("figure2.png", "figure2.svg", "figure2.csv", "figure2_stop.csv"):

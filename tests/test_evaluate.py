@@ -20,16 +20,37 @@ SCALE = {"backend": "local", "max_new_tokens": 6, "eval_batch": 8, "threads": 1,
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
-    build_tiny(QUESTIONS + ["3+4=7 #### 7"], dict(vocab_size=280, hidden_size=16, num_layers=1, num_heads=2,
-                                                   num_kv_heads=1, intermediate_size=32, max_position=64), out, seed=0)
+    build_tiny(
+        QUESTIONS + ["3+4=7 #### 7"],
+        dict(
+            vocab_size=280,
+            hidden_size=16,
+            num_layers=1,
+            num_heads=2,
+            num_kv_heads=1,
+            intermediate_size=32,
+            max_position=64,
+        ),
+        out,
+        seed=0,
+    )
     return out
 
 
 @pytest.fixture
 def test_file(tmp_path):
     path = tmp_path / "test.parquet"
-    pd.DataFrame({"id": ["a", "b", "c"], "exam_id": ["e"] * 3, "value": [0.1, 0.2, 0.3], "difficulty": [""] * 3,
-                  "question": QUESTIONS, "system": [""] * 3, "answer": ["7", "4", "6"]}).to_parquet(path)
+    pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "exam_id": ["e"] * 3,
+            "value": [0.1, 0.2, 0.3],
+            "difficulty": [""] * 3,
+            "question": QUESTIONS,
+            "system": [""] * 3,
+            "answer": ["7", "4", "6"],
+        }
+    ).to_parquet(path)
     return path
 
 

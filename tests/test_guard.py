@@ -74,8 +74,10 @@ def test_measured_invariance_is_what_the_guard_predicts(batch, estimator, varian
     """Std-normalised GRPO cancels every value variant; batch whitening (REINFORCE++) cancels the
     one constant s_bar of `uniform`; everything else changes the advantages."""
     rows, correct, group, n = batch
-    run = {"seed": 0, "reward": {"variant": variant, "alpha": 10, "form": "additive_clipped",
-                                 "weak_points": DIFFICULTY_POINTS}}
+    run = {
+        "seed": 0,
+        "reward": {"variant": variant, "alpha": 10, "form": "additive_clipped", "weak_points": DIFFICULTY_POINTS},
+    }
     baseline = {"seed": 0, "reward": {"variant": "correctness", "alpha": 10, "form": "additive_clipped"}}
     a_value = verl_advantages(estimator, np.repeat(reward_scales(run, rows), n) * correct, group)
     a_correct = verl_advantages(estimator, np.repeat(reward_scales(baseline, rows), n) * correct, group)

@@ -33,9 +33,23 @@ def start_server(tmp_path, preload="rlev.cli,rlev.train.local", pythonpath=None)
     log = open(tmp_path / "server.log", "w")
     env = {**os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
     env.pop("RLEV_JOBSERVER", None)
-    proc = subprocess.Popen([sys.executable, "-m", "rlev.jobserver", "--socket", str(sock), "--parent",
-                             str(os.getpid()), "--preload", preload], stdout=log, stderr=log, env=env,
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlev.jobserver",
+            "--socket",
+            str(sock),
+            "--parent",
+            str(os.getpid()),
+            "--preload",
+            preload,
+        ],
+        stdout=log,
+        stderr=log,
+        env=env,
+        cwd=tmp_path,
+    )
     deadline = time.time() + 120
     while not sock.exists():
         assert proc.poll() is None, (tmp_path / "server.log").read_text()
@@ -60,8 +74,11 @@ def rlev(*args, sock=None, cwd=REPO, **kw):
 
 
 def served_pids(tmp_path):
-    return [int(line.split("pid ")[1].split(":")[0]) for line in (tmp_path / "server.log").read_text().splitlines()
-            if ": pid " in line]
+    return [
+        int(line.split("pid ")[1].split(":")[0])
+        for line in (tmp_path / "server.log").read_text().splitlines()
+        if ": pid " in line
+    ]
 
 
 def write_run(toy, tmp_path, name, **scale):
@@ -124,8 +141,14 @@ def alive(pid):
 def test_stopping_the_caller_stops_the_command(toy, tmp_path, server, how):
     spec = write_run(toy, tmp_path, "long", rl_steps=10_000)
     env = {**os.environ, "RLEV_JOBSERVER": server}
-    client = subprocess.Popen([RLEV, "train", "--spec", str(spec), "--out", str(tmp_path / "run")], cwd=REPO,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        [RLEV, "train", "--spec", str(spec), "--out", str(tmp_path / "run")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for_steps(tmp_path / "run", client)
     (child,) = served_pids(tmp_path)
     client.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
@@ -155,9 +178,15 @@ def test_a_server_holding_other_code_is_not_used(tmp_path):
 def test_the_server_stops_when_the_process_that_started_it_is_gone(tmp_path):
     sock = tmp_path / "s.sock"
     # a shell stands in for Snakemake: it starts the server as its child, then exits
-    starter = subprocess.Popen(["sh", "-c", f"{sys.executable} -m rlev.jobserver --socket {sock} --parent $$ "
-                                f"--preload rlev.cli > {tmp_path / 'server.log'} 2>&1 & "
-                                f"while [ ! -S {sock} ]; do sleep 0.05; done"])
+    starter = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            f"{sys.executable} -m rlev.jobserver --socket {sock} --parent $$ "
+            f"--preload rlev.cli > {tmp_path / 'server.log'} 2>&1 & "
+            f"while [ ! -S {sock} ]; do sleep 0.05; done",
+        ]
+    )
     starter.wait(120)
     deadline = time.time() + 10
     while sock.exists():

@@ -33,8 +33,10 @@ def test_snakefmt_check_is_clean():
     proc = run([snakefmt, "--check", "Snakefile", "workflow/"])
     if proc.returncode != 0:
         diff = run([snakefmt, "--diff", "Snakefile", "workflow/"])
-        raise AssertionError(f"snakefmt would reformat (run `snakefmt Snakefile workflow/`):\n{diff.stdout[-6000:]}"
-                             f"\n{proc.stderr[-2000:]}")
+        raise AssertionError(
+            f"snakefmt would reformat (run `snakefmt Snakefile workflow/`):\n{diff.stdout[-6000:]}"
+            f"\n{proc.stderr[-2000:]}"
+        )
 
 
 def test_every_rule_declares_log_threads_and_memory():
@@ -48,8 +50,11 @@ def test_every_rule_declares_log_threads_and_memory():
             name = re.match(r"(?:rule|checkpoint) (\w+):", block)
             if not name or name.group(1) == "all":
                 continue
-            for directive, pattern in (("log", r"^    log:"), ("threads", r"^    threads:"),
-                                       ("mem_mb", r"^    resources:\n(?:        .*\n)*?        mem_mb=")):
+            for directive, pattern in (
+                ("log", r"^    log:"),
+                ("threads", r"^    threads:"),
+                ("mem_mb", r"^    resources:\n(?:        .*\n)*?        mem_mb="),
+            ):
                 if not re.search(pattern, block, flags=re.M):
                     missing.append(f"{path.name}:{name.group(1)} {directive}")
     assert not missing, "rules without declared log/threads/mem_mb: " + ", ".join(missing)

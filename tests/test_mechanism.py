@@ -27,8 +27,16 @@ def make_test(n=500, seed=0):
     level = rng.integers(0, len(LEVELS), n)
     points = np.clip(level + 1 + rng.integers(-2, 3, n), 1, 8).astype(float)
     total = 100.0
-    return pd.DataFrame({"id": [f"q{i:04d}" for i in range(n)], "exam_id": "e0", "score": points,
-                         "total": total, "value": points / total, "difficulty": [LEVELS[k] for k in level]})
+    return pd.DataFrame(
+        {
+            "id": [f"q{i:04d}" for i in range(n)],
+            "exam_id": "e0",
+            "score": points,
+            "total": total,
+            "value": points / total,
+            "difficulty": [LEVELS[k] for k in level],
+        }
+    )
 
 
 def write_run(root, test, reward, seed, length, worked, cost=None):
@@ -39,14 +47,26 @@ def write_run(root, test, reward, seed, length, worked, cost=None):
     block = {"variant": reward, "alpha": 10, "form": "additive_clipped"}
     if cost is not None:
         block["cost"] = cost
-    config = {"seed": seed, "estimator": {"name": "rloo", "adv_estimator": "rloo"}, "scale": {"name": "tiny"},
-              "reward": block}
+    config = {
+        "seed": seed,
+        "estimator": {"name": "rloo", "adv_estimator": "rloo"},
+        "scale": {"name": "tiny"},
+        "reward": block,
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     responses = ["3+5=8 8+2=10 #### 10" if w else "#### 10" for w in worked]
-    pd.DataFrame({"id": test["id"], "exam_id": test["exam_id"], "value": test["value"],
-                  "difficulty": test["difficulty"], "response": responses, "length": np.asarray(length, int),
-                  "truncated": False, "correct": np.arange(len(test)) % 2 == 0}).to_parquet(
-        run / "eval" / "samples.parquet")
+    pd.DataFrame(
+        {
+            "id": test["id"],
+            "exam_id": test["exam_id"],
+            "value": test["value"],
+            "difficulty": test["difficulty"],
+            "response": responses,
+            "length": np.asarray(length, int),
+            "truncated": False,
+            "correct": np.arange(len(test)) % 2 == 0,
+        }
+    ).to_parquet(run / "eval" / "samples.parquet")
     return str(run)
 
 
@@ -124,8 +144,16 @@ def balanced_test():
     rows = [(LEVELS[k], float(k + d)) for k in range(len(LEVELS)) for d in range(1, 5) for _ in range(30)]
     order = np.random.default_rng(0).permutation(len(rows))
     difficulty, points = zip(*[rows[i] for i in order])
-    return pd.DataFrame({"id": [f"q{i:04d}" for i in range(len(rows))], "exam_id": "e0", "score": points,
-                         "total": 100.0, "value": np.array(points) / 100, "difficulty": difficulty})
+    return pd.DataFrame(
+        {
+            "id": [f"q{i:04d}" for i in range(len(rows))],
+            "exam_id": "e0",
+            "score": points,
+            "total": 100.0,
+            "value": np.array(points) / 100,
+            "difficulty": difficulty,
+        }
+    )
 
 
 def balanced_worked(test, seed, every):
@@ -163,8 +191,7 @@ def _experiment(tmp_path, effect_pp_per_point=0.1, seeds=3):
 def test_mechanism_table_on_a_fixture_with_a_known_answer(tmp_path):
     test, test_path, runs = _experiment(tmp_path)
     init = write_run(tmp_path / "start", test, "correctness", 0, np.full(len(test), 3), np.zeros(len(test), bool))
-    table = mechanism(runs, str(test_path), tmp_path / "tables" / "mechanism",
-                      init=[f"{init}/eval"], permutations=2000)
+    table = mechanism(runs, str(test_path), tmp_path / "tables" / "mechanism", init=[f"{init}/eval"], permutations=2000)
     cells = table[table["kind"] == "cell"].set_index(["reward", "cost"])
     assert len(cells) == 8 and (cells["seeds"] == 3).all()
     rlev = cells.loc[("human-aligned", "length 0.3/token")]
@@ -221,8 +248,12 @@ def test_permutation_p_is_calibrated_under_the_null():
     test = make_test(200)
     test = test.assign(points=test["score"])
     rng = np.random.default_rng(11)
-    ps = [permutation_test([test.assign(worked=(rng.random(len(test)) < 0.3).astype(float))], "worked",
-                           permutations=199, seed=k)[1] for k in range(200)]
+    ps = [
+        permutation_test(
+            [test.assign(worked=(rng.random(len(test)) < 0.3).astype(float))], "worked", permutations=199, seed=k
+        )[1]
+        for k in range(200)
+    ]
     assert 0.05 < np.mean(np.array(ps) < 0.1) < 0.16
     assert 0.4 < np.mean(ps) < 0.6
 

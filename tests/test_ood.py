@@ -80,8 +80,12 @@ def test_shared_placeholder_rows_in_each_published_layout():
         assert set(example) <= set(schemas[name]["columns"])
         row = build(pd.DataFrame([example])).iloc[0]
         gold_text = row["options"][list(row["letters"]).index(row["gold_letter"])]
-        expected = {"gpqa_diamond": example.get("Correct Answer"), "ceval": example.get("B"),
-                    "mmlu_pro": "o2", "supergpqa": example.get("answer")}[name]
+        expected = {
+            "gpqa_diamond": example.get("Correct Answer"),
+            "ceval": example.get("B"),
+            "mmlu_pro": "o2",
+            "supergpqa": example.get("answer"),
+        }[name]
         assert gold_text == expected, name
     mmlu = mmlu_pro_rows(pd.DataFrame([schemas["mmlu_pro"]["example"]]), [1], "schemas.json").iloc[0]
     assert list(mmlu["options"]) == ["o0", "o1", "o2", "o3"]
@@ -98,16 +102,16 @@ def test_a_gold_letter_outside_the_options_and_a_missing_column_are_errors():
 @pytest.mark.parametrize(
     "response, expected",
     [
-        ("Answer: B", "B"),                    # the asked-for form
-        ("Let me think.\nAnswer: (C)", "C"),   # bracketed letter
-        ("\\boxed{D}", "D"),                   # boxed letter
+        ("Answer: B", "B"),  # the asked-for form
+        ("Let me think.\nAnswer: (C)", "C"),  # bracketed letter
+        ("\\boxed{D}", "D"),  # boxed letter
         ("The answer is A. Because ...", "A"),  # a letter that starts the answer sentence
-        ("option c", "C"),                     # after "option", case does not matter
-        ("答案是B", "B"),                       # Chinese answer phrase
-        ("#### 17", "B"),                      # no letter: the option whose text equals the answer
-        ("#### 18", None),                     # no option equals it
-        ("Answer: F", None),                   # a letter this row does not have
-        ("a lot of thinking", None),           # English "a" is not option A
+        ("option c", "C"),  # after "option", case does not matter
+        ("答案是B", "B"),  # Chinese answer phrase
+        ("#### 17", "B"),  # no letter: the option whose text equals the answer
+        ("#### 18", None),  # no option equals it
+        ("Answer: F", None),  # a letter this row does not have
+        ("a lot of thinking", None),  # English "a" is not option A
         ("", None),
     ],
 )
@@ -140,11 +144,14 @@ def test_synthetic_sums_have_lengths_never_trained_and_are_answered_in_the_sft_f
     assert (rows["subject"] == n_terms.astype(str) + " terms").all()
     from rlev.data.arithmetic import stated_points, without_points
 
-    assert all(int(a) == sum(map(int, without_points(q).rstrip("=?").split("+")))
-               for q, a in zip(rows["question"], rows["answer"]))
+    assert all(
+        int(a) == sum(map(int, without_points(q).rstrip("=?").split("+")))
+        for q, a in zip(rows["question"], rows["answer"])
+    )
     assert rows["question"].map(stated_points).isin([1, 2, 4, 6, 8]).all()  # stated as on the exams
-    pd.testing.assert_frame_equal(rows, load_benchmark({"loader": "synthetic_sums", "rows": 40, "terms": [5, 7],
-                                                        "seed": 7}))
+    pd.testing.assert_frame_equal(
+        rows, load_benchmark({"loader": "synthetic_sums", "rows": 40, "terms": [5, 7], "seed": 7})
+    )
     with pytest.raises(SourceError, match="terms"):
         load_benchmark({"loader": "synthetic_sums", "rows": 2, "terms": [1, 3]})
     rows = rows.head(4)
@@ -161,8 +168,9 @@ def test_synthetic_sums_have_lengths_never_trained_and_are_answered_in_the_sft_f
         texts = [f"#### {answers[0]}", f"1+2=3 #### {answers[1]}", f"#### {int(answers[2]) + 1}", "1+2=3 1"]
         return texts, [5, 9, 5, 16], [False, False, False, True]
 
-    monkeypatch.setattr(rlev.evaluate.generate, "load_policy",
-                        lambda *a: (type("M", (), {"eval": lambda self: self})(), Tok()))
+    monkeypatch.setattr(
+        rlev.evaluate.generate, "load_policy", lambda *a: (type("M", (), {"eval": lambda self: self})(), Tok())
+    )
     monkeypatch.setattr(rlev.evaluate.generate, "decode_greedy", fake_generate)
     spec = {"threads": 1, "device": "cpu", "dtype": "float32", "eval_batch": 8, "max_new_tokens": 16}
     metrics = ood(spec, "model", tmp_path / "rows.parquet", tmp_path / "out")

@@ -19,8 +19,14 @@ from rlev.data.synthetic import generate
 MINE = {
     "source": "table",
     "path": "data/mine.csv",
-    "columns": {"id": "qid", "exam_id": "paper", "question": "text", "answer": "gold", "score": "points",
-                "total": "paper_total"},
+    "columns": {
+        "id": "qid",
+        "exam_id": "paper",
+        "question": "text",
+        "answer": "gold",
+        "score": "points",
+        "total": "paper_total",
+    },
 }
 
 
@@ -30,8 +36,14 @@ def write_own_csv(path, exams: int = 12, questions: int = 5, seed: int = 3) -> N
 
     records, _ = generate(exams, 0, questions, seed=seed)
     frame = pd.DataFrame(records).rename(
-        columns={"id": "qid", "exam_id": "paper", "question": "text", "answer": "gold", "score": "points",
-                 "total": "paper_total"}
+        columns={
+            "id": "qid",
+            "exam_id": "paper",
+            "question": "text",
+            "answer": "gold",
+            "score": "points",
+            "total": "paper_total",
+        }
     )[["qid", "paper", "text", "gold", "points", "paper_total"]]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False, lineterminator="\r\n").encode("utf-8"))
@@ -107,8 +119,7 @@ def own_workdir(tmp_path):
 def test_dry_run_of_own_dataset_plans_the_remaining_tables(snakemake_cmd, own_workdir):
     from test_workflow import planned_jobs, planned_tables
 
-    proc = snakemake_cmd("-n", "--cores", "1", "--configfile", "mine.yaml", "--config", "dataset=mine",
-                         cwd=own_workdir)
+    proc = snakemake_cmd("-n", "--cores", "1", "--configfile", "mine.yaml", "--config", "dataset=mine", cwd=own_workdir)
     jobs, tables = planned_jobs(proc.stdout), planned_tables(proc.stdout)
     assert jobs["prepare"] == 1 and {"table1", "table4", "table5"} <= set(tables)
     assert "table2" not in tables and "table3" not in tables and "predictor_train" not in jobs
@@ -118,8 +129,9 @@ def test_dry_run_of_own_dataset_plans_the_remaining_tables(snakemake_cmd, own_wo
 
 def test_dry_run_names_a_missing_data_file(snakemake_cmd, own_workdir):
     (own_workdir / "data" / "mine.csv").unlink()
-    proc = snakemake_cmd("-n", "--cores", "1", "--configfile", "mine.yaml", "--config", "dataset=mine",
-                         cwd=own_workdir, check=False)
+    proc = snakemake_cmd(
+        "-n", "--cores", "1", "--configfile", "mine.yaml", "--config", "dataset=mine", cwd=own_workdir, check=False
+    )
     assert proc.returncode != 0
     assert "datasets.mine.path: data/mine.csv does not exist" in proc.stdout + proc.stderr
 
@@ -133,16 +145,22 @@ def test_cli_prints_an_input_error_as_one_line_without_traceback(tmp_path):
 
     empty = tmp_path / "mine.csv"
     empty.write_bytes(b"")
-    spec = {"source": dict(MINE, path=str(empty)),
-            "data": {"test_share": 0.1, "split_seed": 0, "max_reject_share": 0.01}}
+    spec = {
+        "source": dict(MINE, path=str(empty)),
+        "data": {"test_share": 0.1, "split_seed": 0, "max_reject_share": 0.01},
+    }
     rlev = Path(sys.executable).parent / "rlev"
-    proc = subprocess.run([str(rlev), "prepare", "--spec", json.dumps(spec), "--dataset", "mine", "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(rlev), "prepare", "--spec", json.dumps(spec), "--dataset", "mine", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert errors == [f"rlev prepare: error: {empty}: the file is empty (0 bytes); expected a header row, then one "
-                      "row per question"]
+    assert errors == [
+        f"rlev prepare: error: {empty}: the file is empty (0 bytes); expected a header row, then one row per question"
+    ]
 
 
 def test_a_predictor_that_cannot_score_says_what_to_change():

@@ -9,7 +9,6 @@ import pytest
 
 from rlev.predictor.predict import label_dataset, predicted_values
 from rlev.predictor.prompt import (
-    PREDICTED_VALUE,
     SYSTEM_PROMPT,
     parse_score,
     prediction_metrics,
@@ -17,6 +16,7 @@ from rlev.predictor.prompt import (
     system_prompt,
 )
 from rlev.predictor.verl import write_sft_launch
+from rlev.values import PREDICTED_COLUMN
 
 
 @pytest.mark.parametrize(
@@ -83,9 +83,16 @@ def test_labelling_writes_predicted_value(tmp_path, monkeypatch):
     import rlev.predictor.predict as predict
 
     # true points 1, 2, 8; the labels of b and c are one level off (weak points 4 and 6)
-    rows = pd.DataFrame({"id": ["a", "b", "c"], "question": ["1+1=?", "1+2+3=?", "x"], "score": [1.0, 2.0, 8.0],
-                         "total": [100.0] * 3, "difficulty": ["primary", "senior", "university"],
-                         "value": [0.01, 0.02, 0.08]})
+    rows = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "question": ["1+1=?", "1+2+3=?", "x"],
+            "score": [1.0, 2.0, 8.0],
+            "total": [100.0] * 3,
+            "difficulty": ["primary", "senior", "university"],
+            "value": [0.01, 0.02, 0.08],
+        }
+    )
     rows.to_parquet(tmp_path / "train.parquet")
     replies = {"1+1=?": "1", "1+2+3=?": "3", "x": "no idea"}
     seen_totals = []
@@ -95,14 +102,20 @@ def test_labelling_writes_predicted_value(tmp_path, monkeypatch):
         return [replies[q] for q in questions]
 
     monkeypatch.setattr(predict, "predict_scores", fake_predict)
-    spec = {"max_new_tokens": 8, "eval_batch": 4, "threads": 1, "device": "cpu", "dtype": "float32",
-            "weak_points": {"primary": 1, "junior": 2, "senior": 4, "university": 6, "phd": 8}}
+    spec = {
+        "max_new_tokens": 8,
+        "eval_batch": 4,
+        "threads": 1,
+        "device": "cpu",
+        "dtype": "float32",
+        "weak_points": {"primary": 1, "junior": 2, "senior": 4, "university": 6, "phd": 8},
+    }
     stats = label_dataset("model", tmp_path / "train.parquet", tmp_path / "labels" / "train.parquet", spec)
     out = pd.read_parquet(tmp_path / "labels" / "train.parquet")
     assert set(seen_totals) == {100.0}
-    assert out[PREDICTED_VALUE].tolist() == pytest.approx([0.01, 0.03, 0.02])  # "no idea" -> median 2
-    assert out[PREDICTED_VALUE].between(0, 1, inclusive="right").all()
-    assert out.drop(columns=["predicted_score", PREDICTED_VALUE]).equals(rows)
+    assert out[PREDICTED_COLUMN].tolist() == pytest.approx([0.01, 0.03, 0.02])  # "no idea" -> median 2
+    assert out[PREDICTED_COLUMN].between(0, 1, inclusive="right").all()
+    assert out.drop(columns=["predicted_score", PREDICTED_COLUMN]).equals(rows)
     assert stats["imputed"] == 1 and stats["rows"] == 3
     saved = json.loads((tmp_path / "labels" / "label_stats.json").read_text())
     # predicted 1, 3, (imputed): right on a against the true points; right on a against the weak label too
@@ -117,8 +130,17 @@ def test_labelling_writes_predicted_value(tmp_path, monkeypatch):
 
 
 def test_verl_sft_launch_composes_against_verl(tmp_path):
-    spec = {"model": "Qwen/Qwen2.5-7B", "epochs": 2, "lr": 1e-5, "batch": 64, "micro_batch_per_gpu": 4,
-            "max_length": 1024, "gpus_per_node": 8, "nodes": 1, "seed": 0}
+    spec = {
+        "model": "Qwen/Qwen2.5-7B",
+        "epochs": 2,
+        "lr": 1e-5,
+        "batch": 64,
+        "micro_batch_per_gpu": 4,
+        "max_length": 1024,
+        "gpus_per_node": 8,
+        "nodes": 1,
+        "seed": 0,
+    }
     rows = pd.DataFrame({"question": ["q1", "q2"], "total": [100.0, 150.0], "score": [5.0, 0.5]})
     script = write_sft_launch(spec, rows, tmp_path, "predictor-test")
     text = script.read_text()
@@ -147,10 +169,27 @@ def test_tiny_predictor_trains_evaluates_and_labels(tmp_path):
     from rlev.predictor.predict import evaluate_predictor
 
     exams = pd.DataFrame(generate(8, 2, 5, seed=0)[0])
-    spec = {"model": "tiny", "seed": 0, "epochs": 2, "batch": 8, "lr": 3e-3, "threads": 1, "device": "cpu",
-            "dtype": "float32", "max_new_tokens": 4, "eval_batch": 16,
-            "tiny": {"vocab_size": 400, "hidden_size": 16, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
-                     "intermediate_size": 32, "max_position": 160}}
+    spec = {
+        "model": "tiny",
+        "seed": 0,
+        "epochs": 2,
+        "batch": 8,
+        "lr": 3e-3,
+        "threads": 1,
+        "device": "cpu",
+        "dtype": "float32",
+        "max_new_tokens": 4,
+        "eval_batch": 16,
+        "tiny": {
+            "vocab_size": 400,
+            "hidden_size": 16,
+            "num_layers": 1,
+            "num_heads": 2,
+            "num_kv_heads": 1,
+            "intermediate_size": 32,
+            "max_position": 160,
+        },
+    }
     model = train_local(spec, exams[exams["split"] == "train"], tmp_path)
     exams[exams["split"] == "test"].to_parquet(tmp_path / "test.parquet")
     metrics = evaluate_predictor(model, tmp_path / "test.parquet", tmp_path / "eval", spec)
@@ -177,17 +216,42 @@ def test_overlong_sft_rows_are_left_out_and_reported_before_launch(tmp_path):
     from rlev.predictor.verl import SFT_REJECTS
 
     texts = ["1+2=? 3", system_prompt(100), "4+5+6=?"] * 10
-    shape = dict(vocab_size=300, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                 max_position=512)
+    shape = dict(
+        vocab_size=300,
+        hidden_size=16,
+        intermediate_size=32,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=1,
+        max_position=512,
+    )
     build_tiny(texts, shape, tmp_path / "tok", seed=0)
     _, tok = load_policy(tmp_path / "tok", "cpu")
-    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     long_q = "+".join(["7"] * 300) + "=?"
-    rows = pd.DataFrame({"id": ["a", "b", "c"], "exam_id": ["e1", "e1", "e2"], "question": ["1+2=?", long_q, "4+5=?"],
-                         "total": [100.0] * 3, "score": [1.0, 8.0, 2.0]})
-    spec = {"model": "unused", "epochs": 2, "lr": 1e-5, "batch": 2, "micro_batch_per_gpu": 1, "max_length": 400,
-            "gpus_per_node": 1, "nodes": 1, "seed": 0}
+    rows = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "exam_id": ["e1", "e1", "e2"],
+            "question": ["1+2=?", long_q, "4+5=?"],
+            "total": [100.0] * 3,
+            "score": [1.0, 8.0, 2.0],
+        }
+    )
+    spec = {
+        "model": "unused",
+        "epochs": 2,
+        "lr": 1e-5,
+        "batch": 2,
+        "micro_batch_per_gpu": 1,
+        "max_length": 400,
+        "gpus_per_node": 1,
+        "nodes": 1,
+        "seed": 0,
+    }
     write_sft_launch(spec, rows, tmp_path / "out", "p", tokenizer=tok)
     kept = pd.read_parquet(tmp_path / "out" / "sft_train.parquet")
     assert [list(m)[1]["content"] for m in kept["messages"]] == ["1+2=?", "4+5=?"]
@@ -220,7 +284,12 @@ def test_the_predictor_never_sees_the_points_an_exam_question_states(tmp_path, m
         chat_template = None
 
     monkeypatch.setattr(G, "load_policy", lambda *a: (type("M", (), {"eval": lambda self: self})(), Tok()))
-    monkeypatch.setattr(G, "decode_greedy", lambda model, tok, prompts, *a: seen.extend(prompts) or
-                        (["1"] * len(prompts), [1] * len(prompts), [False] * len(prompts)))
+    monkeypatch.setattr(
+        G,
+        "decode_greedy",
+        lambda model, tok, prompts, *a: (
+            seen.extend(prompts) or (["1"] * len(prompts), [1] * len(prompts), [False] * len(prompts))
+        ),
+    )
     predict_scores("m", rows["question"].tolist()[:2], [100, 100], 4, 8, 1)
     assert seen and all("point" not in p.split("\n", 1)[1] for p in seen)

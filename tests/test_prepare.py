@@ -63,8 +63,14 @@ def test_reject_report_is_written_when_too_many_rows_fail(exams, tmp_path):
 
 
 def test_split_by_exam_is_seeded_and_keeps_given_splits():
-    df = pd.DataFrame({"exam_id": [f"e{i // 3}" for i in range(30)], "split": [None] * 30,
-                       "source_file": "f", "source_row": range(1, 31)})
+    df = pd.DataFrame(
+        {
+            "exam_id": [f"e{i // 3}" for i in range(30)],
+            "split": [None] * 30,
+            "source_file": "f",
+            "source_row": range(1, 31),
+        }
+    )
     a, b = split_by_exam(df, 0.3, seed=5), split_by_exam(df, 0.3, seed=5)
     assert (a == b).all()
     assert (df.assign(split=a).groupby("exam_id")["split"].nunique() == 1).all()
@@ -77,8 +83,18 @@ def test_split_by_exam_is_seeded_and_keeps_given_splits():
 
 def test_exam_warnings_are_kept_in_stats(tmp_path):
     """A warning (here: an exam whose points sum past its total) outlives the log, in stats.json."""
-    rows = [{"id": f"q{i}", "exam_id": f"e{i % 4}", "question": f"{i}+1?", "answer": str(i + 1), "score": 60,
-             "total": 100, "split": None} for i in range(12)]
+    rows = [
+        {
+            "id": f"q{i}",
+            "exam_id": f"e{i % 4}",
+            "question": f"{i}+1?",
+            "answer": str(i + 1),
+            "score": 60,
+            "total": 100,
+            "split": None,
+        }
+        for i in range(12)
+    ]
     path = tmp_path / "exams.jsonl"
     write_jsonl(path, rows)
     stats = run_prepare(path, tmp_path / "out")

@@ -50,8 +50,16 @@ def sbatch_call(res: dict, threads: int = 8) -> str:
 
 def dry_run(snakemake_cmd, tmp_path, scale, *extra):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    proc = snakemake_cmd("-n", "--profile", str(REPO / "profiles" / "slurm"), *extra, "--config", f"scale={scale}",
-                         "dataset=rlev", cwd=tmp_path)
+    proc = snakemake_cmd(
+        "-n",
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        *extra,
+        "--config",
+        f"scale={scale}",
+        "dataset=rlev",
+        cwd=tmp_path,
+    )
     return proc, jobs_with_resources(proc.stdout)
 
 
@@ -113,8 +121,17 @@ def test_profile_plans_the_paper_matrix_on_whole_gpu_nodes(snakemake_cmd, tmp_pa
 def test_a_run_with_the_profiles_placeholders_stops_before_any_job(snakemake_cmd, tmp_path):
     shutil.copy(REPO / "tests" / "config_smoke" / "config.yaml", tmp_path / "config.yaml")
     # the local executor stands in for sbatch: the check runs before any job, whatever executes it
-    proc = snakemake_cmd("--profile", str(REPO / "profiles" / "slurm"), "--executor", "local", "--cores", "1",
-                         "data/synthetic/exams.jsonl", cwd=tmp_path, check=False)
+    proc = snakemake_cmd(
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--executor",
+        "local",
+        "--cores",
+        "1",
+        "data/synthetic/exams.jsonl",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "slurm_account=CHANGE_ME_ACCOUNT" in proc.stdout + proc.stderr
     assert "set your account and partitions there" in proc.stdout + proc.stderr

@@ -25,4 +25,8 @@ def test_every_step_is_reported_when_the_interval_is_zero():
     for _ in progress(range(4), desc="sft", every=0, stream=stream):
         pass
     assert [line.split(",")[0] for line in stream.getvalue().splitlines()] == [
-        "sft: 1/4 (25%)", "sft: 2/4 (50%)", "sft: 3/4 (75%)", "sft: 4/4 (100%)"]
+        "sft: 1/4 (25%)",
+        "sft: 2/4 (50%)",
+        "sft: 3/4 (75%)",
+        "sft: 4/4 (100%)",
+    ]

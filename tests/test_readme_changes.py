@@ -90,8 +90,11 @@ def test_own_csv_from_scratch_to_tables(own_data_run):
         assert (workdir / "results" / "tables" / f"{table}.md").is_file(), table
     assert not (workdir / "results" / "tables" / "table2.md").exists()
     assert not (workdir / "results" / "tables" / "table3.md").exists()
-    metrics = (workdir / "results" / "runs" / name / "tiny" / "rloo" / "correctness" / "seed0" / "train"
-               / "metrics.jsonl").read_text().splitlines()
+    metrics = (
+        (workdir / "results" / "runs" / name / "tiny" / "rloo" / "correctness" / "seed0" / "train" / "metrics.jsonl")
+        .read_text()
+        .splitlines()
+    )
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     assert len(metrics) == config["scales"]["tiny"]["rl_steps"]  # every RL step of the smoke scale ran
 
@@ -109,8 +112,7 @@ def test_another_alpha_from_its_own_file(own_data_run):
     (command, *_) = commands(bullet)
     assert command[-2:] == ["--configfile", "mine.yaml"]
     # the README's command on the user's own file, their dataset selected as its bullet says
-    proc = run_snakemake("-n", *command[1:-1], "alpha.yaml", *own_command[own_command.index("--config"):],
-                            cwd=workdir)
+    proc = run_snakemake("-n", *command[1:-1], "alpha.yaml", *own_command[own_command.index("--config") :], cwd=workdir)
     jobs = planned_jobs(proc.stdout)
     alpha = change["reward"]["alpha"]
     # human and the multiplicative form at the new alpha; the correctness run does not read alpha
@@ -131,8 +133,8 @@ def test_more_seeds_on_the_command_line(own_data_run):
     assert len(seeds) == 3
     command = [f"seeds={seeds}".replace(" ", "") if a.startswith("seeds=") else a for a in command]
     # on the user's own data: their file and dataset as the own-data bullet gives them
-    own = own_command[own_command.index("--configfile"):own_command.index("--config")]
-    proc = run_snakemake("-n", *command[1:], *own_command[own_command.index("--config") + 1:], *own, cwd=workdir)
+    own = own_command[own_command.index("--configfile") : own_command.index("--config")]
+    proc = run_snakemake("-n", *command[1:], *own_command[own_command.index("--config") + 1 :], *own, cwd=workdir)
     runs = 3  # rloo correctness, human, and the multiplicative form
     assert planned_jobs(proc.stdout).get("train_local") == runs * (len(seeds) - 1)
     for seed in seeds[1:]:
@@ -155,8 +157,11 @@ def test_another_estimator_whose_name_has_a_digit(own_data_run):
         table1 = pd.read_csv(workdir / "results" / "tables" / "table1.csv")
         assert table1["runs"].str.contains(f"results/runs/{name}/tiny/{new}/").sum() == 2
         for reward in ("correctness", "human-a10-additive_clipped"):
-            steps = (workdir / "results" / "runs" / name / "tiny" / new / reward / "seed0" / "train"
-                     / "metrics.jsonl").read_text().splitlines()
+            steps = (
+                (workdir / "results" / "runs" / name / "tiny" / new / reward / "seed0" / "train" / "metrics.jsonl")
+                .read_text()
+                .splitlines()
+            )
             assert len(steps) == config["scales"]["tiny"]["rl_steps"]
     finally:
         config["estimators"].pop(new)

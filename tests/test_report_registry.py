@@ -41,8 +41,12 @@ def smoke_plan(tmp_path_factory):
     work = tmp_path_factory.mktemp("registry")
     shutil.copy(SMOKE_CONFIG, work / "config.yaml")
     snakemake = Path(sys.executable).parent / "snakemake"
-    proc = subprocess.run([str(snakemake), "--snakefile", str(REPO / "Snakefile"), "-n", "--cores", "1"], cwd=work,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(snakemake), "--snakefile", str(REPO / "Snakefile"), "-n", "--cores", "1"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 

@@ -17,14 +17,26 @@ def write_run(root, estimator, reward, seed, correct, values, lengths=None, alph
     tag = reward if reward == "correctness" else f"{reward}-a{alpha}"
     run = root / "runs" / estimator / tag / f"seed{seed}"
     (run / "eval").mkdir(parents=True)
-    config = {"estimator": {"name": estimator, "adv_estimator": estimator}, "scale": {"name": "tiny"},
-              "reward": {"variant": reward, "alpha": alpha, "form": "additive_clipped"}, "seed": seed,
-              "out_dir": str(run), "dataset": {"name": "d", "verl_train": str(run / "verl_train.parquet")},
-              **config_extra}
+    config = {
+        "estimator": {"name": estimator, "adv_estimator": estimator},
+        "scale": {"name": "tiny"},
+        "reward": {"variant": reward, "alpha": alpha, "form": "additive_clipped"},
+        "seed": seed,
+        "out_dir": str(run),
+        "dataset": {"name": "d", "verl_train": str(run / "verl_train.parquet")},
+        **config_extra,
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     ids = [f"q{i}" for i in range(len(values))]
-    samples = pd.DataFrame({"id": ids, "exam_id": exams if exams is not None else ids, "value": values,
-                            "correct": correct, "length": lengths if lengths is not None else np.full(len(values), 10)})
+    samples = pd.DataFrame(
+        {
+            "id": ids,
+            "exam_id": exams if exams is not None else ids,
+            "value": values,
+            "correct": correct,
+            "length": lengths if lengths is not None else np.full(len(values), 10),
+        }
+    )
     samples.to_parquet(run / "eval" / "samples.parquet")
     (run / "eval" / "metrics.json").write_text(json.dumps(evaluation_metrics(samples)))
     return str(run)
@@ -34,8 +46,14 @@ def write_start(root, correct, values):
     """The starting policy's evaluation folder (metrics.json, samples.parquet)."""
     folder = root / "models" / "sft_eval"
     folder.mkdir(parents=True)
-    samples = pd.DataFrame({"id": [f"q{i}" for i in range(len(values))], "value": values, "correct": correct,
-                            "length": np.full(len(values), 12)})
+    samples = pd.DataFrame(
+        {
+            "id": [f"q{i}" for i in range(len(values))],
+            "value": values,
+            "correct": correct,
+            "length": np.full(len(values), 12),
+        }
+    )
     samples.to_parquet(folder / "samples.parquet")
     (folder / "metrics.json").write_text(json.dumps({**evaluation_metrics(samples), "model": "sft"}))
     return str(folder)
@@ -47,8 +65,8 @@ VALUES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]  # top 20% = 0.9, 1.
 def test_table8_by_hand(tmp_path):
     runs = [
         write_run(tmp_path, "rloo", "correctness", 0, [1, 1, 0, 0, 1, 0, 0, 0, 0, 1], VALUES),  # 40; top 50; bottom 100
-        write_run(tmp_path, "rloo", "human", 0, [0, 1, 0, 1, 1, 1, 0, 1, 1, 1], VALUES),        # 70; top 100; bottom 50
-        write_run(tmp_path, "rloo", "human", 1, [0, 0, 0, 1, 1, 1, 0, 1, 1, 0], VALUES),        # 50; top 50; bottom 0
+        write_run(tmp_path, "rloo", "human", 0, [0, 1, 0, 1, 1, 1, 0, 1, 1, 1], VALUES),  # 70; top 100; bottom 50
+        write_run(tmp_path, "rloo", "human", 1, [0, 0, 0, 1, 1, 1, 0, 1, 1, 0], VALUES),  # 50; top 50; bottom 0
     ]
     start = write_start(tmp_path, [1, 1, 0, 0, 0, 0, 0, 0, 0, 0], VALUES)  # 20; top 0; bottom 100
     table = table8(runs, tmp_path / "tables" / "table8", [start])
@@ -73,10 +91,12 @@ def test_table8_by_hand(tmp_path):
 def test_only_seeds_are_averaged_two_alphas_are_two_rows(tmp_path):
     """experiments.main.alphas: [5, 10] -> one row per alpha, each over its own seeds (issue: not "2 seeds")."""
     v = VALUES
-    runs = [write_run(tmp_path, "rloo", "correctness", 0, [1] * 5 + [0] * 5, v),
-            write_run(tmp_path, "rloo", "human", 0, [1] * 6 + [0] * 4, v, alpha=5),
-            write_run(tmp_path, "rloo", "human", 1, [1] * 8 + [0] * 2, v, alpha=5),
-            write_run(tmp_path, "rloo", "human", 0, [1] * 9 + [0] * 1, v, alpha=10)]
+    runs = [
+        write_run(tmp_path, "rloo", "correctness", 0, [1] * 5 + [0] * 5, v),
+        write_run(tmp_path, "rloo", "human", 0, [1] * 6 + [0] * 4, v, alpha=5),
+        write_run(tmp_path, "rloo", "human", 1, [1] * 8 + [0] * 2, v, alpha=5),
+        write_run(tmp_path, "rloo", "human", 0, [1] * 9 + [0] * 1, v, alpha=10),
+    ]
     start = write_start(tmp_path, [1] * 3 + [0] * 7, v)
     table = table1(runs, [start], tmp_path / "t1")
     assert list(table["alpha"]) == ["-", "-", "5", "10"]
@@ -133,7 +153,9 @@ def test_bootstrap_table_pairs_runs_by_estimator_and_seed(tmp_path):
     assert rloo["runs"] == f"{runs[1]} - {runs[0]}"
     grpo = table[table["estimator"].str.startswith("GRPO")]
     assert (grpo["diff"] == 0).all() and (grpo["share_positive"] == 0).all()
-    assert "| RLOO | tiny | 10 | additive_clipped | acc | +10.00 | [" in (tmp_path / "tables" / "bootstrap.md").read_text()
+    assert (
+        "| RLOO | tiny | 10 | additive_clipped | acc | +10.00 | [" in (tmp_path / "tables" / "bootstrap.md").read_text()
+    )
     assert "Test prompts resampled" in (tmp_path / "tables" / "bootstrap.md").read_text()
     with pytest.raises(ValueError, match="needs both"):
         bootstrap(runs[:1], tmp_path / "x")
@@ -147,8 +169,10 @@ def test_a_table_is_written_as_csv_markdown_and_html_with_its_runs(tmp_path):
     write_table(tmp_path / "t", table, "Table 9: a & b", shown, ["Note `x` < y.\n"])
     assert pd.read_csv(tmp_path / "t.csv").columns.tolist() == ["est", "acc", "runs"]
     md = (tmp_path / "t.md").read_text()
-    assert md == ("# Table 9: a & b\n\n| est | acc |\n|---|---|\n| RLOO | 1.0 [0.5, 1.5] |\n\nNote `x` < y.\n"
-                  "\n\nRun directories: `results/runs/a`, `results/runs/b`\n")
+    assert md == (
+        "# Table 9: a & b\n\n| est | acc |\n|---|---|\n| RLOO | 1.0 [0.5, 1.5] |\n\nNote `x` < y.\n"
+        "\n\nRun directories: `results/runs/a`, `results/runs/b`\n"
+    )
     html = (tmp_path / "t.html").read_text()
     assert "<title>Table 9: a &amp; b</title>" in html
     assert "<th>est</th>" in html and "<td>1.0 [0.5, 1.5]</td>" in html  # pandas' to_html
@@ -174,8 +198,10 @@ def test_table1_says_which_verifier_scored_and_where_the_kl_went(tmp_path):
 def test_bootstrap_table_resamples_exams_by_default_and_says_so(tmp_path):
     n = 100
     exams = [f"e{i // 10}" for i in range(n)]
-    runs = [write_run(tmp_path, "rloo", "correctness", 0, np.zeros(n, bool), np.ones(n), exams=exams),
-            write_run(tmp_path, "rloo", "human", 0, np.arange(n) < 10, np.ones(n), exams=exams)]
+    runs = [
+        write_run(tmp_path, "rloo", "correctness", 0, np.zeros(n, bool), np.ones(n), exams=exams),
+        write_run(tmp_path, "rloo", "human", 0, np.arange(n) < 10, np.ones(n), exams=exams),
+    ]
     table = bootstrap(runs, tmp_path / "b", resamples=2000, seed=0)
     acc = table[table["metric"] == "acc"].iloc[0]
     assert (acc["cluster"], acc["clusters"], acc["diff"]) == ("exam", 10, pytest.approx(10.0))
@@ -190,8 +216,11 @@ def test_table3_groups_by_true_difficulty_and_reports_the_predictor(tmp_path):
     # 4 test prompts: labels say primary x2 / phd x2, the truth is primary, phd, phd, phd
     ids = ["t0", "t1", "t2", "t3"]
     truth = tmp_path / "exams.jsonl"
-    truth.write_text("".join(json.dumps({"id": i, "true_difficulty": d}) + "\n"
-                             for i, d in zip(ids, ["primary", "phd", "phd", "phd"])))
+    truth.write_text(
+        "".join(
+            json.dumps({"id": i, "true_difficulty": d}) + "\n" for i, d in zip(ids, ["primary", "phd", "phd", "phd"])
+        )
+    )
     runs = []
     for reward, correct in (("correctness", [1, 0, 1, 1]), ("weak", [1, 1, 0, 0])):
         d = write_run(tmp_path, "rloo", reward, 0, correct, [0.01, 0.08, 0.08, 0.08])
@@ -207,15 +236,32 @@ def test_table3_groups_by_true_difficulty_and_reports_the_predictor(tmp_path):
     metrics.write_text(json.dumps({"exact_match": 62.5, "pearson_r": 0.8, "parsed": 8, "n": 8}))
     stats = tmp_path / "label_stats.json"
     m = {"exact_match": 70.0, "pearson_r": None, "parsed": 10, "n": 10}
-    stats.write_text(json.dumps({"rows": 10, "imputed": 0, "versus_true_points": m, "versus_weak_label": m,
-                                 "weak_label_versus_true_points": m}))
+    stats.write_text(
+        json.dumps(
+            {
+                "rows": 10,
+                "imputed": 0,
+                "versus_true_points": m,
+                "versus_weak_label": m,
+                "weak_label_versus_true_points": m,
+            }
+        )
+    )
     table = table3(runs, [str(start)], tmp_path / "t3", truth, [str(metrics), str(stats)]).set_index("reward")
-    assert table.loc["correctness", "acc_primary"] == 100.0 and table.loc["correctness", "acc_phd"] == pytest.approx(200 / 3)
+    assert table.loc["correctness", "acc_primary"] == 100.0 and table.loc["correctness", "acc_phd"] == pytest.approx(
+        200 / 3
+    )
     assert table.loc["weak (difficulty)", "acc_phd"] == pytest.approx(100 / 3)
     assert table.loc["-", "acc_phd"] == pytest.approx(100 / 3) and table.loc["-", "acc_primary"] == 0.0
     md = (tmp_path / "t3.md").read_text()
-    assert "group test prompts by true difficulty: {'primary': 1, 'junior': 0, 'senior': 0, 'university': 0, 'phd': 3}" in md
-    assert "exam test split: exact match 62.5%, Pearson r 0.80 (8 of 8 replies parsed); the paper's: exact match 79.5%, r 0.91" in md
+    assert (
+        "group test prompts by true difficulty: {'primary': 1, 'junior': 0, 'senior': 0, 'university': 0, 'phd': 3}"
+        in md
+    )
+    assert (
+        "exam test split: exact match 62.5%, Pearson r 0.80 (8 of 8 replies parsed); the paper's: exact match 79.5%, r 0.91"
+        in md
+    )
     assert "against the weak label's points: exact match 70.0%, Pearson r undefined" in md
     # without the truth file, the label groups (WebInstruct has no other difficulty)
     table = table3(runs, [], tmp_path / "t3b").set_index("reward")
@@ -226,8 +272,9 @@ def test_table3_groups_by_true_difficulty_and_reports_the_predictor(tmp_path):
 def test_table2_shows_the_starting_policy_beside_chance_or_its_absence(tmp_path):
     from rlev.report.builders import table2
 
-    runs = [write_run(tmp_path, "rloo", r, s, [1] * 10, VALUES) for r, s in (("correctness", 0), ("human", 0),
-                                                                           ("human", 1))]
+    runs = [
+        write_run(tmp_path, "rloo", r, s, [1] * 10, VALUES) for r, s in (("correctness", 0), ("human", 0), ("human", 1))
+    ]
     accs = {runs[0]: 20.0, runs[1]: 30.0, runs[2]: 40.0}
     for d, acc in accs.items():
         for b in ("sums", "mc"):
@@ -236,8 +283,9 @@ def test_table2_shows_the_starting_policy_beside_chance_or_its_absence(tmp_path)
     base = tmp_path / "base"
     for b, chance in (("sums", None), ("mc", 25.0)):
         (base / b).mkdir(parents=True)
-        (base / b / "metrics.json").write_text(json.dumps({"acc": 10.0, "chance": chance, "n": 300, "unanswered": 2.0,
-                                                           "model": "sft"}))
+        (base / b / "metrics.json").write_text(
+            json.dumps({"acc": 10.0, "chance": chance, "n": 300, "unanswered": 2.0, "model": "sft"})
+        )
     table = table2(runs, str(base), ["sums", "mc"], tmp_path / "t2")
     assert table["sums"].tolist() == [10.0, 20.0, 35.0] and table["seeds"].tolist() == [0, 1, 2]
     md = (tmp_path / "t2.md").read_text()
@@ -253,19 +301,26 @@ def test_landing_page_says_what_ran_and_the_headline(tmp_path):
 
     n = 20
     exams = [f"e{i // 5}" for i in range(n)]
-    runs = [write_run(tmp_path, "rloo", r, s, np.arange(n) < k, np.ones(n), exams=exams)
-            for r, s, k in (("correctness", 0, 10), ("correctness", 1, 12), ("human", 0, 14), ("human", 1, 16))]
+    runs = [
+        write_run(tmp_path, "rloo", r, s, np.arange(n) < k, np.ones(n), exams=exams)
+        for r, s, k in (("correctness", 0, 10), ("correctness", 1, 12), ("human", 0, 14), ("human", 1, 16))
+    ]
     for d in runs:
         (Path(d) / "train").mkdir()
-        (Path(d) / "train" / "metrics.jsonl").write_text(json.dumps({"step": 0, "time_generate": 30.0,
-                                                                     "time_update": 15.0}) + "\n")
+        (Path(d) / "train" / "metrics.jsonl").write_text(
+            json.dumps({"step": 0, "time_generate": 30.0, "time_update": 15.0}) + "\n"
+        )
     start = write_start(tmp_path, np.arange(n) < 8, np.ones(n))
     table1(runs, [start], tmp_path / "tables" / "table1")
     bootstrap(runs, tmp_path / "tables" / "bootstrap", resamples=200)
-    text = landing(runs, tmp_path / "tables" / "table1.csv", tmp_path / "tables" / "bootstrap.csv",
-                        tmp_path / "landing.rst")
+    text = landing(
+        runs, tmp_path / "tables" / "table1.csv", tmp_path / "tables" / "bootstrap.csv", tmp_path / "landing.rst"
+    )
     assert "4 training runs, seeds [0, 1]; 3.0 minutes of logged RL step time" in text
-    assert "- **RLOO**: correctness on d: seeds [0, 1]; human-aligned (alpha 10, additive_clipped) on d: seeds [0, 1]" in text
+    assert (
+        "- **RLOO**: correctness on d: seeds [0, 1]; human-aligned (alpha 10, additive_clipped) on d: seeds [0, 1]"
+        in text
+    )
     assert "- starting policy (no RL): H-Acc 40.0, Acc 40.0" in text
     assert "- RLOO, human-aligned: H-Acc 75.0 [" in text and "seeds 2" in text
     assert "- RLOO (alpha 10): +20.00 [" in text and "whole exams" in text

@@ -91,8 +91,9 @@ def test_compute_score_takes_the_runs_scale_from_extra_info():
 def test_training_row_without_its_runs_scale_is_an_error():
     extra = {"id": "q1", "split": "train", "value": 0.01}
     for variant in ("uniform", "shuffled", "weak", "predicted"):
-        fails(rf"training row 'q1' has no extra_info.scale.*{variant}", "synthetic", "#### 7", "7", extra,
-              variant=variant)
+        fails(
+            rf"training row 'q1' has no extra_info.scale.*{variant}", "synthetic", "#### 7", "7", extra, variant=variant
+        )
 
 
 def test_validation_rows_get_the_human_aligned_scale():

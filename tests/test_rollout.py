@@ -20,8 +20,20 @@ def qwen2(tmp_path_factory, exams):
     records, demos = exams
     texts = [r["question"] for r in records] + [d["worked"] for d in demos]
     out = tmp_path_factory.mktemp("qwen2")
-    build_tiny(texts, dict(vocab_size=290, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                           intermediate_size=64, max_position=128), out, seed=1)
+    build_tiny(
+        texts,
+        dict(
+            vocab_size=290,
+            hidden_size=32,
+            num_layers=1,
+            num_heads=2,
+            num_kv_heads=1,
+            intermediate_size=64,
+            max_position=128,
+        ),
+        out,
+        seed=1,
+    )
     model, tokenizer = load_policy(out, "cpu")
     return model.eval(), tokenizer
 
@@ -32,9 +44,16 @@ def gpt2(tmp_path_factory, exams):
     records, demos = exams
     tokenizer = train_tokenizer([r["question"] for r in records] + [d["worked"] for d in demos], 280)
     torch.manual_seed(2)
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=24, n_layer=2, n_head=2, n_positions=128,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=24,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     out = tmp_path_factory.mktemp("gpt2")
     GPT2LMHeadModel(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -61,10 +80,15 @@ def test_greedy_decoding_matches_transformers_generate(which, request, exams):
     prompts = prompts_for(tokenizer, exams)
     ours = generate(model, tokenizer, prompts, n=1, max_new_tokens=24, do_sample=False)
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    theirs = model.generate(**enc, max_new_tokens=24, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id)
+    theirs = model.generate(
+        **enc,
+        max_new_tokens=24,
+        do_sample=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     assert torch.equal(ours.sequences, theirs[:, : ours.sequences.shape[1]])
-    assert (theirs[:, ours.sequences.shape[1]:] == tokenizer.pad_token_id).all()  # nothing after the longest
+    assert (theirs[:, ours.sequences.shape[1] :] == tokenizer.pad_token_id).all()  # nothing after the longest
 
 
 def test_responses_that_end_leave_the_batch_and_masks_are_right(qwen2, exams):
@@ -140,8 +164,12 @@ def test_logprobs_use_the_sampling_temperature(qwen2, exams):
     with torch.no_grad():
         logp, entropy = response_logprobs(model, ro, temperature=0.5, with_entropy=True)
         sequences, mask = ro.sequences, ro.attention_mask
-        logits = model(input_ids=sequences, attention_mask=mask,
-                       position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, ro.prompt_len - 1 : -1] / 0.5
+        logits = (
+            model(input_ids=sequences, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[
+                :, ro.prompt_len - 1 : -1
+            ]
+            / 0.5
+        )
     expected = torch.log_softmax(logits, -1).gather(-1, sequences[:, ro.prompt_len :, None]).squeeze(-1)
     assert torch.allclose(logp, expected, atol=1e-5)
     p = torch.softmax(logits, -1)

@@ -42,11 +42,16 @@ READS = {
     "rlev/data/sources/webinstruct.py": {"cfg": dataset_keys("webinstruct")},
     "rlev/data/synthetic.py": {"cfg": dataset_keys("synthetic")},
     "rlev/data/ood.py": {"cfg": props("benchmark")},
-    "rlev/train/verl.py": {"setup": props("verl_scale") | RUN_ADDS["scale"], "est": props("estimator")
-                           | RUN_ADDS["estimator"], "verifier": props("verifier")},
-    "rlev/train/local.py": {"setup": props("local_scale") | RUN_ADDS["scale"],
-                            "est": props("estimator") | RUN_ADDS["estimator"],
-                            "estimator": props("estimator") | RUN_ADDS["estimator"]},
+    "rlev/train/verl.py": {
+        "setup": props("verl_scale") | RUN_ADDS["scale"],
+        "est": props("estimator") | RUN_ADDS["estimator"],
+        "verifier": props("verifier"),
+    },
+    "rlev/train/local.py": {
+        "setup": props("local_scale") | RUN_ADDS["scale"],
+        "est": props("estimator") | RUN_ADDS["estimator"],
+        "estimator": props("estimator") | RUN_ADDS["estimator"],
+    },
     "rlev/evaluate/in_domain.py": {"verifier": props("verifier")},
     "rlev/verify/__init__.py": {"verifier": props("verifier")},
 }
@@ -63,11 +68,23 @@ def keys_read(path, names) -> dict[str, set[str]]:
         if isinstance(node, ast.Subscript) and var(node.value) and isinstance(node.slice, ast.Constant):
             if isinstance(node.slice.value, str) and isinstance(node.ctx, ast.Load):
                 out[var(node.value)].add(node.slice.value)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-              and var(node.func.value) and node.args and isinstance(node.args[0], ast.Constant)):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and var(node.func.value)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             out[var(node.func.value)].add(node.args[0].value)
-        elif (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)
-              and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)) and var(node.comparators[0])):
+        elif (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Constant)
+            and isinstance(node.left.value, str)
+            and len(node.ops) == 1
+            and isinstance(node.ops[0], (ast.In, ast.NotIn))
+            and var(node.comparators[0])
+        ):
             out[var(node.comparators[0])].add(node.left.value)
     return out
 

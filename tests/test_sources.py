@@ -143,8 +143,14 @@ def test_table_bad_jsonl_line_is_named(tmp_path):
         load_source({"source": "table", "path": str(path)})
 
 
-MAPPING = {"id": "qid", "exam_id": "paper", "question": "text", "answer": "gold", "score": "points",
-           "total": "paper_total"}
+MAPPING = {
+    "id": "qid",
+    "exam_id": "paper",
+    "question": "text",
+    "answer": "gold",
+    "score": "points",
+    "total": "paper_total",
+}
 RECORDS = [
     {"qid": "q1", "paper": "p1", "text": "1+1?", "gold": "2", "points": "5", "paper_total": "100"},
     {"qid": "q2", "paper": "p1", "text": "2+3?", "gold": "5", "points": "10", "paper_total": "100"},

@@ -43,8 +43,10 @@ def test_help_loads_nothing_heavy(tmp_path):
 
 
 def test_table_commands_load_no_torch(tmp_path):
-    runs = [write_run(tmp_path, "rloo", reward, 0, np.arange(10) < k, VALUES) for reward, k in
-            (("correctness", 4), ("human", 6))]
+    runs = [
+        write_run(tmp_path, "rloo", reward, 0, np.arange(10) < k, VALUES)
+        for reward, k in (("correctness", 4), ("human", 6))
+    ]
     loaded, stderr = rlev_command("report", "table8", "--runs", *runs, "--out", str(tmp_path / "table8"), cwd=tmp_path)
     assert (tmp_path / "table8.md").exists() and (tmp_path / "table8.html").exists()  # the HTML by the same job
     assert not loaded & {"torch", "transformers", "verl", "ray"}, loaded
@@ -52,23 +54,44 @@ def test_table_commands_load_no_torch(tmp_path):
 
 
 def test_values_command_loads_no_torch(tmp_path):
-    rows = pd.DataFrame({"id": ["q0", "q1", "q2"], "exam_id": ["e0"] * 3, "question": ["1+1=?", "2+1=?", "3+1=?"],
-                         "system": [""] * 3, "answer": ["2", "3", "4"], "score": [1.0, 2.0, 7.0],
-                         "total": [10.0] * 3, "value": [0.1, 0.2, 0.7], "difficulty": ["junior"] * 3,
-                         "split": ["train"] * 3})
+    rows = pd.DataFrame(
+        {
+            "id": ["q0", "q1", "q2"],
+            "exam_id": ["e0"] * 3,
+            "question": ["1+1=?", "2+1=?", "3+1=?"],
+            "system": [""] * 3,
+            "answer": ["2", "3", "4"],
+            "score": [1.0, 2.0, 7.0],
+            "total": [10.0] * 3,
+            "value": [0.1, 0.2, 0.7],
+            "difficulty": ["junior"] * 3,
+            "split": ["train"] * 3,
+        }
+    )
     rows.to_parquet(tmp_path / "train.parquet")
     write_verl_parquet(rows, tmp_path / "verl.parquet", data_source="synthetic")
     run = {"run_id": "test/human", "seed": 0, "reward": {"variant": "human", "alpha": 10, "form": "additive_clipped"}}
-    loaded, _ = rlev_command("values", "--spec", json.dumps(run), "--train", str(tmp_path / "train.parquet"),
-                             "--verl-train", str(tmp_path / "verl.parquet"), "--out", str(tmp_path / "run"),
-                             cwd=tmp_path)
+    loaded, _ = rlev_command(
+        "values",
+        "--spec",
+        json.dumps(run),
+        "--train",
+        str(tmp_path / "train.parquet"),
+        "--verl-train",
+        str(tmp_path / "verl.parquet"),
+        "--out",
+        str(tmp_path / "run"),
+        cwd=tmp_path,
+    )
     assert len(pd.read_parquet(tmp_path / "run" / "values.parquet")) == 3
     assert not loaded & {"torch", "transformers", "verl", "ray"}, loaded
 
 
 def test_rule_verifier_does_not_load_the_judge_client(tmp_path):
-    code = ("import sys; from rlev.verify import build_verifier, run_verifier; build_verifier({'kind': 'rule'}); "
-            "run_verifier({'kind': 'rule'}); print('aiohttp' in sys.modules)")
+    code = (
+        "import sys; from rlev.verify import build_verifier, run_verifier; build_verifier({'kind': 'rule'}); "
+        "run_verifier({'kind': 'rule'}); print('aiohttp' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -99,6 +122,7 @@ def test_timing_counts_module_loads_as_start_up_and_the_rest_as_work(tmp_path, m
     monkeypatch.syspath_prepend(str(tmp_path))
     with caplog.at_level(logging.INFO, logger="rlev.timing"), command_timer("probe"):
         import slow_module_for_timing  # noqa: F401
+
         time.sleep(0.2)
         sum(range(3_000_000))  # CPU work
     (record,) = caplog.records
@@ -110,10 +134,11 @@ def test_timing_counts_module_loads_as_start_up_and_the_rest_as_work(tmp_path, m
 
 def test_the_command_process_skips_collecting_garbage_at_exit(tmp_path):
     """Run as the program (no argv), rlev leaves its objects to the OS; called with argv (tests, scripts) it does not."""
-    code = ("import gc, sys; from rlev.cli import main; sys.argv = ['rlev', 'plan', '--base', %r]; main(); "
-            "print('FROZEN', gc.get_freeze_count() > 0); gc.unfreeze(); main(sys.argv[1:]); "
-            "print('FROZEN', gc.get_freeze_count() > 0)"
-            % str(REPO / "config.yaml"))
+    code = (
+        "import gc, sys; from rlev.cli import main; sys.argv = ['rlev', 'plan', '--base', %r]; main(); "
+        "print('FROZEN', gc.get_freeze_count() > 0); gc.unfreeze(); main(sys.argv[1:]); "
+        "print('FROZEN', gc.get_freeze_count() > 0)" % str(REPO / "config.yaml")
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert [line for line in out.stdout.splitlines() if line.startswith("FROZEN")] == ["FROZEN True", "FROZEN False"]

@@ -68,8 +68,10 @@ def test_several_seed_pairs_average_their_differences():
     n = 100
     ids = [f"q{i}" for i in range(n)]
     base = samples(ids, np.ones(n), np.arange(n) < 50)
-    pairs = [paired_samples(samples(ids, np.ones(n), np.arange(n) < 60), base),   # +10
-             paired_samples(samples(ids, np.ones(n), np.arange(n) < 70), base)]   # +20
+    pairs = [
+        paired_samples(samples(ids, np.ones(n), np.arange(n) < 60), base),  # +10
+        paired_samples(samples(ids, np.ones(n), np.arange(n) < 70), base),
+    ]  # +20
     r = paired_bootstrap(pairs, "acc", resamples=300, seed=0)
     assert r.diff == pytest.approx(15.0) and r.seed_pairs == 2
     assert r.lo < 15 < r.hi
@@ -78,13 +80,17 @@ def test_several_seed_pairs_average_their_differences():
 def test_the_same_seed_gives_the_same_interval():
     n = 50
     ids = [f"q{i}" for i in range(n)]
-    pair = paired_samples(samples(ids, np.ones(n), np.arange(n) % 2 == 0), samples(ids, np.ones(n), np.arange(n) % 3 == 0))
+    pair = paired_samples(
+        samples(ids, np.ones(n), np.arange(n) % 2 == 0), samples(ids, np.ones(n), np.arange(n) % 3 == 0)
+    )
     assert paired_bootstrap([pair], resamples=300, seed=7) == paired_bootstrap([pair], resamples=300, seed=7)
 
 
 def test_unpaired_or_inconsistent_samples_are_refused_by_name():
     a = samples(["x", "y"], [1, 2], [1, 0])
-    with pytest.raises(ValueError, match=r"2 prompt\(s\) answered by one model only, e.g. id 'y' only in the treatment"):
+    with pytest.raises(
+        ValueError, match=r"2 prompt\(s\) answered by one model only, e.g. id 'y' only in the treatment"
+    ):
         paired_samples(a, samples(["x", "z"], [1, 2], [1, 0]), what="runA vs runB")
     with pytest.raises(ValueError, match="'y' has different values"):
         paired_samples(a, samples(["x", "y"], [1, 3], [1, 0]))
@@ -96,8 +102,9 @@ def test_unpaired_or_inconsistent_samples_are_refused_by_name():
 
 def exam_samples(exams: int, per_exam: int, correct) -> pd.DataFrame:
     ids = [f"e{e}-q{q}" for e in range(exams) for q in range(per_exam)]
-    return pd.DataFrame({"id": ids, "exam_id": [i.split("-")[0] for i in ids], "value": np.ones(len(ids)),
-                         "correct": correct})
+    return pd.DataFrame(
+        {"id": ids, "exam_id": [i.split("-")[0] for i in ids], "value": np.ones(len(ids)), "correct": correct}
+    )
 
 
 def test_exam_bootstrap_draws_whole_exams():
@@ -128,5 +135,7 @@ def test_one_prompt_per_exam_is_the_prompt_bootstrap():
     by_prompt = paired_bootstrap([pair], resamples=500, seed=3, cluster="prompt")
     assert (by_exam.diff, by_exam.lo, by_exam.hi) == (by_prompt.diff, by_prompt.lo, by_prompt.hi)
     with pytest.raises(ValueError, match="exam_id"):
-        paired_bootstrap([paired_samples(samples(ids, np.ones(n), t["correct"]), samples(ids, np.ones(n), b["correct"]))],
-                         cluster="exam")
+        paired_bootstrap(
+            [paired_samples(samples(ids, np.ones(n), t["correct"]), samples(ids, np.ones(n), b["correct"]))],
+            cluster="exam",
+        )

@@ -42,7 +42,9 @@ def test_a_trim_replaces_keys_or_switches_an_experiment_off():
     validate(config)
     assert "form" not in config["experiments"]
     assert sorted({run.reward for run in experiment_runs(config, "alpha")}) == [
-        "human-a10-additive_clipped", "human-a2-additive_clipped"]
+        "human-a10-additive_clipped",
+        "human-a2-additive_clipped",
+    ]
 
 
 def test_trims_change_no_runs_configuration():

@@ -35,14 +35,30 @@ ESTIMATORS = {
     "grpo_mean_centred": {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False},
     "grpo_std": {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": True},
     "rloo_kl_loss": {"adv_estimator": "rloo", "use_kl_loss": True, "kl_loss_coef": 0.1, "kl_loss_type": "low_var_kl"},
-    "grpo_kl_loss_k3plus": {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False, "use_kl_loss": True,
-                            "kl_loss_coef": 0.1, "kl_loss_type": "k3+"},
-    "reinforce_plus_plus_kl_in_reward": {"adv_estimator": "reinforce_plus_plus", "use_kl_in_reward": True,
-                                         "kl_coef": 0.1},
-    "rloo_kl_in_reward_k3": {"adv_estimator": "rloo", "use_kl_in_reward": True, "kl_coef": 0.1,
-                             "kl_penalty": "low_var_kl"},
-    "grpo_entropy_seq_norm": {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False, "entropy_coeff": 0.01,
-                              "loss_agg_mode": "seq-mean-token-sum-norm"},
+    "grpo_kl_loss_k3plus": {
+        "adv_estimator": "grpo",
+        "norm_adv_by_std_in_grpo": False,
+        "use_kl_loss": True,
+        "kl_loss_coef": 0.1,
+        "kl_loss_type": "k3+",
+    },
+    "reinforce_plus_plus_kl_in_reward": {
+        "adv_estimator": "reinforce_plus_plus",
+        "use_kl_in_reward": True,
+        "kl_coef": 0.1,
+    },
+    "rloo_kl_in_reward_k3": {
+        "adv_estimator": "rloo",
+        "use_kl_in_reward": True,
+        "kl_coef": 0.1,
+        "kl_penalty": "low_var_kl",
+    },
+    "grpo_entropy_seq_norm": {
+        "adv_estimator": "grpo",
+        "norm_adv_by_std_in_grpo": False,
+        "entropy_coeff": 0.01,
+        "loss_agg_mode": "seq-mean-token-sum-norm",
+    },
 }
 
 
@@ -51,8 +67,9 @@ def make_run(toy, out_dir, estimator, variant="human", seed=0, model=None, **sca
     config = yaml.safe_load((REPO / "tests" / "config_smoke" / "config.yaml").read_text())
     config["estimators"] = {"est": estimator}
     config["experiments"] = {"main": {"estimators": ["est"], "rewards": [variant]}}
-    config["scales"]["tiny"].update(rl_steps=2, prompts_per_step=4, n=4, max_new_tokens=12, lr=1e-3, threads=1,
-                                    device="cpu", checkpoint_every=0)
+    config["scales"]["tiny"].update(
+        rl_steps=2, prompts_per_step=4, n=4, max_new_tokens=12, lr=1e-3, threads=1, device="cpu", checkpoint_every=0
+    )
     config["scales"]["tiny"].update(scale)
     validate(config)
     tag = reward_tag(variant, config["reward"]["alpha"], config["reward"]["form"])
@@ -88,8 +105,9 @@ def test_every_estimator_and_kl_mode_trains(name, toy, tmp_path):
     for r in records:
         assert set(r) == set(local.STEP_METRICS)  # every logged name is documented, every documented one logged
         assert 0 < r["acc"] < 1 and r["reward"] > 0 and np.isfinite(r["loss"]) and r["grad_norm"] > 0
-        assert (r["kl_ref"] is not None) == (estimator.get("use_kl_loss", False) or
-                                             estimator.get("use_kl_in_reward", False))
+        assert (r["kl_ref"] is not None) == (
+            estimator.get("use_kl_loss", False) or estimator.get("use_kl_in_reward", False)
+        )
         assert (r["kl_loss"] is not None) == estimator.get("use_kl_loss", False)
         assert (r["reward_kl_penalty"] is not None) == estimator.get("use_kl_in_reward", False)
     # the policy moved away from the reference after the first update
@@ -162,8 +180,9 @@ def test_micro_batches_give_the_same_update(toy, tmp_path):
                 captured.update({n: p.grad.clone() for n, p in model.named_parameters()})
 
         settings = {**s, "micro_batch_tokens": budget}
-        local.update_policy(model, Capture(model.parameters(), lr=0.0), batch, est, settings,
-                            local.actor_config(est, settings))
+        local.update_policy(
+            model, Capture(model.parameters(), lr=0.0), batch, est, settings, local.actor_config(est, settings)
+        )
         grads.append(captured)
     assert len(local.length_buckets(batch.rollout, 40)) > 2
     for name in grads[0]:
@@ -217,8 +236,9 @@ def test_killed_run_resumes_to_the_same_result(toy, tmp_path):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(killed))
     # killed while generating step 3: checkpoint step_000002 is on disk, step 2 is logged after it
-    proc = subprocess.run([sys.executable, "-c", KILLING_TRAINER, str(spec), "4"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLING_TRAINER, str(spec), "4"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     out = tmp_path / "killed"
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000002.pt"]
@@ -237,8 +257,12 @@ def test_a_checkpoint_of_another_configuration_is_not_resumed(toy, tmp_path):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     local.save_checkpoint(tmp_path / "checkpoints", 1, model, optimizer, [{"step": 0}], run, 4)
     assert local.load_checkpoint(tmp_path / "checkpoints", run, model, optimizer) == (1, [{"step": 0}])
-    assert local.load_checkpoint(tmp_path / "checkpoints", {**run, "scale": {**run["scale"], "threads": 2}}, model,
-                                 optimizer)[0] == 1  # how a run executes does not matter
+    assert (
+        local.load_checkpoint(
+            tmp_path / "checkpoints", {**run, "scale": {**run["scale"], "threads": 2}}, model, optimizer
+        )[0]
+        == 1
+    )  # how a run executes does not matter
     changed = {**run, "scale": {**run["scale"], "lr": 5e-4}}
     assert local.load_checkpoint(tmp_path / "checkpoints", changed, model, optimizer) == (0, [])
 
@@ -247,9 +271,16 @@ def test_a_gpt2_model_directory_trains(toy, tmp_path):
     """Any Hugging Face causal LM directory, here GPT-2 blocks of another shape and the toy tokenizer."""
     tokenizer = AutoTokenizer.from_pretrained(toy["sft"])
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=24, n_layer=2, n_head=2, n_positions=64,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=24,
+        n_layer=2,
+        n_head=2,
+        n_positions=64,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model_dir = tmp_path / "gpt2"
     GPT2LMHeadModel(config).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
@@ -384,8 +415,9 @@ with run_lock(sys.argv[1]):
 
 def test_a_second_trainer_on_one_run_directory_stops_at_once(toy, tmp_path):
     run = make_run(toy, tmp_path, ESTIMATORS["rloo"])
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         message = rf"{re.escape(str(tmp_path))} is being trained by another process \(pid {holder.pid} "
@@ -432,8 +464,14 @@ def judge_server():
 
 def judge_run(toy, out_dir, server, **verifier):
     run = make_run(toy, out_dir, ESTIMATORS["rloo"])
-    run["reward"]["verifier"] = {"kind": "judge", "url": server.base_url, "model": "judge-model",
-                                 "on_failure": "unverified", "max_unverified_share": 0.1, **verifier}
+    run["reward"]["verifier"] = {
+        "kind": "judge",
+        "url": server.base_url,
+        "model": "judge-model",
+        "on_failure": "unverified",
+        "max_unverified_share": 0.1,
+        **verifier,
+    }
     return run
 
 
@@ -443,8 +481,16 @@ def test_undecided_samples_are_left_out_of_the_update_and_counted(toy, tmp_path,
     train = pd.read_parquet(toy["train"])
     failing = train["question"][local.batch_rows(0, len(train), 0, 4)[0]]  # a question of step 0
     judge_server.always = {failing: "500"}
-    run = judge_run(toy, tmp_path, judge_server, max_unverified_share=1.0, timeout_s=5, max_retries=1,
-                    concurrency=3, cache_path=str(tmp_path / "verdicts.sqlite"))
+    run = judge_run(
+        toy,
+        tmp_path,
+        judge_server,
+        max_unverified_share=1.0,
+        timeout_s=5,
+        max_retries=1,
+        concurrency=3,
+        cache_path=str(tmp_path / "verdicts.sqlite"),
+    )
     seen, real_update = [], local.update_policy
     real_verifier = local.run_verifier
 
@@ -474,7 +520,8 @@ def test_undecided_samples_are_left_out_of_the_update_and_counted(toy, tmp_path,
     records = read_metrics(tmp_path)
     steps = seen[1:]
     assert [r["unverified"] for r in records] == [
-        sum(v is None and not t for v, t in zip(s["verdicts"], s["batch"].rollout.truncated)) for s in steps]
+        sum(v is None and not t for v, t in zip(s["verdicts"], s["batch"].rollout.truncated)) for s in steps
+    ]
     assert records[0]["unverified"] > 0
     undecided = sum(v is None for step in steps for v in step["verdicts"])
     assert judge_server.attempts[failing] == (1 + 1) * undecided  # the configured max_retries: 1
@@ -534,7 +581,10 @@ def test_a_judge_that_fails_too_often_stops_the_run(toy, tmp_path, judge_server)
     train = pd.read_parquet(toy["train"])
     judge_server.always = {q: "500" for q in train["question"]}
     run = judge_run(toy, tmp_path, judge_server, max_retries=0)
-    with pytest.raises(local.UnverifiedError, match=r"step 0: the judge left \d+ of 16 responses undecided, more "
-                                                    r"than reward.verifier.max_unverified_share \(0.1\)"):
+    with pytest.raises(
+        local.UnverifiedError,
+        match=r"step 0: the judge left \d+ of 16 responses undecided, more "
+        r"than reward.verifier.max_unverified_share \(0.1\)",
+    ):
         local.train(run)
     assert not (tmp_path / "model").exists()

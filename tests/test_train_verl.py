@@ -258,7 +258,9 @@ def test_judge_served_by_verl_gets_its_own_pool(tmp_path, echo_reward):
 
 def test_judge_at_a_url_is_passed_to_compute_score(tmp_path, echo_reward):
     run = make_run(tmp_path)
-    run["reward"]["verifier"] = fill_defaults({"kind": "judge", "model": "judge", "url": "http://judge-host:8000/v1"}, "verifier")
+    run["reward"]["verifier"] = fill_defaults(
+        {"kind": "judge", "model": "judge", "url": "http://judge-host:8000/v1"}, "verifier"
+    )
     cfg = composed(run)
     V.validate_verl_config(cfg)
     assert cfg.reward.reward_model.enable is False
@@ -333,8 +335,12 @@ def _tiny_tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = __import__("tokenizers").decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<eos>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(["3+4=7 #### 7", "#### 8"], trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
 
@@ -481,8 +487,9 @@ def test_resumed_launches_keep_every_step_in_metrics(tmp_path, echo_reward):
     (attempts / "metrics.20260101T000000.1.jsonl").write_text(
         "\n".join([line(0, **{"val-core/rlev/acc": 0.1}), line(1, loss=1.0), line(2, loss=0.9), line(3, loss=0.8)])
     )  # killed after step 3, resumed from the checkpoint of step 2
-    (attempts / "metrics.20260102T000000.2.jsonl").write_text("\n".join([line(2, **{"val-core/rlev/acc": 0.2}),
-                                                                          line(3, loss=0.7), line(4, loss=0.6)]))
+    (attempts / "metrics.20260102T000000.2.jsonl").write_text(
+        "\n".join([line(2, **{"val-core/rlev/acc": 0.2}), line(3, loss=0.7), line(4, loss=0.6)])
+    )
     merged = [json.loads(x) for x in V.merge_metrics(tmp_path / "run").read_text().splitlines()]
     assert [m["step"] for m in merged] == [0, 1, 2, 3, 4]
     assert merged[2]["data"] == {"loss": 0.9, "val-core/rlev/acc": 0.2} and merged[3]["data"] == {"loss": 0.7}

@@ -103,8 +103,14 @@ def test_exam_points_over_total_warns_and_keeps_rows():
 def test_exam_with_several_totals_is_rejected_whole_with_the_reason():
     """The total belongs to the exam: with 100 on one row and 150 on another, some v is wrong."""
     frame = _frame(
-        id=["a", "b", "c", "d"], exam_id=["e", "e", "e", "f"], question=["q"] * 4, answer=["1"] * 4,
-        score=[1, 2, 3, 4], total=[100, "150", 100, 150], split=[None] * 4, source_file=["t.csv"] * 4,
+        id=["a", "b", "c", "d"],
+        exam_id=["e", "e", "e", "f"],
+        question=["q"] * 4,
+        answer=["1"] * 4,
+        score=[1, 2, 3, 4],
+        total=[100, "150", 100, 150],
+        split=[None] * 4,
+        source_file=["t.csv"] * 4,
         source_row=[2, 3, 4, 5],
     )
     result = validate_records(frame, max_reject_share=1.0)
@@ -231,10 +237,18 @@ def test_real_gaokao_data_keeps_every_row_and_warns_about_the_one_merged_paper()
 
 def _prompts(questions: list[str]) -> pd.DataFrame:
     n = len(questions)
-    return canonical_frame({
-        "id": [f"q{i}" for i in range(n)], "exam_id": ["e"] * n, "question": questions, "answer": ["1"] * n,
-        "score": [1] * n, "total": [10] * n, "source_file": ["mine.csv"] * n, "source_row": list(range(2, n + 2)),
-    })
+    return canonical_frame(
+        {
+            "id": [f"q{i}" for i in range(n)],
+            "exam_id": ["e"] * n,
+            "question": questions,
+            "answer": ["1"] * n,
+            "score": [1] * n,
+            "total": [10] * n,
+            "source_file": ["mine.csv"] * n,
+            "source_row": list(range(2, n + 2)),
+        }
+    )
 
 
 def test_overlong_prompts_counted_with_the_runs_tokenizer(tmp_path):
@@ -250,9 +264,11 @@ def test_overlong_prompts_counted_with_the_runs_tokenizer(tmp_path):
     over = overlong_prompts(rows, 50, tokenizer, "tok")
     assert tuple(over.columns) == REJECT_COLUMNS
     assert over[["source_file", "source_row", "id", "field"]].values.tolist() == [["mine.csv", 3, "q1", "question"]]
-    assert over["reason"].item() == (f"question: prompt of {lengths[1]} tokens (tok's tokenizer, chat template "
-                                     "applied), more than max_prompt_length 50; verl drops it from training "
-                                     "(filter_overlong_prompts)")
+    assert over["reason"].item() == (
+        f"question: prompt of {lengths[1]} tokens (tok's tokenizer, chat template "
+        "applied), more than max_prompt_length 50; verl drops it from training "
+        "(filter_overlong_prompts)"
+    )
 
 
 def test_overlong_prompts_without_a_tokenizer_use_a_byte_bound_that_misses_none():

@@ -220,8 +220,11 @@ def test_the_local_trainer_reads_the_values_stage_file_matched_by_id(tmp_path, r
     table.assign(scale=9.0).to_parquet(path)  # what the file says is what the run trains with
     assert run_reward_scales(run, rows).tolist() == [9.0] * len(rows)
     table.iloc[:4].to_parquet(path)
-    with pytest.raises(InputError, match=rf"^{run['out_dir']}/values.parquet does not match the 6 training rows: it "
-                                         r"has 4 rows, ids missing from it: \['q4', 'q5'\]"):
+    with pytest.raises(
+        InputError,
+        match=rf"^{run['out_dir']}/values.parquet does not match the 6 training rows: it "
+        r"has 4 rows, ids missing from it: \['q4', 'q5'\]",
+    ):
         run_reward_scales(run, rows)
     pd.concat([table.iloc[:5], table.iloc[:1]]).to_parquet(path)
     with pytest.raises(InputError, match=r"ids missing from it: \['q5'\], ids it repeats: \['q0'\]"):

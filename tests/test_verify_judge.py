@@ -87,8 +87,11 @@ class FakeJudgeServer:
             elif fault == "no_doubt":
                 return self._reply("No doubt, YES.")
             elif fault == "bad_utf8":
-                return aiohttp.web.Response(status=200, body=b'{"choices": [{"message": {"content": "YES\xff\xfe"}}]}',
-                                            content_type="application/json")
+                return aiohttp.web.Response(
+                    status=200,
+                    body=b'{"choices": [{"message": {"content": "YES\xff\xfe"}}]}',
+                    content_type="application/json",
+                )
             elif fault in ("echo_500", "echo_400"):
                 headers = sorted(request.headers.items(), key=lambda kv: kv[0] != "Authorization")  # it first
                 echoed = "\n".join(f"{k}: {v}" for k, v in headers)
@@ -104,8 +107,11 @@ class FakeJudgeServer:
     @staticmethod
     def _reply(content: str, finish_reason: str = "stop") -> aiohttp.web.Response:
         return aiohttp.web.json_response(
-            {"choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                          "finish_reason": finish_reason}]}
+            {
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
+                ]
+            }
         )
 
     def _serve(self) -> None:
@@ -418,7 +424,8 @@ def test_the_api_key_reaches_no_log_record_nor_error(judge_server, monkeypatch, 
         assert judge(["1", "2"], ["#### 1", "#### 2"], ["q-echo", "q-ok"]) == [None, True]
         with pytest.raises(JudgeError) as err:
             make_judge(judge_server, api_key_env="RLEV_TEST_JUDGE_KEY", max_retries=0, on_failure="stop")(
-                ["1"], ["#### 1"], ["q-echo"])
+                ["1"], ["#### 1"], ["q-echo"]
+            )
     assert judge_server.auth_headers[0] == f"Bearer {key}"  # the server did see (and echo) it
     failures = [r for r in caplog.records if "q" in r.getMessage() and "HTTP" in r.getMessage()]
     assert failures and all("Bearer ***" in r.getMessage() for r in failures)  # the echo was logged, redacted

@@ -240,8 +240,7 @@ def test_smoke_run_writes_every_table_from_run_directories(smoke):
     assert len(table1) == 4  # smoke: RLOO and mean-centred GRPO x {correctness, human}
     assert set(table1["reward"]) == {"correctness", "human-aligned"}
     assert table1["estimator"].str.contains("GRPO \\(mean-centred\\)").any()
-    for name in ("table2", "table3", "table4", "table5", "table6", "table8", "bootstrap", "value_stats",
-                 "mechanism"):
+    for name in ("table2", "table3", "table4", "table5", "table6", "table8", "bootstrap", "value_stats", "mechanism"):
         assert (tables_dir / f"{name}.csv").exists() and (tables_dir / f"{name}.html").exists(), name
     for name in ("figure2", "figure3", "figure4", "length_by_value_main", "length_by_value_mechanism"):
         assert (smoke / "results" / "figures" / f"{name}.png").exists(), name
@@ -277,7 +276,9 @@ def test_smoke_runs_actually_train(smoke):
         weights = load_file(run / "model" / "model.safetensors")
         moved = max((weights[k] - init[k]).abs().max().item() for k in init)
         assert moved > 0, f"{run}: weights identical to the starting policy"
-    sft_eval = json.loads((smoke / "results" / "models" / "synthetic" / "tiny" / "sft_eval" / "metrics.json").read_text())
+    sft_eval = json.loads(
+        (smoke / "results" / "models" / "synthetic" / "tiny" / "sft_eval" / "metrics.json").read_text()
+    )
     assert sft_eval["acc"] > 0  # the starting policy answers some test questions
 
 
@@ -334,8 +335,9 @@ def test_a_run_whose_training_failed_is_rebuilt_by_a_plain_rerun(smoke, tmp_path
     shutil.rmtree(run / "model")
     (run / "train" / "metrics.jsonl").unlink()
     proc = snakemake("-n", cwd=work)
-    assert [p for p in planned_outputs(proc.stdout, "train_local") if "/rloo/correctness/seed0/" in p], \
-        proc.stdout[-3000:]
+    assert [p for p in planned_outputs(proc.stdout, "train_local") if "/rloo/correctness/seed0/" in p], proc.stdout[
+        -3000:
+    ]
 
 
 # --- run directories against the plan, and rlev by hand (no sweep needed) ---------------------
@@ -365,8 +367,9 @@ def test_a_run_directory_that_is_not_the_planned_run_is_refused_naming_the_keys(
         check_run_dirs(config, [str(run_dir)])
     # what a table job does: one line naming the directory and the key, no table written
     write_plan(config, tmp_path / "results" / "plan.json")
-    proc = rlev("report", "table4", "--plan", "results/plan.json", "--runs", run.path, "--out", "t4", cwd=tmp_path,
-                check=False)
+    proc = rlev(
+        "report", "table4", "--plan", "results/plan.json", "--runs", run.path, "--out", "t4", cwd=tmp_path, check=False
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f"{run.path}/config.yaml differs from the current plan at reward.shuffle_seed" in proc.stderr
     assert not (tmp_path / "t4.csv").exists()
@@ -411,10 +414,12 @@ def test_a_sweep_killed_mid_training_ends_with_the_same_tables_after_one_plain_r
     figures removed), so the test pays for the RL part only."""
     work = copy_sweep(smoke, tmp_path / "sweep")
     for done in ("runs", "tables", "figures", "plan.json"):
-        shutil.rmtree(work / "results" / done) if (work / "results" / done).is_dir() else \
-            (work / "results" / done).unlink()
-    proc = subprocess.Popen(README_COMMAND, cwd=work, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+        shutil.rmtree(work / "results" / done) if (work / "results" / done).is_dir() else (
+            work / "results" / done
+        ).unlink()
+    proc = subprocess.Popen(
+        README_COMMAND, cwd=work, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         while proc.poll() is None:
             if any(line_written(m) for m in (work / "results" / "runs").glob("*/*/*/*/seed*/train/metrics.jsonl")):

@@ -19,8 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 
-PANELS = [("reward", "mean reward"), ("acc", "accuracy (batch)"), ("length", "response length (tokens)"),
-          ("length_q4", "length, top-valued quarter"), ("length_q1", "length, bottom-valued quarter")]
+PANELS = [
+    ("reward", "mean reward"),
+    ("acc", "accuracy (batch)"),
+    ("length", "response length (tokens)"),
+    ("length_q4", "length, top-valued quarter"),
+    ("length_q1", "length, bottom-valued quarter"),
+]
 WINDOW = 5
 
 
@@ -51,22 +56,31 @@ def curves(run_dirs: list[str], out: Path, title: str, window: int = WINDOW) -> 
         m = read_metrics(d)
         keep = ["step"] + [k for k, _ in PANELS if k in m.columns]
         # the reward variant goes to `variant`: `reward` is the logged mean reward
-        parts.append(m[keep].assign(variant=run["reward"], **{k: run[k] for k in ("estimator", "scale", "alpha",
-                                                                                   "form", "seed", "run")}))
+        parts.append(
+            m[keep].assign(
+                variant=run["reward"], **{k: run[k] for k in ("estimator", "scale", "alpha", "form", "seed", "run")}
+            )
+        )
     data = pd.concat(parts, ignore_index=True)
     setting = ["estimator", "scale", "variant", "alpha", "form"]
     quantities = [k for k, _ in PANELS if k in data.columns]
-    table = (data.groupby(setting + ["step"], sort=False)
-             .agg(**{k: (k, "mean") for k in quantities}, seeds=("seed", "nunique"),
-                  runs=("run", lambda r: ";".join(dict.fromkeys(r))))
-             .reset_index())
+    table = (
+        data.groupby(setting + ["step"], sort=False)
+        .agg(
+            **{k: (k, "mean") for k in quantities},
+            seeds=("seed", "nunique"),
+            runs=("run", lambda r: ";".join(dict.fromkeys(r))),
+        )
+        .reset_index()
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False)
 
     estimators = list(dict.fromkeys(zip(table["estimator"], table["scale"])))
     panels = [(k, label) for k, label in PANELS if k in quantities]
-    fig, axes = plt.subplots(len(estimators), len(panels), figsize=(3.4 * len(panels), 2.8 * len(estimators)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(estimators), len(panels), figsize=(3.4 * len(panels), 2.8 * len(estimators)), squeeze=False
+    )
     styles = ["-", "--", "-.", ":"]
     for r, (estimator, scale) in enumerate(estimators):
         sel = table[(table["estimator"] == estimator) & (table["scale"] == scale)]
@@ -76,8 +90,11 @@ def curves(run_dirs: list[str], out: Path, title: str, window: int = WINDOW) -> 
             for i, (reward, alpha, form) in enumerate(arms):
                 line = sel[(sel["variant"] == reward) & (sel["alpha"] == alpha) & (sel["form"] == form)]
                 smooth = line[key].rolling(window, center=True, min_periods=1).mean()
-                name = reward if alpha == "-" else f"{reward}, alpha {alpha}" + ("" if form == "additive_clipped"
-                                                                                  else f", {form}")
+                name = (
+                    reward
+                    if alpha == "-"
+                    else f"{reward}, alpha {alpha}" + ("" if form == "additive_clipped" else f", {form}")
+                )
                 ax.plot(line["step"], smooth, styles[i % len(styles)], label=f"{name} (n={line['seeds'].max()})")
             ax.set_title(f"{estimator} ({scale}): {label}", fontsize=8)
             ax.set_xlabel("RL step")

@@ -28,13 +28,23 @@ def run_profile(eos: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     stop slot over the responses that stopped, how many stopped, of how many, and their
     mean length in tokens.
     """
-    running = (eos[~eos["stop_slot"]].groupby(["extreme", "position"], sort=False)
-               .agg(p_eos=("p_eos", "mean"), responses=("id", "nunique")).reset_index())
-    per_response = eos.groupby(["extreme", "id"], sort=False).agg(tokens=("tokens", "first"),
-                                                                   stopped=("stop_slot", "any")).reset_index()
+    running = (
+        eos[~eos["stop_slot"]]
+        .groupby(["extreme", "position"], sort=False)
+        .agg(p_eos=("p_eos", "mean"), responses=("id", "nunique"))
+        .reset_index()
+    )
+    per_response = (
+        eos.groupby(["extreme", "id"], sort=False)
+        .agg(tokens=("tokens", "first"), stopped=("stop_slot", "any"))
+        .reset_index()
+    )
     slots = eos[eos["stop_slot"]].groupby("extreme", sort=False)["p_eos"].mean()
-    stop = (per_response.groupby("extreme", sort=False)
-            .agg(responses=("id", "size"), stopped=("stopped", "sum"), mean_tokens=("tokens", "mean")).reset_index())
+    stop = (
+        per_response.groupby("extreme", sort=False)
+        .agg(responses=("id", "size"), stopped=("stopped", "sum"), mean_tokens=("tokens", "mean"))
+        .reset_index()
+    )
     stop["p_eos_at_stop"] = stop["extreme"].map(slots)
     return running, stop
 
@@ -65,32 +75,56 @@ def figure2(eos_files: list[str], out: Path, min_responses: int = MIN_RESPONSES)
         stop_parts.append(stop.assign(**label))
     setting = ["estimator", "scale", "reward", "alpha", "form"]
     runs_col = ("run", lambda r: ";".join(dict.fromkeys(r)))
-    running = (pd.concat(running_parts, ignore_index=True).groupby(setting + ["extreme", "position"], sort=False)
-               .agg(p_eos=("p_eos", "mean"), responses=("responses", "sum"), seeds=("seed", "nunique"), runs=runs_col)
-               .reset_index())
-    stop = (pd.concat(stop_parts, ignore_index=True).groupby(setting + ["extreme"], sort=False)
-            .agg(p_eos_at_stop=("p_eos_at_stop", "mean"), stopped=("stopped", "sum"), responses=("responses", "sum"),
-                 mean_tokens=("mean_tokens", "mean"), seeds=("seed", "nunique"), runs=runs_col)
-            .reset_index())
+    running = (
+        pd.concat(running_parts, ignore_index=True)
+        .groupby(setting + ["extreme", "position"], sort=False)
+        .agg(p_eos=("p_eos", "mean"), responses=("responses", "sum"), seeds=("seed", "nunique"), runs=runs_col)
+        .reset_index()
+    )
+    stop = (
+        pd.concat(stop_parts, ignore_index=True)
+        .groupby(setting + ["extreme"], sort=False)
+        .agg(
+            p_eos_at_stop=("p_eos_at_stop", "mean"),
+            stopped=("stopped", "sum"),
+            responses=("responses", "sum"),
+            mean_tokens=("mean_tokens", "mean"),
+            seeds=("seed", "nunique"),
+            runs=runs_col,
+        )
+        .reset_index()
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     running.to_csv(out.with_suffix(".csv"), index=False)
     stop.to_csv(out.parent / f"{out.name}_stop.csv", index=False)
 
     estimators = list(dict.fromkeys(zip(stop["estimator"], stop["scale"])))
     arms = list(dict.fromkeys(zip(stop["reward"], stop["alpha"], stop["form"])))
-    fig, axes = plt.subplots(len(estimators), len(arms) + 1, figsize=(3.8 * (len(arms) + 1), 3.2 * len(estimators)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(estimators), len(arms) + 1, figsize=(3.8 * (len(arms) + 1), 3.2 * len(estimators)), squeeze=False
+    )
     colours = {"top": "tab:red", "bottom": "tab:blue"}
     for r, (estimator, scale) in enumerate(estimators):
         for c, (reward, alpha, form) in enumerate(arms):
             ax = axes[r][c]
             if (r, c) != (0, 0):  # one y scale for every curve panel: rewards compare across panels
                 ax.sharey(axes[0][0])
-            sel = ((running["estimator"] == estimator) & (running["scale"] == scale) & (running["reward"] == reward)
-                   & (running["alpha"] == alpha) & (running["form"] == form))
+            sel = (
+                (running["estimator"] == estimator)
+                & (running["scale"] == scale)
+                & (running["reward"] == reward)
+                & (running["alpha"] == alpha)
+                & (running["form"] == form)
+            )
             for extreme, curve in running[sel].groupby("extreme", sort=False):
-                ax.plot(curve["position"], curve["p_eos"], "-", marker=".", color=colours.get(extreme),
-                        label=f"{extreme}-valued")
+                ax.plot(
+                    curve["position"],
+                    curve["p_eos"],
+                    "-",
+                    marker=".",
+                    color=colours.get(extreme),
+                    label=f"{extreme}-valued",
+                )
             if sel.any():
                 ax.set_yscale("log")
                 ax.legend(fontsize=7)
@@ -112,8 +146,10 @@ def figure2(eos_files: list[str], out: Path, min_responses: int = MIN_RESPONSES)
         ax.set_ylim(0, 1.05)
         ax.set_title("P(eos) at the stop slot", fontsize=9)
     k = int(stop["responses"].max() / max(stop["seeds"].max(), 1))
-    fig.suptitle(f"EOS probability along the greedy response: {k} highest- (red) vs {k} lowest-valued (blue) test "
-                 "prompts per run")
+    fig.suptitle(
+        f"EOS probability along the greedy response: {k} highest- (red) vs {k} lowest-valued (blue) test "
+        "prompts per run"
+    )
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=120)
     fig.savefig(out.with_suffix(".svg"))

@@ -99,17 +99,22 @@ def attach_points(samples: pd.DataFrame, test: pd.DataFrame, what: str) -> pd.Da
         raise ValueError("test split: no column 'score' (the question's points); the mechanism needs points")
     keep = ["id", "score"] + (["difficulty"] if "difficulty" in test else [])
     merged = samples.drop(columns=[c for c in ("score", "difficulty") if c in samples]).merge(
-        test[keep], on="id", how="left", indicator=True)
+        test[keep], on="id", how="left", indicator=True
+    )
     missing = merged["_merge"] != "both"
     if missing.any():
-        raise ValueError(f"{what}: {int(missing.sum())} prompt(s) not in the test split, e.g. id "
-                         f"{merged.loc[missing, 'id'].iloc[0]!r} (samples from another dataset?)")
+        raise ValueError(
+            f"{what}: {int(missing.sum())} prompt(s) not in the test split, e.g. id "
+            f"{merged.loc[missing, 'id'].iloc[0]!r} (samples from another dataset?)"
+        )
     out = merged.drop(columns="_merge").rename(columns={"score": "points"})
     if "difficulty" not in out or out["difficulty"].isna().all():
         out["difficulty"] = "all"  # no levels: the slope is then the plain one, and the table says so
     elif out["difficulty"].isna().any():
-        raise ValueError(f"{what}: prompt {out.loc[out['difficulty'].isna(), 'id'].iloc[0]!r} has no difficulty "
-                         "while others have one")
+        raise ValueError(
+            f"{what}: prompt {out.loc[out['difficulty'].isna(), 'id'].iloc[0]!r} has no difficulty "
+            "while others have one"
+        )
     out["worked"] = is_worked(out["response"]).astype(float)
     out["length"] = out["length"].astype(float)
     out["points"] = out["points"].astype(float)
@@ -127,13 +132,16 @@ def within_slope(outcome, points, groups) -> float:
     xd = _demean(x, g)
     sxx = float(xd @ xd)
     if sxx == 0:
-        raise ValueError("points do not vary within any difficulty level: the within-difficulty effect of points "
-                         "cannot be measured on this test set")
+        raise ValueError(
+            "points do not vary within any difficulty level: the within-difficulty effect of points "
+            "cannot be measured on this test set"
+        )
     return float(xd @ _demean(y, g)) / sxx
 
 
-def permutation_test(frames: list[pd.DataFrame], outcome: str, permutations: int = PERMUTATIONS, seed: int = SEED
-                     ) -> tuple[float, float]:
+def permutation_test(
+    frames: list[pd.DataFrame], outcome: str, permutations: int = PERMUTATIONS, seed: int = SEED
+) -> tuple[float, float]:
     """(seed-mean within-difficulty slope, two-sided permutation p) of `outcome` on points.
 
     `frames` are one run per seed over the same prompts (columns id, points, difficulty,
@@ -198,8 +206,14 @@ def _cell(mean: float, lo: float, hi: float, n: int, digits: int, signed: bool =
     return f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}] (n={n})"
 
 
-def mechanism(runs: list[str], test: str, out: Path, init: list[str] | None = None,
-              permutations: int = PERMUTATIONS, seed: int = SEED) -> pd.DataFrame:
+def mechanism(
+    runs: list[str],
+    test: str,
+    out: Path,
+    init: list[str] | None = None,
+    permutations: int = PERMUTATIONS,
+    seed: int = SEED,
+) -> pd.DataFrame:
     """mechanism.{csv,md,html}: per estimator x reward x cost, thoroughness and its within-difficulty slope on points.
 
     Rows: one per reward x cost cell (mean over seeds, 95% t-interval, n seeds, permutation
@@ -207,8 +221,10 @@ def mechanism(runs: list[str], test: str, out: Path, init: list[str] | None = No
     and the starting policy when `init` (its evaluation folder, with samples.parquet) is given.
     """
     test = pd.read_parquet(test)
-    starts = [attach_points(pd.read_parquet(Path(d) / "samples.parquet"), test, str(Path(d) / "samples.parquet"))
-              for d in init or []]
+    starts = [
+        attach_points(pd.read_parquet(Path(d) / "samples.parquet"), test, str(Path(d) / "samples.parquet"))
+        for d in init or []
+    ]
     runs = [load_run_samples(d, test) for d in runs]
     records = []
     table = pd.DataFrame([{**run, **run_measures(s)} for run, s in runs])
@@ -254,8 +270,13 @@ def _contrasts(table: pd.DataFrame) -> list[dict]:
             seeds = sorted(set(treated.index) & set(base.index))
             if treated.empty or not seeds:
                 continue
-            record = {"estimator": estimator, "scale": scale, "reward": f"{rlev_name} - {control}", "cost": cost,
-                      "kind": "contrast"}
+            record = {
+                "estimator": estimator,
+                "scale": scale,
+                "reward": f"{rlev_name} - {control}",
+                "cost": cost,
+                "kind": "contrast",
+            }
             for m in MEASURES:
                 diffs = treated.loc[seeds, m] - base.loc[seeds, m]
                 record[m], record[f"{m}_lo"], record[f"{m}_hi"] = mean_and_interval(diffs)
@@ -269,8 +290,19 @@ def _contrasts(table: pd.DataFrame) -> list[dict]:
 def _shown(result: pd.DataFrame, test: pd.DataFrame, permutations: int, seed: int, out: Path):
     """(title, the table as shown, notes) of the mechanism table."""
     levels = test["difficulty"].nunique() if "difficulty" in test and test["difficulty"].notna().any() else 1
-    header = ["estimator", "scale", "reward", "cost", "worked share (%)", "worked slope (pp/point)", "p",
-              "length (tokens)", "length slope (tokens/point)", "p", "Acc (%)"]
+    header = [
+        "estimator",
+        "scale",
+        "reward",
+        "cost",
+        "worked share (%)",
+        "worked slope (pp/point)",
+        "p",
+        "length (tokens)",
+        "length slope (tokens/point)",
+        "p",
+        "Acc (%)",
+    ]
 
     def p_cell(p):
         return "-" if math.isnan(p) else f"{p:.4f}"
@@ -280,28 +312,34 @@ def _shown(result: pd.DataFrame, test: pd.DataFrame, permutations: int, seed: in
         n = int(r["seeds"])
         signed = r["kind"] == "contrast"
         cells = [str(r[k]) for k in KEYS]
-        cells += [_cell(r["worked_share"], r["worked_share_lo"], r["worked_share_hi"], n, 1, signed),
-                  _cell(r["worked_slope"], r["worked_slope_lo"], r["worked_slope_hi"], n, 2, True),
-                  p_cell(r["worked_slope_p"]),
-                  _cell(r["length"], r["length_lo"], r["length_hi"], n, 1, signed),
-                  _cell(r["length_slope"], r["length_slope_lo"], r["length_slope_hi"], n, 3, True),
-                  p_cell(r["length_slope_p"]),
-                  _cell(r["acc"], r["acc_lo"], r["acc_hi"], n, 1, signed)]
+        cells += [
+            _cell(r["worked_share"], r["worked_share_lo"], r["worked_share_hi"], n, 1, signed),
+            _cell(r["worked_slope"], r["worked_slope_lo"], r["worked_slope_hi"], n, 2, True),
+            p_cell(r["worked_slope_p"]),
+            _cell(r["length"], r["length_lo"], r["length_hi"], n, 1, signed),
+            _cell(r["length_slope"], r["length_slope_lo"], r["length_slope_hi"], n, 3, True),
+            p_cell(r["length_slope_p"]),
+            _cell(r["acc"], r["acc_lo"], r["acc_hi"], n, 1, signed),
+        ]
         rows.append(cells)
-    notes = [f"Slopes: OLS of the per-prompt outcome (worked = 1 when the answer shows '=' steps before the "
-             f"answer mark; length in tokens) on the question's points with fixed effects for its difficulty level "
-             f"({levels} level(s)), one greedy answer per test prompt ({len(test)} prompts). Cells: mean over seeds "
-             "with a 95% t-interval across seeds in brackets; n = seeds (no interval at n=1). p: two-sided "
-             f"permutation test of the seed-mean slope, points permuted within difficulty level ({permutations} "
-             f"permutations, numpy seed {seed}, one permutation shared by every seed). Rows 'A - B' are RLEV minus "
-             "a control under the same cost, paired by seed. Run directories are in the `runs` column of "
-             f"{out.with_suffix('.csv').name}.\n"]
+    notes = [
+        f"Slopes: OLS of the per-prompt outcome (worked = 1 when the answer shows '=' steps before the "
+        f"answer mark; length in tokens) on the question's points with fixed effects for its difficulty level "
+        f"({levels} level(s)), one greedy answer per test prompt ({len(test)} prompts). Cells: mean over seeds "
+        "with a 95% t-interval across seeds in brackets; n = seeds (no interval at n=1). p: two-sided "
+        f"permutation test of the seed-mean slope, points permuted within difficulty level ({permutations} "
+        f"permutations, numpy seed {seed}, one permutation shared by every seed). Rows 'A - B' are RLEV minus "
+        "a control under the same cost, paired by seed. Run directories are in the `runs` column of "
+        f"{out.with_suffix('.csv').name}.\n"
+    ]
     cells = result[result["kind"] != "contrast"]
     one_form = cells[(cells["worked_share"] <= 0) | (cells["worked_share"] >= 100)]
     if len(one_form):
-        notes.append(f"No power in {len(one_form)} of {len(cells)} rows: every answer there has the same form "
-                     "(worked share 0% or 100%), so the worked slope is 0 by construction and says nothing about the "
-                     "value.\n")
+        notes.append(
+            f"No power in {len(one_form)} of {len(cells)} rows: every answer there has the same form "
+            "(worked share 0% or 100%), so the worked slope is 0 by construction and says nothing about the "
+            "value.\n"
+        )
     title = "Mechanism: thoroughness against a question's points within a difficulty level"
     return title, pd.DataFrame(rows, columns=header), notes
 
@@ -337,33 +375,59 @@ def length_by_value(run_dirs: list[str], out: Path, deciles: int = DECILES) -> p
         if reference is None:
             reference = prompts
         elif not prompts.equals(reference):
-            raise ValueError(f"{d}/eval/samples.parquet: other test prompts or values than {run_dirs[0]} "
-                             "(runs of one figure must share the test split)")
+            raise ValueError(
+                f"{d}/eval/samples.parquet: other test prompts or values than {run_dirs[0]} "
+                "(runs of one figure must share the test split)"
+            )
         samples = samples.assign(decile=value_deciles(samples, deciles))
-        by = samples.groupby("decile").agg(length=("length", "mean"), v_mean=("value", "mean"),
-                                           v_min=("value", "min"), v_max=("value", "max"), prompts=("id", "size"))
-        per_run.append(by.reset_index().assign(
-            estimator=ESTIMATOR_NAMES.get(config["estimator"]["name"], config["estimator"]["name"]),
-            scale=config["scale"]["name"],
-            reward=REWARD_NAMES.get(config["reward"]["variant"], config["reward"]["variant"]),
-            cost=cost_label(config["reward"]), seed=int(config["seed"]), run=str(d)))
+        by = samples.groupby("decile").agg(
+            length=("length", "mean"),
+            v_mean=("value", "mean"),
+            v_min=("value", "min"),
+            v_max=("value", "max"),
+            prompts=("id", "size"),
+        )
+        per_run.append(
+            by.reset_index().assign(
+                estimator=ESTIMATOR_NAMES.get(config["estimator"]["name"], config["estimator"]["name"]),
+                scale=config["scale"]["name"],
+                reward=REWARD_NAMES.get(config["reward"]["variant"], config["reward"]["variant"]),
+                cost=cost_label(config["reward"]),
+                seed=int(config["seed"]),
+                run=str(d),
+            )
+        )
     runs = pd.concat(per_run, ignore_index=True)
     records = []
     keys = ["estimator", "scale", "cost", "reward", "decile"]
     for key, group in runs.groupby(keys, sort=False):
         mean, lo, hi = mean_and_interval(group["length"])
-        records.append({**dict(zip(keys, key)), "length": mean, "length_lo": lo, "length_hi": hi,
-                        "v_mean": group["v_mean"].iloc[0], "v_min": group["v_min"].iloc[0],
-                        "v_max": group["v_max"].iloc[0], "prompts": int(group["prompts"].iloc[0]),
-                        "seeds": len(group), "runs": ";".join(group["run"])})
+        records.append(
+            {
+                **dict(zip(keys, key)),
+                "length": mean,
+                "length_lo": lo,
+                "length_hi": hi,
+                "v_mean": group["v_mean"].iloc[0],
+                "v_min": group["v_min"].iloc[0],
+                "v_max": group["v_max"].iloc[0],
+                "prompts": int(group["prompts"].iloc[0]),
+                "seeds": len(group),
+                "runs": ";".join(group["run"]),
+            }
+        )
     data = pd.DataFrame(records)
     out.parent.mkdir(parents=True, exist_ok=True)
     data.to_csv(out.with_suffix(".csv"), index=False)
 
     panels = list(dict.fromkeys(zip(data["estimator"], data["scale"], data["cost"])))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True)
-    colours = {REWARD_NAMES["correctness"]: "tab:blue", REWARD_NAMES["human"]: "tab:red",
-               REWARD_NAMES["uniform"]: "tab:green", REWARD_NAMES["shuffled"]: "tab:grey"}
+    colours = {
+        REWARD_NAMES["correctness"]: "tab:blue",
+        REWARD_NAMES["human"]: "tab:red",
+        REWARD_NAMES["uniform"]: "tab:green",
+        REWARD_NAMES["shuffled"]: "tab:grey",
+    }
     # identical curves (e.g. uniform scaling equal to correctness) must stay visible: wider lines
     # first, each reward its own dash and marker, and markers shifted a little along x
     widths = [3.5, 2.5, 1.8, 1.2]
@@ -373,18 +437,33 @@ def length_by_value(run_dirs: list[str], out: Path, deciles: int = DECILES) -> p
         panel = data[(data["estimator"] == estimator) & (data["scale"] == scale) & (data["cost"] == cost)]
         for k, (reward, line) in enumerate(panel.groupby("reward", sort=False)):
             n = int(line["seeds"].min())
-            ax.plot(line["decile"] + 0.08 * (k - 1.5), line["length"], dashes[k % 4], marker=markers[k % 4],
-                    linewidth=widths[k % 4], markersize=4, color=colours.get(reward), label=f"{reward} (n={n})")
+            ax.plot(
+                line["decile"] + 0.08 * (k - 1.5),
+                line["length"],
+                dashes[k % 4],
+                marker=markers[k % 4],
+                linewidth=widths[k % 4],
+                markersize=4,
+                color=colours.get(reward),
+                label=f"{reward} (n={n})",
+            )
             if n > 1:
-                ax.fill_between(line["decile"], line["length_lo"], line["length_hi"], color=colours.get(reward),
-                                alpha=0.2, linewidth=0)
+                ax.fill_between(
+                    line["decile"],
+                    line["length_lo"],
+                    line["length_hi"],
+                    color=colours.get(reward),
+                    alpha=0.2,
+                    linewidth=0,
+                )
         ax.set_title(f"{estimator} ({scale}), cost: {cost}", fontsize=9)
         ax.set_xlabel(f"value decile of the test prompts (1 = lowest v, {deciles})")
         ax.set_xticks(range(1, deciles + 1))
     axes[0][0].set_ylabel("mean response length (tokens)")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle("Response length by value decile, correctness vs RLEV (bands: 95% t-interval across seeds)",
-                 fontsize=10)
+    fig.suptitle(
+        "Response length by value decile, correctness vs RLEV (bands: 95% t-interval across seeds)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=120)
     fig.savefig(out.with_suffix(".svg"))

@@ -26,8 +26,15 @@ def value_table(dataset_dirs: list[str | Path]) -> pd.DataFrame:
     for d in map(Path, dataset_dirs):
         for split in ("train", "test"):
             part = pd.read_parquet(d / f"{split}.parquet", columns=["exam_id", "value"])
-            records.append({"dataset": d.name, "split": split, "rows": len(part),
-                            "exams": part["exam_id"].nunique(), **prepare.value_stats(part["value"])})
+            records.append(
+                {
+                    "dataset": d.name,
+                    "split": split,
+                    "rows": len(part),
+                    "exams": part["exam_id"].nunique(),
+                    **prepare.value_stats(part["value"]),
+                }
+            )
     return pd.DataFrame(records)
 
 
@@ -40,8 +47,9 @@ def value_histogram(values: pd.Series, title: str, out: Path) -> None:
     ax.set_ylabel("questions (log scale)")
     ax.set_title(title, fontsize=10)
     ax.axvline(values.mean(), color="#cc6677", linestyle="--", label=f"mean {values.mean():.3f}")
-    ax.legend(title=f"{len(values):,} rows, {100 * (values > 0.1).mean():.1f}% with v > 0.1", fontsize=8,
-              title_fontsize=8)
+    ax.legend(
+        title=f"{len(values):,} rows, {100 * (values > 0.1).mean():.1f}% with v > 0.1", fontsize=8, title_fontsize=8
+    )
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=150)
@@ -54,10 +62,13 @@ def value_stats(datasets: list[str | Path], figures: str | Path, out: Path) -> p
     main = Path(datasets[0])
     for split, number in (("train", 3), ("test", 4)):
         values = pd.read_parquet(main / f"{split}.parquet", columns=["value"])["value"]
-        value_histogram(values, f"Figure {number}: values of the {main.name} {split} set",
-                        Path(figures) / f"figure{number}.png")
+        value_histogram(
+            values, f"Figure {number}: values of the {main.name} {split} set", Path(figures) / f"figure{number}.png"
+        )
     stats = value_table(datasets)
-    shown = pd.DataFrame([[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
-                          for row in stats.itertuples(index=False)], columns=stats.columns)
+    shown = pd.DataFrame(
+        [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in stats.itertuples(index=False)],
+        columns=stats.columns,
+    )
     write_table(out, stats, "Value statistics per dataset and split", shown, [])
     return stats

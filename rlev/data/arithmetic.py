@@ -88,8 +88,9 @@ def direct_solution(terms: list[int]) -> str:
     return f"{ANSWER_MARK}{sum(terms)}"
 
 
-def sum_question(rng, qid: str, exam_id: str, difficulty: str, score: float, total: float,
-                 split: str) -> tuple[dict, dict]:
+def sum_question(
+    rng, qid: str, exam_id: str, difficulty: str, score: float, total: float, split: str
+) -> tuple[dict, dict]:
     """One question of `difficulty` (its number of one-digit terms drawn from `rng`) as a
     canonical record, and its worked and direct demonstrations."""
     terms = draw_terms(rng, TERMS[difficulty])

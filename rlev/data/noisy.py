@@ -51,8 +51,9 @@ def _neighbour(rng, names: list[str], name: str, noise: float) -> str:
     return names[min(max(level, 0), len(names) - 1)]
 
 
-def generate_categories(rows_per_category: int, test_rows: int, seed: int, label_noise: float = 0.0,
-                        surface_noise: float = 0.0) -> tuple[list[dict], list[dict]]:
+def generate_categories(
+    rows_per_category: int, test_rows: int, seed: int, label_noise: float = 0.0, surface_noise: float = 0.0
+) -> tuple[list[dict], list[dict]]:
     """(canonical records + `true_difficulty`, demonstrations) of the difficulty-only dataset.
 
     >>> records, demos = generate_categories(2, 3, seed=0)

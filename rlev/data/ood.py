@@ -223,8 +223,15 @@ def synthetic_sum_rows(n_rows: int, seed: int, terms: tuple[int, ...] = (5, 7)) 
     for k in range(n_rows):
         values = draw_terms(rng, int(rng.choice(lengths)))
         question = with_points(sum_text(values), int(rng.choice(POINTS)))
-        records.append({"id": f"synthetic_sums-{k:05d}", "question": question,
-                        "answer": str(sum(values)), "subject": f"{len(values)} terms", "source": "synthetic_sums"})
+        records.append(
+            {
+                "id": f"synthetic_sums-{k:05d}",
+                "question": question,
+                "answer": str(sum(values)),
+                "subject": f"{len(values)} terms",
+                "source": "synthetic_sums",
+            }
+        )
     return pd.DataFrame.from_records(records, columns=list(FREE_COLUMNS))
 
 

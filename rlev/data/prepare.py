@@ -57,8 +57,9 @@ def value_stats(values: pd.Series) -> dict:
     }
 
 
-def prepare(source_cfg: dict, out_dir: Path, dataset: str, test_share: float, split_seed: int,
-            max_reject_share: float) -> dict:
+def prepare(
+    source_cfg: dict, out_dir: Path, dataset: str, test_share: float, split_seed: int, max_reject_share: float
+) -> dict:
     """Run the whole prepare stage for one dataset; returns the stats written to stats.json."""
     out_dir = Path(out_dir)
     raw = load_source(source_cfg)
@@ -77,8 +78,13 @@ def prepare(source_cfg: dict, out_dir: Path, dataset: str, test_share: float, sp
     kept["split"] = split_by_exam(kept, test_share, split_seed)
 
     write_rejects(rejects, out_dir / "rejects.csv")
-    stats = {"dataset": dataset, "input_rows": len(raw), "kept_rows": len(kept), "rejected_rows": len(rejects),
-             "warnings": list(result.warnings)}
+    stats = {
+        "dataset": dataset,
+        "input_rows": len(raw),
+        "kept_rows": len(kept),
+        "rejected_rows": len(rejects),
+        "warnings": list(result.warnings),
+    }
     for split in ("train", "test"):
         part = kept[kept["split"] == split].reset_index(drop=True)
         if part.empty:
@@ -89,7 +95,13 @@ def prepare(source_cfg: dict, out_dir: Path, dataset: str, test_share: float, sp
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     log.info(
         "%s: %d input rows = %d kept + %d rejected (train %d rows / %d exams, test %d rows / %d exams)",
-        dataset, len(raw), len(kept), len(rejects),
-        stats["train"]["rows"], stats["train"]["exams"], stats["test"]["rows"], stats["test"]["exams"],
+        dataset,
+        len(raw),
+        len(kept),
+        len(rejects),
+        stats["train"]["rows"],
+        stats["train"]["exams"],
+        stats["test"]["rows"],
+        stats["test"]["exams"],
     )
     return stats

@@ -45,8 +45,13 @@ def draw_points(rng, difficulty: str, follow_difficulty: float) -> int:
     return int(rng.choice(POINTS))
 
 
-def generate(train_exams: int, test_exams: int, questions_per_exam: int | list[int], seed: int,
-             points_follow_difficulty: float = 0.5) -> tuple[list[dict], list[dict]]:
+def generate(
+    train_exams: int,
+    test_exams: int,
+    questions_per_exam: int | list[int],
+    seed: int,
+    points_follow_difficulty: float = 0.5,
+) -> tuple[list[dict], list[dict]]:
     """Exams as canonical records (see rlev.data.sources) plus SFT demonstrations.
 
     Returns (records, demonstrations); demonstrations hold one worked and one direct
@@ -80,11 +85,17 @@ def write(cfg: dict, exams_path: Path, demos_path: Path) -> None:
     difficulty-only prompts with total 100 (rlev.data.noisy, the noisy-value experiment).
     """
     if cfg["kind"] == "categories":
-        records, demos = generate_categories(cfg["rows_per_category"], cfg["test_rows"], cfg["seed"],
-                                             cfg["label_noise"], cfg["surface_noise"])
+        records, demos = generate_categories(
+            cfg["rows_per_category"], cfg["test_rows"], cfg["seed"], cfg["label_noise"], cfg["surface_noise"]
+        )
     else:
-        records, demos = generate(cfg["train_exams"], cfg["test_exams"], cfg["questions_per_exam"], cfg["seed"],
-                                  cfg["points_follow_difficulty"])
+        records, demos = generate(
+            cfg["train_exams"],
+            cfg["test_exams"],
+            cfg["questions_per_exam"],
+            cfg["seed"],
+            cfg["points_follow_difficulty"],
+        )
     for path, rows in ((exams_path, records), (demos_path, demos)):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as f:

@@ -123,11 +123,20 @@ def _problems(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     mixed = n_totals[n_totals > 1].index
     if len(mixed):
         in_mixed = has_total & exam.isin(mixed)
-        listed = total[has_total].groupby(exam[has_total], sort=False).agg(
-            lambda t: ", ".join(f"{x:g}" for x in sorted(t.unique()))
+        listed = (
+            total[has_total]
+            .groupby(exam[has_total], sort=False)
+            .agg(lambda t: ", ".join(f"{x:g}" for x in sorted(t.unique())))
         )
-        add("total", in_mixed, "total: exam " + exam.map(repr) + " carries several totals ("
-            + exam.map(listed).fillna("") + "); give every row of an exam the exam's one total")
+        add(
+            "total",
+            in_mixed,
+            "total: exam "
+            + exam.map(repr)
+            + " carries several totals ("
+            + exam.map(listed).fillna("")
+            + "); give every row of an exam the exam's one total",
+        )
 
     split = df["split"].astype(object).where(df["split"].notna(), None)
     bad_split = split.notna() & ~split.isin(SPLITS)
@@ -277,8 +286,9 @@ def load_tokenizer(model: str):
         return None
 
 
-def overlong_prompts(rows: pd.DataFrame, max_prompt_length: int, tokenizer=None, model: str = "",
-                     drops: bool = True) -> pd.DataFrame:
+def overlong_prompts(
+    rows: pd.DataFrame, max_prompt_length: int, tokenizer=None, model: str = "", drops: bool = True
+) -> pd.DataFrame:
     """Rows whose prompt is longer than ``max_prompt_length`` tokens, as reject-report rows.
 
     verl's ``data.filter_overlong_prompts`` drops such prompts from training without naming
@@ -292,18 +302,28 @@ def overlong_prompts(rows: pd.DataFrame, max_prompt_length: int, tokenizer=None,
     systems = rows["system"].fillna("").astype(str).tolist() if "system" in rows else [""] * len(rows)
     questions = rows["question"].astype(str).tolist()
     if tokenizer is not None:
-        lengths = np.array([len(tokenizer(render_prompt(tokenizer, q, s), add_special_tokens=False)["input_ids"])
-                            for q, s in zip(questions, systems)], dtype=np.int64)
+        lengths = np.array(
+            [
+                len(tokenizer(render_prompt(tokenizer, q, s), add_special_tokens=False)["input_ids"])
+                for q, s in zip(questions, systems)
+            ],
+            dtype=np.int64,
+        )
         measure = f"{{n}} tokens ({model or 'the run'}'s tokenizer, chat template applied)"
     else:
-        lengths = np.array([len(s.encode()) + len(q.encode()) + TEMPLATE_ALLOWANCE
-                            for q, s in zip(questions, systems)], dtype=np.int64)
-        measure = (f"at most {{n}} tokens by its UTF-8 bytes + {TEMPLATE_ALLOWANCE} (the tokenizer of "
-                   f"{model or 'the run'} is not on this machine to count exactly)")
+        lengths = np.array(
+            [len(s.encode()) + len(q.encode()) + TEMPLATE_ALLOWANCE for q, s in zip(questions, systems)], dtype=np.int64
+        )
+        measure = (
+            f"at most {{n}} tokens by its UTF-8 bytes + {TEMPLATE_ALLOWANCE} (the tokenizer of "
+            f"{model or 'the run'} is not on this machine to count exactly)"
+        )
     effect = "verl drops it from training (filter_overlong_prompts)" if drops else "verl stops on it"
     over = lengths > max_prompt_length
     out = rows.loc[over].reindex(columns=["source_file", "source_row", "id"])
     out["field"] = "question"
-    out["reason"] = [f"question: prompt of {measure.format(n=n)}, more than max_prompt_length {max_prompt_length}; "
-                     f"{effect}" for n in lengths[over]]
+    out["reason"] = [
+        f"question: prompt of {measure.format(n=n)}, more than max_prompt_length {max_prompt_length}; {effect}"
+        for n in lengths[over]
+    ]
     return out.reset_index(drop=True)

@@ -95,7 +95,9 @@ def to_verl_frame(df: pd.DataFrame, data_source: str, ability: str = "exam") -> 
             "split": _label(sp),
         }
         for i, (qid, exam, q, v, s, t, d, sp) in enumerate(
-            zip(df["id"], df["exam_id"], questions, df["value"], df["score"], df["total"], df["difficulty"], df["split"])
+            zip(
+                df["id"], df["exam_id"], questions, df["value"], df["score"], df["total"], df["difficulty"], df["split"]
+            )
         )
     ]
     return pd.DataFrame(

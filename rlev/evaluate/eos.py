@@ -94,13 +94,22 @@ def _decoder_and_head(model):
     head = model.get_output_embeddings()
     decoder = getattr(model, model.base_model_prefix, None)
     if head is None or decoder is None or getattr(model.config, "final_logit_softcapping", None):
-        raise ValueError(f"{type(model).__name__}: P(eos) needs a plain linear output head over the decoder's "
-                         "hidden states (no logit soft-capping)")
+        raise ValueError(
+            f"{type(model).__name__}: P(eos) needs a plain linear output head over the decoder's "
+            "hidden states (no logit soft-capping)"
+        )
     return decoder, head
 
 
-def eos_trajectories(model, tokenizer, prompts: list[str], responses: list[str], stopped: list[bool],
-                     batch_size: int = EOS_BATCH, chunk: int = VOCAB_CHUNK) -> list[np.ndarray]:
+def eos_trajectories(
+    model,
+    tokenizer,
+    prompts: list[str],
+    responses: list[str],
+    stopped: list[bool],
+    batch_size: int = EOS_BATCH,
+    chunk: int = VOCAB_CHUNK,
+) -> list[np.ndarray]:
     """P(stop) at each response position, teacher-forced (see the module docstring).
 
     Prompt and response are tokenised separately, as generation saw them (the prompt was
@@ -136,8 +145,15 @@ def eos_trajectories(model, tokenizer, prompts: list[str], responses: list[str],
     return out
 
 
-def eos(spec: dict, model: str, test: str, samples: str, out: Path, share: float | None = None,
-        batch_size: int | None = None) -> pd.DataFrame:
+def eos(
+    spec: dict,
+    model: str,
+    test: str,
+    samples: str,
+    out: Path,
+    share: float | None = None,
+    batch_size: int | None = None,
+) -> pd.DataFrame:
     """`rlev eos`: eval/eos.parquet for one run (id, value, extreme, position, tokens, stop_slot, p_eos).
 
     `spec`: a scale block or a run's config (threads, device, dtype); `share` default SHARE,
@@ -162,11 +178,27 @@ def eos(spec: dict, model: str, test: str, samples: str, out: Path, share: float
     rows = []
     for row, p, stop in zip(chosen.itertuples(index=False), trajectories, stopped):
         tokens = len(p) - 1 if stop else len(p)
-        rows += [{"id": row.id, "value": row.value, "extreme": row.extreme, "position": t, "tokens": tokens,
-                  "stop_slot": stop and t == tokens, "p_eos": float(p[t])} for t in range(len(p))]
+        rows += [
+            {
+                "id": row.id,
+                "value": row.value,
+                "extreme": row.extreme,
+                "position": t,
+                "tokens": tokens,
+                "stop_slot": stop and t == tokens,
+                "p_eos": float(p[t]),
+            }
+            for t in range(len(p))
+        ]
     table = pd.DataFrame(rows, columns=["id", "value", "extreme", "position", "tokens", "stop_slot", "p_eos"])
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False)
-    log.info("%s: P(eos) over %d positions of %d responses (%d per extreme, share %g)", model, len(table),
-             len(trajectories), len(chosen) // 2, share)
+    log.info(
+        "%s: P(eos) over %d positions of %d responses (%d per extreme, share %g)",
+        model,
+        len(table),
+        len(trajectories),
+        len(chosen) // 2,
+        share,
+    )
     return table

@@ -22,9 +22,19 @@ from rlev.rollout import generate
 ENGINES = ("transformers", "vllm")
 
 
-def greedy_generate(model_path, questions: list[str], systems: list[str] | None = None, *, max_new_tokens: int,
-                    batch_size: int, engine: str = "transformers", device: str = "auto", dtype: str = "float32",
-                    tensor_parallel: int = 1, release_gpus: bool = False):
+def greedy_generate(
+    model_path,
+    questions: list[str],
+    systems: list[str] | None = None,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    engine: str = "transformers",
+    device: str = "auto",
+    dtype: str = "float32",
+    tensor_parallel: int = 1,
+    release_gpus: bool = False,
+):
     """(texts, lengths, truncated) of greedy responses of the model at `model_path` to each question
     (with its system prompt, if `systems`). `release_gpus` (vllm): generate in a child process, so that
     its GPU memory is free when this returns (a judge served by the same job needs the GPUs next)."""
@@ -48,8 +58,9 @@ def decode_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, bat
     """(texts, lengths, truncated) of a loaded model's greedy responses to rendered prompts (rlev's loop)."""
     texts, lengths, truncated = [], [], []
     for start in progress(range(0, len(prompts), batch_size), desc="generate"):
-        ro = generate(model, tokenizer, prompts[start : start + batch_size], n=1, max_new_tokens=max_new_tokens,
-                      do_sample=False)
+        ro = generate(
+            model, tokenizer, prompts[start : start + batch_size], n=1, max_new_tokens=max_new_tokens, do_sample=False
+        )
         texts += ro.texts
         lengths += ro.lengths.tolist()
         truncated += ro.truncated.tolist()

@@ -168,8 +168,15 @@ def evaluate(spec: dict, model: str | None, test: str | None, out_dir: Path) -> 
     extra = {"verifier": verifier_label(verifier), "unverified": 100 * float(samples["unverified"].mean())}
     samples.to_parquet(out_dir / "samples.parquet", index=False)
     (out_dir / "metrics.json").write_text(json.dumps({"model": str(model), **metrics, **extra}, indent=2) + "\n")
-    log.info("%s: acc %.1f  h_acc %.1f  length %.1f  density %.3f (verifier %s)", model, metrics["acc"],
-             metrics["h_acc"], metrics["length"], metrics["density"], extra["verifier"])
+    log.info(
+        "%s: acc %.1f  h_acc %.1f  length %.1f  density %.3f (verifier %s)",
+        model,
+        metrics["acc"],
+        metrics["h_acc"],
+        metrics["length"],
+        metrics["density"],
+        extra["verifier"],
+    )
     return metrics
 
 

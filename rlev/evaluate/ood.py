@@ -83,7 +83,9 @@ def extract_choice(response: str, options: list[str], letters: list[str]) -> str
     if answer is None:
         return None
     m = _LETTER.match(answer.strip())
-    if m and (len(answer.strip()) == 1 or m.group(1).isupper() or answer.strip().lower().startswith(("option", "choice"))):
+    if m and (
+        len(answer.strip()) == 1 or m.group(1).isupper() or answer.strip().lower().startswith(("option", "choice"))
+    ):
         letter = m.group(1).upper()
         return letter if letter in letters else None
     matches = [x for x, o in zip(letters, options) if o.strip() and verify(o, answer, math_timeout_s=1.0)]
@@ -100,7 +102,9 @@ def ood(spec: dict, model, data, out_dir: Path) -> dict:
     if free_form:
         questions = rows["question"].tolist()
     else:
-        questions = [mc_prompt(q, list(o), list(x)) for q, o, x in zip(rows["question"], rows["options"], rows["letters"])]
+        questions = [
+            mc_prompt(q, list(o), list(x)) for q, o, x in zip(rows["question"], rows["options"], rows["letters"])
+        ]
     texts, _, truncated = greedy_generate(
         model, questions, max_new_tokens=s["max_new_tokens"], batch_size=s["eval_batch"],
         engine="vllm" if s.get("backend") == "verl" else "transformers", device=s["device"], dtype=s["dtype"],
@@ -135,6 +139,13 @@ def ood(spec: dict, model, data, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     samples.to_parquet(out_dir / "samples.parquet", index=False)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("%s on %s: acc %.1f%% (chance %s, unanswered %.1f%%, n %d)", model, metrics["benchmark"],
-             metrics["acc"], "none" if chance is None else f"{chance:.1f}%", metrics["unanswered"], metrics["n"])
+    log.info(
+        "%s on %s: acc %.1f%% (chance %s, unanswered %.1f%%, n %d)",
+        model,
+        metrics["benchmark"],
+        metrics["acc"],
+        "none" if chance is None else f"{chance:.1f}%",
+        metrics["unanswered"],
+        metrics["n"],
+    )
     return metrics

@@ -47,13 +47,22 @@ def predictor_spec(config: dict, scale: str) -> dict:
     """
     s, p = config["scales"][scale], config["predictor"]
     if s["backend"] == "local":
-        spec = {**p["local"], "model": s["model"], "device": s["device"], "dtype": s["dtype"],
-                "tiny": {**s["tiny"], **p["local"]["tiny"]}}
+        spec = {
+            **p["local"],
+            "model": s["model"],
+            "device": s["device"],
+            "dtype": s["dtype"],
+            "tiny": {**s["tiny"], **p["local"]["tiny"]},
+        }
     else:
         spec = dict(p["verl"])
     # label_stats.json compares the predictions with the weak (difficulty-label) points too
-    return {**spec, "backend": s["backend"], "label_total": p["label_total"],
-            "weak_points": dict(config["reward"]["weak_points"])}
+    return {
+        **spec,
+        "backend": s["backend"],
+        "label_total": p["label_total"],
+        "weak_points": dict(config["reward"]["weak_points"]),
+    }
 
 
 def train(spec: dict, train_rows: pd.DataFrame, out_dir: Path, name: str) -> Path:

@@ -41,8 +41,20 @@ def train_local(spec: dict, train_rows: pd.DataFrame, out_dir: Path) -> Path:
         texts = [t for q, s, responses in examples for t in (s + "\n" + q + "\n", *responses)]
         build_tiny(texts, spec["tiny"], init, seed=spec["seed"])
     steps = sft_steps(len(examples), spec["epochs"], spec["batch"])
-    log.info("score predictor: %d examples, %g epochs = %d steps of %d", len(examples), spec["epochs"], steps,
-             spec["batch"])
-    fit_sft(Path(init), out_dir / "model", examples, steps, spec["batch"], spec["lr"], spec["threads"], spec["seed"],
-            spec["device"], spec["dtype"], metrics_path=out_dir / "train_metrics.jsonl")
+    log.info(
+        "score predictor: %d examples, %g epochs = %d steps of %d", len(examples), spec["epochs"], steps, spec["batch"]
+    )
+    fit_sft(
+        Path(init),
+        out_dir / "model",
+        examples,
+        steps,
+        spec["batch"],
+        spec["lr"],
+        spec["threads"],
+        spec["seed"],
+        spec["device"],
+        spec["dtype"],
+        metrics_path=out_dir / "train_metrics.jsonl",
+    )
     return out_dir / "model"

@@ -16,7 +16,6 @@ SYSTEM_PROMPT = (
     "contribute in a {total_score}-point exam. Respond with only the score, no other text."
 )
 PREDICTED_SCORE = "predicted_score"
-PREDICTED_VALUE = "predicted_value"  # the column rlev.values' `predicted` variant reads
 
 
 def system_prompt(total) -> str:

@@ -86,8 +86,10 @@ def validate_sft_config(cfg) -> None:
             raise VerlConfigError(f"verl {VERL_VERSION} SFT config, {section}: {type(err).__name__}: {err}") from err
     interval = list(cfg.trainer.profile_interval)
     if len(interval) != 2 or interval[1] < interval[0] or interval[0] < 0 <= interval[1]:
-        raise VerlConfigError(f"trainer.profile_interval={interval}: verl's SFT trainer asserts two steps "
-                              "[start, end] with end >= start, and end < 0 when start < 0")
+        raise VerlConfigError(
+            f"trainer.profile_interval={interval}: verl's SFT trainer asserts two steps "
+            "[start, end] with end >= start, and end < 0 when start < 0"
+        )
 
 
 def sft_script(spec: dict, overrides: list[str], name: str) -> str:
@@ -100,8 +102,10 @@ def sft_script(spec: dict, overrides: list[str], name: str) -> str:
         "# Usage: bash verl_sft.sh [extra Hydra overrides]",
         "set -euo pipefail",
         "",
-        *command_lines(f"torchrun --nnodes={spec['nodes']} --nproc_per_node={spec['gpus_per_node']} "
-                       "-m verl.trainer.sft_trainer", overrides),
+        *command_lines(
+            f"torchrun --nnodes={spec['nodes']} --nproc_per_node={spec['gpus_per_node']} -m verl.trainer.sft_trainer",
+            overrides,
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -134,18 +138,34 @@ def drop_overlong(sft_file: Path, rows: pd.DataFrame, tokenizer, max_length: int
             too_long[i] = int(m.group(1))
     ids = rows["id"].astype(str).tolist() if "id" in rows.columns else [str(i) for i in range(len(rows))]
     exams = rows["exam_id"].astype(str).tolist() if "exam_id" in rows.columns else [""] * len(rows)
-    pd.DataFrame([{"id": ids[i], "exam_id": exams[i], "tokens": n, "max_length": max_length,
-                   "reason": f"system + question + score is {n} tokens, over predictor.verl.max_length {max_length}"}
-                  for i, n in too_long.items()],
-                 columns=["id", "exam_id", "tokens", "max_length", "reason"]).to_csv(report, index=False)
+    pd.DataFrame(
+        [
+            {
+                "id": ids[i],
+                "exam_id": exams[i],
+                "tokens": n,
+                "max_length": max_length,
+                "reason": f"system + question + score is {n} tokens, over predictor.verl.max_length {max_length}",
+            }
+            for i, n in too_long.items()
+        ],
+        columns=["id", "exam_id", "tokens", "max_length", "reason"],
+    ).to_csv(report, index=False)
     if len(too_long) == len(rows):
-        raise ValueError(f"score predictor SFT: all {len(rows)} examples are over predictor.verl.max_length "
-                         f"{max_length} tokens (listed in {report}); raise max_length")
+        raise ValueError(
+            f"score predictor SFT: all {len(rows)} examples are over predictor.verl.max_length "
+            f"{max_length} tokens (listed in {report}); raise max_length"
+        )
     if too_long:
         kept = pd.read_parquet(sft_file).drop(index=list(too_long)).reset_index(drop=True)
         kept.to_parquet(sft_file, index=False)
-        log.warning("score predictor SFT: %d of %d examples are over %d tokens and are left out (listed in %s)",
-                    len(too_long), len(rows), max_length, report)
+        log.warning(
+            "score predictor SFT: %d of %d examples are over %d tokens and are left out (listed in %s)",
+            len(too_long),
+            len(rows),
+            max_length,
+            report,
+        )
     return len(too_long)
 
 
@@ -159,8 +179,9 @@ def write_sft_launch(spec: dict, train_rows: pd.DataFrame, out_dir: Path, name: 
     train_file = out_dir / "sft_train.parquet"
     write_sft_parquet(train_rows, train_file)
     if tokenizer is not None:
-        drop_overlong(train_file, train_rows.reset_index(drop=True), tokenizer, spec["max_length"],
-                      out_dir / SFT_REJECTS)
+        drop_overlong(
+            train_file, train_rows.reset_index(drop=True), tokenizer, spec["max_length"], out_dir / SFT_REJECTS
+        )
     overrides = verl_sft_overrides(spec, train_file, out_dir, name)
     cfg = compose_sft_config(overrides)
     validate_sft_config(cfg)

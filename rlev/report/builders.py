@@ -49,11 +49,13 @@ def seeds_note(rows: pd.DataFrame) -> str:
     """What a cell is, and which seeds the runs have."""
     runs = rows[rows["seed"].notna()]
     seeds = sorted(int(s) for s in runs["seed"].unique())
-    return (f"Runs: {len(runs)} (seeds {seeds}). Each cell is the mean over the seeds of one setting with a 95% "
-            "t-interval in brackets; a cell marked n=1 comes from one seed and has no interval. Only seeds are "
-            "averaged: runs that differ in any other parameter are separate rows. The starting-policy row is the "
-            "one model every run starts from, evaluated the same way (no seeds). The run directories behind the "
-            "rows are listed below.\n")
+    return (
+        f"Runs: {len(runs)} (seeds {seeds}). Each cell is the mean over the seeds of one setting with a 95% "
+        "t-interval in brackets; a cell marked n=1 comes from one seed and has no interval. Only seeds are "
+        "averaged: runs that differ in any other parameter are separate rows. The starting-policy row is the "
+        "one model every run starts from, evaluated the same way (no seeds). The run directories behind the "
+        "rows are listed below.\n"
+    )
 
 
 def reward_note(rows: pd.DataFrame) -> str:
@@ -62,8 +64,11 @@ def reward_note(rows: pd.DataFrame) -> str:
     if runs.empty:
         return ""
     pairs = sorted(set(zip(runs["alpha"], runs["form"])))
-    return ("Value-scaled runs use " + "; ".join(f"alpha = {a}, form {f}" for a, f in pairs)
-            + " (s(x) = 1 + min(alpha v, 1) for additive_clipped, 1 + alpha v for multiplicative).\n")
+    return (
+        "Value-scaled runs use "
+        + "; ".join(f"alpha = {a}, form {f}" for a, f in pairs)
+        + " (s(x) = 1 + min(alpha v, 1) for additive_clipped, 1 + alpha v for multiplicative).\n"
+    )
 
 
 TABLE1_METRICS = ["acc", "h_acc", "length", "density"]
@@ -74,17 +79,23 @@ KEYS = ["estimator", "scale", "reward"]
 def method_note(rows: pd.DataFrame) -> str:
     """Which verifier scored the runs and where their KL to the initial policy went."""
     runs = rows[rows["seed"].notna()]
-    return (f"Scored by: {', '.join(sorted(set(runs['verifier'])))}; KL to the initial policy: "
-            f"{', '.join(sorted(set(runs['kl'])))}.\n")
+    return (
+        f"Scored by: {', '.join(sorted(set(runs['verifier'])))}; KL to the initial policy: "
+        f"{', '.join(sorted(set(runs['kl'])))}.\n"
+    )
 
 
 def table1(runs: list[str], init: list[str], out: Path) -> pd.DataFrame:
     """Table 1: Acc / H-Acc / length / value density per estimator x reward (in-domain test)."""
     rows = runs_and_start(runs, init)
     table, keys = aggregate(rows, KEYS, TABLE1_METRICS)
-    write_table(out, table, "Table 1: in-domain test set (Acc and H-Acc in %, length in tokens, density = H-Acc / "
-                "length)", shown(table, keys, TABLE1_METRICS, DIGITS),
-                [reward_note(rows), seeds_note(rows), method_note(rows)])
+    write_table(
+        out,
+        table,
+        "Table 1: in-domain test set (Acc and H-Acc in %, length in tokens, density = H-Acc / length)",
+        shown(table, keys, TABLE1_METRICS, DIGITS),
+        [reward_note(rows), seeds_note(rows), method_note(rows)],
+    )
     return table
 
 
@@ -95,14 +106,20 @@ def table8(runs: list[str], out: Path, init: list[str] = ()) -> pd.DataFrame:
     """Table 8: Acc on all, the 20% highest- and the 20% lowest-valued test prompts (in %)."""
     rows = runs_and_start(runs, list(init))
     table, keys = aggregate(rows, KEYS, TABLE8_METRICS)
-    write_table(out, table, "Table 8: accuracy (%) on all test prompts, the 20% highest-valued (acc_top20) and the "
-                "20% lowest-valued (acc_bottom20)", shown(table, keys, TABLE8_METRICS, {m: 1 for m in TABLE8_METRICS}),
-                [reward_note(rows), seeds_note(rows)])
+    write_table(
+        out,
+        table,
+        "Table 8: accuracy (%) on all test prompts, the 20% highest-valued (acc_top20) and the "
+        "20% lowest-valued (acc_bottom20)",
+        shown(table, keys, TABLE8_METRICS, {m: 1 for m in TABLE8_METRICS}),
+        [reward_note(rows), seeds_note(rows)],
+    )
     return table
 
 
-def bootstrap(runs: list[str], out: Path, resamples: int | None = None, seed: int | None = None,
-                    cluster: str = "exam") -> pd.DataFrame:
+def bootstrap(
+    runs: list[str], out: Path, resamples: int | None = None, seed: int | None = None, cluster: str = "exam"
+) -> pd.DataFrame:
     """Paired bootstrap of RLEV (human) minus correctness, per estimator and setting.
 
     Runs are paired by seed within one setting (estimator, scale, alpha, form and every other
@@ -118,53 +135,114 @@ def bootstrap(runs: list[str], out: Path, resamples: int | None = None, seed: in
     treatment, baseline = REWARD_NAMES["human"], REWARD_NAMES["correctness"]
     # The setting of a pair: every parameter but those of the value scale (variant, alpha, form, what the
     # variant reads, its labelled data); a value-independent reward.cost stays part of the setting.
-    reward_keys = ("reward.variant", "reward.alpha", "reward.form", "reward.shuffle_seed", "reward.weak_points",
-                   "dataset.train")
-    rows["setting"] = rows["params"].map(lambda p: json.dumps(
-        {k: v for k, v in p.items() if not k.startswith(reward_keys)}, sort_keys=True, default=str))
+    reward_keys = (
+        "reward.variant",
+        "reward.alpha",
+        "reward.form",
+        "reward.shuffle_seed",
+        "reward.weak_points",
+        "dataset.train",
+    )
+    rows["setting"] = rows["params"].map(
+        lambda p: json.dumps({k: v for k, v in p.items() if not k.startswith(reward_keys)}, sort_keys=True, default=str)
+    )
     records = []
     for (estimator, scale), group in rows.groupby(["estimator", "scale"], sort=False):
         runs_t = group[group["reward"] == treatment]
         runs_b = group[group["reward"] == baseline]
         if runs_t.empty or runs_b.empty:
-            raise ValueError(f"bootstrap: {estimator} at {scale} needs both a {treatment!r} and a {baseline!r} "
-                             f"run; got {sorted(group['reward'])} from {list(group['run'])}")
+            raise ValueError(
+                f"bootstrap: {estimator} at {scale} needs both a {treatment!r} and a {baseline!r} "
+                f"run; got {sorted(group['reward'])} from {list(group['run'])}"
+            )
         for (alpha, form), arm in runs_t.groupby(["alpha", "form"], sort=False):
             pairs, pair_runs = [], []
             for _, t in arm.iterrows():
                 b = runs_b[(runs_b["seed"] == t["seed"]) & (runs_b["setting"] == t["setting"])]
                 if len(b) != 1:
-                    raise ValueError(f"bootstrap: {t['run']} needs exactly one {baseline!r} run of the same setting "
-                                     f"and seed {t['seed']}; found {list(b['run'])}")
+                    raise ValueError(
+                        f"bootstrap: {t['run']} needs exactly one {baseline!r} run of the same setting "
+                        f"and seed {t['seed']}; found {list(b['run'])}"
+                    )
                 b_dir = b["run"].iloc[0]
-                pairs.append(paired_samples(pd.read_parquet(Path(t["run"]) / "eval" / "samples.parquet"),
-                                            pd.read_parquet(Path(b_dir) / "eval" / "samples.parquet"),
-                                            what=f"{t['run']} vs {b_dir}"))
+                pairs.append(
+                    paired_samples(
+                        pd.read_parquet(Path(t["run"]) / "eval" / "samples.parquet"),
+                        pd.read_parquet(Path(b_dir) / "eval" / "samples.parquet"),
+                        what=f"{t['run']} vs {b_dir}",
+                    )
+                )
                 pair_runs.append(f"{t['run']} - {b_dir}")
             for metric in ("h_acc", "acc"):
                 r = paired_bootstrap(pairs, metric, resamples, seed, cluster)
-                records.append({"estimator": estimator, "scale": scale, "alpha": alpha, "form": form,
-                                "metric": metric, "difference": f"{treatment} - {baseline}", "diff": r.diff,
-                                "lo": r.lo, "hi": r.hi, "share_positive": r.share_positive, "prompts": r.n_prompts,
-                                "cluster": r.cluster, "clusters": r.n_clusters, "seed_pairs": r.seed_pairs,
-                                "resamples": r.resamples, "rng_seed": r.seed, "runs": ";".join(pair_runs)})
+                records.append(
+                    {
+                        "estimator": estimator,
+                        "scale": scale,
+                        "alpha": alpha,
+                        "form": form,
+                        "metric": metric,
+                        "difference": f"{treatment} - {baseline}",
+                        "diff": r.diff,
+                        "lo": r.lo,
+                        "hi": r.hi,
+                        "share_positive": r.share_positive,
+                        "prompts": r.n_prompts,
+                        "cluster": r.cluster,
+                        "clusters": r.n_clusters,
+                        "seed_pairs": r.seed_pairs,
+                        "resamples": r.resamples,
+                        "rng_seed": r.seed,
+                        "runs": ";".join(pair_runs),
+                    }
+                )
     table = pd.DataFrame(records)
-    drawn = {"exam": "Whole exams resampled with replacement (cluster bootstrap: the test split is a sample of "
-                     "exams, and prompts of one exam are not independent)",
-             "prompt": "Test prompts resampled with replacement (each prompt its own cluster)"}[cluster]
+    drawn = {
+        "exam": "Whole exams resampled with replacement (cluster bootstrap: the test split is a sample of "
+        "exams, and prompts of one exam are not independent)",
+        "prompt": "Test prompts resampled with replacement (each prompt its own cluster)",
+    }[cluster]
     unit = "exams" if cluster == "exam" else "prompts drawn"
-    title = (f"Paired bootstrap: {treatment} minus {baseline} (percentage points), resampling "
-             f"{'whole exams' if cluster == 'exam' else 'test prompts'}")
-    columns = ["estimator", "scale", "alpha", "form", "metric", "diff", "95% interval", "share > 0", "prompts", unit,
-               "seed pairs"]
-    cells = [[r["estimator"], r["scale"], r["alpha"], r["form"], r["metric"], f"{r['diff']:+.2f}",
-              f"[{r['lo']:+.2f}, {r['hi']:+.2f}]", f"{r['share_positive']:.3f}", r["prompts"], r["clusters"],
-              r["seed_pairs"]] for _, r in table.iterrows()]
-    note = (f"{drawn}, {resamples} resamples, numpy seed {seed}; the interval is the 2.5-97.5 percentile of the "
-            "resampled differences. Seed k of one reward is paired with seed k of the other (same setting) and every "
-            "seed pair is scored on the same resample (the difference is averaged over seed pairs), so the interval "
-            "reflects which test items were drawn, not seed-to-seed variation (that is the t-interval of Tables 1 "
-            "and 8). The run pairs are listed below.\n")
+    title = (
+        f"Paired bootstrap: {treatment} minus {baseline} (percentage points), resampling "
+        f"{'whole exams' if cluster == 'exam' else 'test prompts'}"
+    )
+    columns = [
+        "estimator",
+        "scale",
+        "alpha",
+        "form",
+        "metric",
+        "diff",
+        "95% interval",
+        "share > 0",
+        "prompts",
+        unit,
+        "seed pairs",
+    ]
+    cells = [
+        [
+            r["estimator"],
+            r["scale"],
+            r["alpha"],
+            r["form"],
+            r["metric"],
+            f"{r['diff']:+.2f}",
+            f"[{r['lo']:+.2f}, {r['hi']:+.2f}]",
+            f"{r['share_positive']:.3f}",
+            r["prompts"],
+            r["clusters"],
+            r["seed_pairs"],
+        ]
+        for _, r in table.iterrows()
+    ]
+    note = (
+        f"{drawn}, {resamples} resamples, numpy seed {seed}; the interval is the 2.5-97.5 percentile of the "
+        "resampled differences. Seed k of one reward is paired with seed k of the other (same setting) and every "
+        "seed pair is scored on the same resample (the difference is averaged over seed pairs), so the interval "
+        "reflects which test items were drawn, not seed-to-seed variation (that is the t-interval of Tables 1 "
+        "and 8). The run pairs are listed below.\n"
+    )
     write_table(out, table, title, pd.DataFrame(cells, columns=columns), [note])
     return table
 
@@ -172,13 +250,19 @@ def bootstrap(runs: list[str], out: Path, resamples: int | None = None, seed: in
 # --- Tables 4-6: the reward ablations (RLOO in the paper) ------------------------------
 
 
-def _ablation_table(runs: list[str], init: list[str], keys: list[str], out: Path, title: str,
-                    notes: list[str]) -> pd.DataFrame:
+def _ablation_table(
+    runs: list[str], init: list[str], keys: list[str], out: Path, title: str, notes: list[str]
+) -> pd.DataFrame:
     """Acc / H-Acc / length / density per setting, as CSV, Markdown and HTML (like Table 1)."""
     rows = runs_and_start(runs, init)
     table, keys = aggregate(rows, keys, TABLE1_METRICS)
-    write_table(out, table, title, shown(table, keys, TABLE1_METRICS, DIGITS),
-                [*notes, "Acc and H-Acc in %, length in tokens, density = H-Acc / length.\n", seeds_note(rows)])
+    write_table(
+        out,
+        table,
+        title,
+        shown(table, keys, TABLE1_METRICS, DIGITS),
+        [*notes, "Acc and H-Acc in %, length in tokens, density = H-Acc / length.\n", seeds_note(rows)],
+    )
     return table
 
 
@@ -195,8 +279,10 @@ def _uniform_notes(runs: list[str]) -> list[str]:
         values = Path(d) / "values.parquet"
         if values.is_file():
             s_bar = float(pd.read_parquet(values, columns=["scale"])["scale"].iloc[0])
-            notes.append(f"Uniform scaling ({d}): every correct answer earns s_bar = {s_bar:.3f}, the mean s(x) over "
-                         "the training prompts (the paper's is about 1.2).\n")
+            notes.append(
+                f"Uniform scaling ({d}): every correct answer earns s_bar = {s_bar:.3f}, the mean s(x) over "
+                "the training prompts (the paper's is about 1.2).\n"
+            )
         reason = value_scale_invariance(config["estimator"], "uniform", config["reward"].get("cost"))
         if reason:
             name = config["estimator"]["name"]
@@ -208,24 +294,29 @@ def _uniform_notes(runs: list[str]) -> list[str]:
 def table4(runs: list[str], out: Path, init: list[str] = ()) -> pd.DataFrame:
     """Table 4: the reward-scaling ablation (correctness, uniform s_bar, shuffled values, human values)."""
     notes = _uniform_notes(runs)
-    notes.append("Random weights: v permuted across the training set (same values, no alignment with the "
-                 "questions), permutation seed numpy.random.default_rng([reward.shuffle_seed, seed]) as recorded "
-                 "in each run's config.yaml.\n")
+    notes.append(
+        "Random weights: v permuted across the training set (same values, no alignment with the "
+        "questions), permutation seed numpy.random.default_rng([reward.shuffle_seed, seed]) as recorded "
+        "in each run's config.yaml.\n"
+    )
     notes.append(reward_note(pd.DataFrame([load_run(d) for d in runs])))
-    return _ablation_table(runs, list(init), KEYS, out,
-                           "Table 4: reward scaling ablation on the in-domain test set", notes)
+    return _ablation_table(
+        runs, list(init), KEYS, out, "Table 4: reward scaling ablation on the in-domain test set", notes
+    )
 
 
 def table5(runs: list[str], out: Path, init: list[str] = ()) -> pd.DataFrame:
     """Table 5: sensitivity to alpha in s(x) = 1 + min(alpha * v, 1)."""
-    return _ablation_table(runs, list(init), KEYS + ["form", "alpha"], out,
-                           "Table 5: sensitivity to alpha, s(x) = 1 + min(alpha v, 1)", [])
+    return _ablation_table(
+        runs, list(init), KEYS + ["form", "alpha"], out, "Table 5: sensitivity to alpha, s(x) = 1 + min(alpha v, 1)", []
+    )
 
 
 def table6(runs: list[str], out: Path, init: list[str] = ()) -> pd.DataFrame:
     """Table 6: the reward form, additive and clipped (RLEV) vs purely multiplicative (1 + alpha v)."""
-    notes = ["additive_clipped: r = (1 + min(alpha v, 1)) 1[correct] (RLEV); multiplicative: "
-             "r = (1 + alpha v) 1[correct].\n"]
+    notes = [
+        "additive_clipped: r = (1 + min(alpha v, 1)) 1[correct] (RLEV); multiplicative: r = (1 + alpha v) 1[correct].\n"
+    ]
     return _ablation_table(runs, list(init), KEYS + ["alpha", "form"], out, "Table 6: reward form", notes)
 
 
@@ -238,32 +329,58 @@ def table2(runs: list[str], base: str | None, benchmarks: list[str], out: Path) 
     A run's cell is `<run>/ood/<benchmark>/metrics.json`; the starting policy's is
     `<base>/<benchmark>/metrics.json` (rlev.evaluate.ood.ood).
     """
+
     def ood(path: Path) -> dict:
         return json.loads(path.read_text())
 
     rows = []
     for d in runs:
         run = load_run(d)
-        rows.append({**{k: v for k, v in run.items() if k not in benchmarks},
-                     **{b: ood(Path(d) / "ood" / b / "metrics.json")["acc"] for b in benchmarks}})
+        rows.append(
+            {
+                **{k: v for k, v in run.items() if k not in benchmarks},
+                **{b: ood(Path(d) / "ood" / b / "metrics.json")["acc"] for b in benchmarks},
+            }
+        )
     scale = rows[0]["scale"] if rows else ""
     start = {}
     if base:
         start = {b: ood(Path(base) / b / "metrics.json") for b in benchmarks}
-        rows.insert(0, {"estimator": STARTING_POLICY, "scale": scale, "reward": "-", "alpha": "-", "form": "-",
-                        "seed": None, "run": str(base), "params": {}, **{b: m["acc"] for b, m in start.items()}})
+        rows.insert(
+            0,
+            {
+                "estimator": STARTING_POLICY,
+                "scale": scale,
+                "reward": "-",
+                "alpha": "-",
+                "form": "-",
+                "seed": None,
+                "run": str(base),
+                "params": {},
+                **{b: m["acc"] for b, m in start.items()},
+            },
+        )
     frame = pd.DataFrame(rows)
     table, keys = aggregate(frame, KEYS, benchmarks)
     notes = []
     for b, m in start.items():  # what a guess scores, so near-chance numbers read as such
-        chance = (f"chance {m['chance']:.1f}%" if m.get("chance") is not None
-                  else "no chance level (a free-form answer)")
-        notes.append(f"{b}: {m['n']} questions, {chance}; the starting policy ({m['model']}) scores {m['acc']:.1f}% "
-                  f"and leaves {m['unanswered']:.1f}% unanswered.\n")
-    notes += ["One prompt and one answer-extraction ladder per benchmark kind (rlev.evaluate.ood); greedy decoding.\n",
-              reward_note(frame), seeds_note(frame)]
-    write_table(out, table, "Table 2: accuracy (%) on out-of-distribution benchmarks",
-                shown(table, keys, benchmarks, {b: 1 for b in benchmarks}), notes)
+        chance = f"chance {m['chance']:.1f}%" if m.get("chance") is not None else "no chance level (a free-form answer)"
+        notes.append(
+            f"{b}: {m['n']} questions, {chance}; the starting policy ({m['model']}) scores {m['acc']:.1f}% "
+            f"and leaves {m['unanswered']:.1f}% unanswered.\n"
+        )
+    notes += [
+        "One prompt and one answer-extraction ladder per benchmark kind (rlev.evaluate.ood); greedy decoding.\n",
+        reward_note(frame),
+        seeds_note(frame),
+    ]
+    write_table(
+        out,
+        table,
+        "Table 2: accuracy (%) on out-of-distribution benchmarks",
+        shown(table, keys, benchmarks, {b: 1 for b in benchmarks}),
+        notes,
+    )
     return table
 
 
@@ -297,6 +414,7 @@ def true_difficulties(path: str | Path | None) -> dict[str, str]:
 def predictor_note(files: list[str]) -> str:
     """The score predictor's agreement figures beside the paper's, from its metrics.json (exam test split)
     and label_stats.json (the labelled noisy-value training split)."""
+
     def fmt(m: dict) -> str:
         r = "undefined" if m.get("pearson_r") is None else f"{m['pearson_r']:.2f}"
         return f"exact match {m['exact_match']:.1f}%, Pearson r {r} ({m['parsed']} of {m['n']} replies parsed)"
@@ -307,17 +425,21 @@ def predictor_note(files: list[str]) -> str:
         if "exact_match" in m:
             parts.append(f"Score predictor on the exam test split: {fmt(m)}; the paper's: exact match 79.5%, r 0.91.")
         if "versus_true_points" in m:
-            parts.append(f"On the {m['rows']} labelled training prompts, against the true points: "
-                         f"{fmt(m['versus_true_points'])}")
+            parts.append(
+                f"On the {m['rows']} labelled training prompts, against the true points: {fmt(m['versus_true_points'])}"
+            )
             if "versus_weak_label" in m:
-                parts[-1] += (f"; against the weak label's points: {fmt(m['versus_weak_label'])}; the weak label "
-                              f"itself against the true points: {fmt(m['weak_label_versus_true_points'])}")
+                parts[-1] += (
+                    f"; against the weak label's points: {fmt(m['versus_weak_label'])}; the weak label "
+                    f"itself against the true points: {fmt(m['weak_label_versus_true_points'])}"
+                )
             parts[-1] += f"; {m['imputed']} unusable replies replaced by the median."
     return (" ".join(parts) + "\n") if parts else ""
 
 
-def table3(runs: list[str], init: list[str], out: Path, truth: str | Path | None = None,
-           predictor: list[str] = ()) -> pd.DataFrame:
+def table3(
+    runs: list[str], init: list[str], out: Path, truth: str | Path | None = None, predictor: list[str] = ()
+) -> pd.DataFrame:
     """Table 3: Acc, H-Acc and accuracy per difficulty on the noisy-value dataset's test split.
 
     The difficulty columns group by the TRUE difficulty when `truth` (the generated records)
@@ -342,13 +464,21 @@ def table3(runs: list[str], init: list[str], out: Path, truth: str | Path | None
         test["difficulty"] = test["id"].astype(str).map(truth_map)
         grouping = "true difficulty"
     counts = test["difficulty"].value_counts().reindex(DIFFICULTIES).fillna(0).astype(int).to_dict()
-    notes = ["Values: weak = the difficulty label's points / 100; predicted = the score predictor's score / 100 "
-             "(how far it is from the true and from the weak values is below). "
-             "H-Acc weighs test prompts by the dataset's `value` (WebInstruct: the category's points / 100, the "
-             "only value it has; the synthetic stand-in: the true difficulty's points / 100, of which the difficulty "
-             "labels and so the weak values are a noisy copy). "
-             f"The acc_<difficulty> columns group test prompts by {grouping}: {counts}.\n",
-             predictor_note(list(predictor)), seeds_note(rows)]
-    write_table(out, table, "Table 3: noisy values (Acc, H-Acc and Acc per difficulty, in %)",
-                shown(table, keys, TABLE3_METRICS, {m: 1 for m in TABLE3_METRICS}), notes)
+    notes = [
+        "Values: weak = the difficulty label's points / 100; predicted = the score predictor's score / 100 "
+        "(how far it is from the true and from the weak values is below). "
+        "H-Acc weighs test prompts by the dataset's `value` (WebInstruct: the category's points / 100, the "
+        "only value it has; the synthetic stand-in: the true difficulty's points / 100, of which the difficulty "
+        "labels and so the weak values are a noisy copy). "
+        f"The acc_<difficulty> columns group test prompts by {grouping}: {counts}.\n",
+        predictor_note(list(predictor)),
+        seeds_note(rows),
+    ]
+    write_table(
+        out,
+        table,
+        "Table 3: noisy values (Acc, H-Acc and Acc per difficulty, in %)",
+        shown(table, keys, TABLE3_METRICS, {m: 1 for m in TABLE3_METRICS}),
+        notes,
+    )
     return table

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-STYLE = ("body{font-family:sans-serif;font-size:14px}table{border-collapse:collapse}"
-         "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}th{background:#eee}")
+STYLE = (
+    "body{font-family:sans-serif;font-size:14px}table{border-collapse:collapse}"
+    "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}th{background:#eee}"
+)
 
 
 def pipe_table(shown: pd.DataFrame) -> str:
@@ -49,14 +51,20 @@ def html_page(title: str, shown: pd.DataFrame, notes: list[str], runs: list[str]
     body = [f"<h1>{html.escape(title)}</h1>", shown.to_html(index=False, border=0)]
     body += [f"<p>{_inline(note)}</p>" for note in notes if note.strip()]
     if runs:
-        body.append("<p>Run directories:</p>\n<ul>\n" + "\n".join(f"<li><code>{html.escape(r)}</code></li>"
-                                                                  for r in runs) + "\n</ul>")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+        body.append(
+            "<p>Run directories:</p>\n<ul>\n"
+            + "\n".join(f"<li><code>{html.escape(r)}</code></li>" for r in runs)
+            + "\n</ul>"
+        )
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
-def write_table(out: Path, table: pd.DataFrame, title: str, shown: pd.DataFrame, notes: list[str],
-                runs_in_md: bool = True) -> None:
+def write_table(
+    out: Path, table: pd.DataFrame, title: str, shown: pd.DataFrame, notes: list[str], runs_in_md: bool = True
+) -> None:
     """out.csv (table), out.md and out.html (title, shown, notes; each note a paragraph ending in a newline).
 
     `runs_in_md`: end the Markdown with the run directories too (the HTML always lists them);

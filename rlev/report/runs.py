@@ -21,10 +21,20 @@ import yaml
 
 from rlev.metrics import mean_and_interval
 
-REWARD_NAMES = {"correctness": "correctness", "human": "human-aligned", "uniform": "uniform scaling",
-                "shuffled": "random weights (shuffled)", "weak": "weak (difficulty)", "predicted": "predicted"}
-ESTIMATOR_NAMES = {"reinforce_plus_plus": "REINFORCE++", "reinforce_plus_plus_baseline": "REINFORCE++-baseline",
-                   "rloo": "RLOO", "grpo": "GRPO"}
+REWARD_NAMES = {
+    "correctness": "correctness",
+    "human": "human-aligned",
+    "uniform": "uniform scaling",
+    "shuffled": "random weights (shuffled)",
+    "weak": "weak (difficulty)",
+    "predicted": "predicted",
+}
+ESTIMATOR_NAMES = {
+    "reinforce_plus_plus": "REINFORCE++",
+    "reinforce_plus_plus_baseline": "REINFORCE++-baseline",
+    "rloo": "RLOO",
+    "grpo": "GRPO",
+}
 STARTING_POLICY = "starting policy (no RL)"
 # Columns for parameters that differ inside a table row's group (everything else keeps its dotted config key).
 PARAMETER_COLUMNS = {"reward.alpha": "alpha", "reward.form": "form"}
@@ -60,8 +70,11 @@ def run_parameters(config: dict) -> dict:
     {'dataset.name': 'd', 'reward.variant': 'correctness'}
     """
     out_dir = config.get("out_dir")
-    params = {k: v for k, v in _flatten(config).items()
-              if k not in ("seed", "run_id", "out_dir") and not (out_dir and isinstance(v, str) and out_dir in v)}
+    params = {
+        k: v
+        for k, v in _flatten(config).items()
+        if k not in ("seed", "run_id", "out_dir") and not (out_dir and isinstance(v, str) and out_dir in v)
+    }
     if config.get("reward", {}).get("variant") == "correctness":
         params.pop("reward.alpha", None)
         params.pop("reward.form", None)
@@ -100,8 +113,18 @@ def load_run(run_dir: str | Path) -> dict:
 def starting_policy_row(eval_dir: str | Path, scale: str, extra: dict | None = None) -> dict:
     """A table row for the starting policy from its evaluation folder (metrics.json), shaped like load_run's."""
     metrics = json.loads((Path(eval_dir) / "metrics.json").read_text())
-    return {"estimator": STARTING_POLICY, "scale": scale, "reward": "-", "alpha": "-", "form": "-", "seed": None,
-            "run": str(eval_dir), "params": {}, **metrics, **(extra or {})}
+    return {
+        "estimator": STARTING_POLICY,
+        "scale": scale,
+        "reward": "-",
+        "alpha": "-",
+        "form": "-",
+        "seed": None,
+        "run": str(eval_dir),
+        "params": {},
+        **metrics,
+        **(extra or {}),
+    }
 
 
 def _setting_columns(rows: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -142,8 +165,10 @@ def aggregate(rows: pd.DataFrame, keys: list[str], metrics: list[str]) -> tuple[
         seeds = group["seed"].dropna()
         if seeds.duplicated().any():
             seed = seeds[seeds.duplicated()].iloc[0]
-            raise ValueError(f"runs {list(group['run'])} have the same setting and seed {seed}: "
-                             "they are not seeds of one experiment; remove the copy")
+            raise ValueError(
+                f"runs {list(group['run'])} have the same setting and seed {seed}: "
+                "they are not seeds of one experiment; remove the copy"
+            )
         for m in metrics:
             mean, lo, hi = mean_and_interval(group[m])
             record[m], record[f"{m}_lo"], record[f"{m}_hi"] = mean, lo, hi
@@ -157,13 +182,11 @@ def starting_rows(init_dirs: list[str], scale: str, extra=None) -> list[dict]:
     return [starting_policy_row(d, scale, extra(Path(d)) if extra else None) for d in init_dirs]
 
 
-
 def runs_and_start(run_dirs: list[str], init_dirs: list[str], extra=None) -> pd.DataFrame:
     """The runs' rows, the starting policy's first; `extra(dir)` adds cells read from an eval folder."""
     rows = [{**load_run(d), **(extra(Path(d) / "eval") if extra else {})} for d in run_dirs]
     scale = rows[0]["scale"] if rows else ""
     return pd.DataFrame(starting_rows(init_dirs, scale, extra) + rows)
-
 
 
 def check_plan(plan_path: str | None, run_dirs: list[str]) -> None:

@@ -67,7 +67,8 @@ def noisy_inputs(config: dict) -> dict:
     if planned:
         folder = predictor_dir(config, config["scale"])
         predictor = [f"{folder}/metrics.json"] + sorted(
-            {f"{folder}/labels/{run.dataset}/label_stats.json" for run in planned})
+            {f"{folder}/labels/{run.dataset}/label_stats.json" for run in planned}
+        )
     return {"init": [init_evaluation(config, dataset, config["scale"])], "truth": truth, "predictor": predictor}
 
 
@@ -140,8 +141,9 @@ BUILDERS = "rlev.report.builders"
 
 TABLES: dict[str, Table] = {
     "table1": Table(f"{BUILDERS}:table1", MAIN, inputs=main_start),
-    "table2": Table(f"{BUILDERS}:table2", "2. Table 2: out of distribution", "ood", reads=ood_reads,
-                    options=ood_options),
+    "table2": Table(
+        f"{BUILDERS}:table2", "2. Table 2: out of distribution", "ood", reads=ood_reads, options=ood_options
+    ),
     "table3": Table(f"{BUILDERS}:table3", "3. Table 3: noisy values", "noisy", inputs=noisy_inputs),
     "table4": Table(f"{BUILDERS}:table4", ABLATIONS, "ablation", inputs=main_start),
     "table5": Table(f"{BUILDERS}:table5", ABLATIONS, "alpha", inputs=main_start),
@@ -149,10 +151,17 @@ TABLES: dict[str, Table] = {
     "table8": Table(f"{BUILDERS}:table8", MAIN, inputs=main_start),
     "bootstrap": Table(f"{BUILDERS}:bootstrap", MAIN, mem_mb=2000),
     # Figures 3 and 4 come from the same job (rule value_stats): it reads the prepared datasets, not runs.
-    "value_stats": Table("rlev.analysis.value_stats:value_stats", "5. Values (Figures 3-4)", None,
-                         rule="value_stats", mem_mb=2000),
-    "mechanism": Table("rlev.analysis.mechanism:mechanism", "7. Beyond the paper: mechanism", "mechanism",
-                       inputs=mechanism_inputs, options=mechanism_options, mem_mb=2000),
+    "value_stats": Table(
+        "rlev.analysis.value_stats:value_stats", "5. Values (Figures 3-4)", None, rule="value_stats", mem_mb=2000
+    ),
+    "mechanism": Table(
+        "rlev.analysis.mechanism:mechanism",
+        "7. Beyond the paper: mechanism",
+        "mechanism",
+        inputs=mechanism_inputs,
+        options=mechanism_options,
+        mem_mb=2000,
+    ),
 }
 OTHER_GROUP = "6. Other"
 

@@ -82,6 +82,7 @@ from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo import core_algos
 from verl.workers.config import ActorConfig
 
+from rlev import nan_to_null
 from rlev.metrics import human_aligned_accuracy
 from rlev.model import load_policy, render_prompt
 from rlev.progress import progress
@@ -129,8 +130,15 @@ STEP_METRICS: dict[str, str] = {
     "seconds": "wall-clock seconds of the whole step",
 }
 # Keys that measure the machine rather than the run: excluded when comparing two runs.
-TIMING_METRICS = ("completions_per_s", "tokens_per_s", "time_generate", "time_reward", "time_logprob", "time_update",
-                  "seconds")
+TIMING_METRICS = (
+    "completions_per_s",
+    "tokens_per_s",
+    "time_generate",
+    "time_reward",
+    "time_logprob",
+    "time_update",
+    "seconds",
+)
 
 
 # --- advantages: verl's estimators on outcome rewards --------------------------------
@@ -145,8 +153,9 @@ def outcome_token_rewards(scores: torch.Tensor, response_mask: torch.Tensor) -> 
     return token_level
 
 
-def estimator_advantages(estimator: dict, token_level_rewards: torch.Tensor, response_mask: torch.Tensor,
-                         group: np.ndarray) -> torch.Tensor:
+def estimator_advantages(
+    estimator: dict, token_level_rewards: torch.Tensor, response_mask: torch.Tensor, group: np.ndarray
+) -> torch.Tensor:
     """verl's advantage estimator `estimator["adv_estimator"]` on (B, R) token-level rewards.
 
     group: (B,) prompt index of each response (the estimators' `index`). Returns (B, R).
@@ -157,8 +166,9 @@ def estimator_advantages(estimator: dict, token_level_rewards: torch.Tensor, res
         gamma=estimator.get("gamma", 1.0),
     )
     fn = core_algos.get_adv_estimator_fn(estimator["adv_estimator"])
-    kwargs = dict(token_level_rewards=token_level_rewards, response_mask=response_mask.float(), index=group,
-                  config=algo)
+    kwargs = dict(
+        token_level_rewards=token_level_rewards, response_mask=response_mask.float(), index=group, config=algo
+    )
     if estimator["adv_estimator"] == "grpo":
         kwargs["norm_adv_by_std_in_grpo"] = algo.norm_adv_by_std_in_grpo
     advantages, _returns = fn(**kwargs)
@@ -174,8 +184,13 @@ def compute_advantages(estimator: dict, scores: torch.Tensor, response_mask: tor
     return estimator_advantages(estimator, outcome_token_rewards(scores, response_mask), response_mask.cpu(), group)
 
 
-def verified_advantages(estimator: dict, token_level_rewards: torch.Tensor, response_mask: torch.Tensor,
-                        group: np.ndarray, verified: torch.Tensor) -> torch.Tensor:
+def verified_advantages(
+    estimator: dict,
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    group: np.ndarray,
+    verified: torch.Tensor,
+) -> torch.Tensor:
     """verl's estimator over the verified responses alone; the others get advantage 0.
 
     A response the judge could not decide is not a wrong answer: it must not pull its
@@ -187,13 +202,19 @@ def verified_advantages(estimator: dict, token_level_rewards: torch.Tensor, resp
     advantages = torch.zeros_like(token_level_rewards)
     keep = verified.nonzero().squeeze(1)
     if len(keep):
-        advantages[keep] = estimator_advantages(estimator, token_level_rewards[keep], response_mask[keep],
-                                                group[keep.numpy()])
+        advantages[keep] = estimator_advantages(
+            estimator, token_level_rewards[keep], response_mask[keep], group[keep.numpy()]
+        )
     return advantages
 
 
-def kl_in_reward(token_level_scores: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor,
-                 response_mask: torch.Tensor, estimator: dict) -> tuple[torch.Tensor, float]:
+def kl_in_reward(
+    token_level_scores: torch.Tensor,
+    old_logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    response_mask: torch.Tensor,
+    estimator: dict,
+) -> tuple[torch.Tensor, float]:
     """verl's apply_kl_penalty with a fixed controller: rewards = scores - kl_coef * KL per token.
 
     All (B, R) on one device. Returns the token-level rewards and the batch's KL (mean over
@@ -227,16 +248,21 @@ def actor_config(est: dict, setup: dict) -> ActorConfig:
     return ActorConfig(
         strategy="fsdp",
         # verl's vanilla loss reads clip_ratio_low/high (each defaulting to 0.2), not clip_ratio.
-        clip_ratio=est["clip_ratio"], clip_ratio_low=est["clip_ratio"], clip_ratio_high=est["clip_ratio"],
+        clip_ratio=est["clip_ratio"],
+        clip_ratio_low=est["clip_ratio"],
+        clip_ratio_high=est["clip_ratio"],
         loss_agg_mode=est["loss_agg_mode"],
         # seq-mean-token-sum-norm divides by a constant: the response budget, as verl's max_response_length.
         loss_scale_factor=setup["max_new_tokens"],
         entropy_coeff=est["entropy_coeff"],
-        use_kl_loss=est["use_kl_loss"], kl_loss_coef=est["kl_loss_coef"], kl_loss_type=est["kl_loss_type"],
+        use_kl_loss=est["use_kl_loss"],
+        kl_loss_coef=est["kl_loss_coef"],
+        kl_loss_type=est["kl_loss_type"],
         ppo_epochs=setup["ppo_epochs"],
         ppo_mini_batch_size=mini,
         # micro-batches are cut by token count (verl's use_dynamic_bsz), see length_buckets
-        use_dynamic_bsz=True, ppo_max_token_len_per_gpu=setup["micro_batch_tokens"] or 1 << 30,
+        use_dynamic_bsz=True,
+        ppo_max_token_len_per_gpu=setup["micro_batch_tokens"] or 1 << 30,
         rollout_n=n,
     )
 
@@ -283,11 +309,13 @@ def update_policy(model, optimizer, batch: Batch, est: dict, setup: dict, actor:
                 sub = rollout.select(u)  # its rows, response columns cut to its longest response
                 u, width = u.to(mask_all.device), sub.response_len
                 mask = mask_all[u, :width]
-                logp, entropy = response_logprobs(model, sub, setup["temperature"], with_entropy=True,
-                                                  entropy_grad=est["entropy_coeff"] != 0)
+                logp, entropy = response_logprobs(
+                    model, sub, setup["temperature"], with_entropy=True, entropy_grad=est["entropy_coeff"] != 0
+                )
                 old = batch.old_logp[u, :width] if batch.old_logp is not None else logp.detach()
-                pg_loss, pg_metrics = policy_loss(old, logp, batch.advantages[u, :width], mask,
-                                                  est["loss_agg_mode"], config=actor)
+                pg_loss, pg_metrics = policy_loss(
+                    old, logp, batch.advantages[u, :width], mask, est["loss_agg_mode"], config=actor
+                )
                 entropy_loss = core_algos.agg_loss(entropy, mask, est["loss_agg_mode"], **gbi)
                 loss = pg_loss - est["entropy_coeff"] * entropy_loss
                 if est["use_kl_loss"]:
@@ -392,8 +420,9 @@ def _set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(ckpt_dir: Path, steps_done: int, model, optimizer, records: list[dict], run: dict,
-                    batch_size: int) -> Path:
+def save_checkpoint(
+    ckpt_dir: Path, steps_done: int, model, optimizer, records: list[dict], run: dict, batch_size: int
+) -> Path:
     """Write step_<steps_done>.pt atomically (temp file, fsync, rename); keep it and the newest older one."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = ckpt_dir / f"step_{steps_done:06d}.pt"
@@ -419,7 +448,7 @@ def save_checkpoint(ckpt_dir: Path, steps_done: int, model, optimizer, records: 
     # Older checkpoints beyond the fallback go, and so do later ones: those are left from an
     # earlier attempt under a larger rl_steps, and this run's own would replace them.
     older = [p for p in _checkpoint_paths(ckpt_dir) if _checkpoint_step(p) < steps_done]
-    keep = {path, *older[len(older) - (KEEP_CHECKPOINTS - 1):]}
+    keep = {path, *older[len(older) - (KEEP_CHECKPOINTS - 1) :]}
     for other in _checkpoint_paths(ckpt_dir):
         if other not in keep:
             other.unlink()
@@ -494,11 +523,6 @@ def length_by_value_quantile(prompt_values: np.ndarray, lengths: np.ndarray, n: 
     return out
 
 
-def _finite_or_none(record: dict) -> dict:
-    """JSON has no NaN: a non-finite number is written as null."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-
-
 def _check_updates_applied(run: dict, records: list[dict], model) -> None:
     """Refuse to save a policy that no update changed, or one with non-finite weights."""
     setup = run["scale"]
@@ -566,8 +590,15 @@ def _train(run: dict) -> None:
     keep_old = needs_old_logprobs(est, setup)
     group = np.repeat(np.arange(B), n)
     start_step, records = load_checkpoint(ckpt_dir, run, model, optimizer)
-    log.info("%s: %d training prompts, %d steps x %d prompts x %d samples, from step %d", run["run_id"],
-             len(train_rows), setup["rl_steps"], B, n, start_step)
+    log.info(
+        "%s: %d training prompts, %d steps x %d prompts x %d samples, from step %d",
+        run["run_id"],
+        len(train_rows),
+        setup["rl_steps"],
+        B,
+        n,
+        start_step,
+    )
     with open(out_dir / "train" / "metrics.jsonl", "w") as f:  # the resumed run's lines so far
         f.writelines(json.dumps(r) + "\n" for r in records)
     metrics_file = open(out_dir / "train" / "metrics.jsonl", "a")
@@ -580,8 +611,14 @@ def _train(run: dict) -> None:
         # rollout: n samples for each of B prompts; sampling seeded by (seed, step)
         torch.manual_seed(step_seed(seed, step))
         rows = batch_rows(seed, len(train_rows), step, B)
-        ro = generate(model, tokenizer, [prompts[i] for i in rows], n=n, max_new_tokens=setup["max_new_tokens"],
-                      temperature=setup["temperature"])
+        ro = generate(
+            model,
+            tokenizer,
+            [prompts[i] for i in rows],
+            n=n,
+            max_new_tokens=setup["max_new_tokens"],
+            temperature=setup["temperature"],
+        )
         t_gen = time.perf_counter() - t0
         # reward: s(x) * correct - cost (value-independent, unscaled); a truncated response is wrong
         t1 = time.perf_counter()
@@ -597,8 +634,10 @@ def _train(run: dict) -> None:
                 f"{verifier_cfg.get('url')} (the log names each failed request)"
             )
         # tokens with eos, as verl's reward managers count a response
-        cost = torch.tensor(response_cost(run["reward"].get("cost"), ro.response_mask.sum(1).cpu().numpy(),
-                                          setup["max_new_tokens"]), dtype=torch.float32)
+        cost = torch.tensor(
+            response_cost(run["reward"].get("cost"), ro.response_mask.sum(1).cpu().numpy(), setup["max_new_tokens"]),
+            dtype=torch.float32,
+        )
         scores = torch.tensor(reward_scale_by_row[rows_rep], dtype=torch.float32) * correct - cost
         t_reward = time.perf_counter() - t1
         # log-probs the update and the reward need besides the update's own
@@ -611,8 +650,9 @@ def _train(run: dict) -> None:
         token_rewards = outcome_token_rewards(scores, ro.response_mask)
         reward_kl = None
         if est["use_kl_in_reward"]:
-            token_rewards, reward_kl = kl_in_reward(token_rewards, old_logp.cpu(), ref_logp.cpu(),
-                                                    ro.response_mask.cpu(), est)
+            token_rewards, reward_kl = kl_in_reward(
+                token_rewards, old_logp.cpu(), ref_logp.cpu(), ro.response_mask.cpu(), est
+            )
         advantages = verified_advantages(est, token_rewards, ro.response_mask.cpu(), group, verified).to(model.device)
         # loss and step (verl's clipped policy loss, entropy bonus, KL loss)
         t3 = time.perf_counter()
@@ -625,8 +665,11 @@ def _train(run: dict) -> None:
             "reward": scores[verified].mean().item() if verified.any() else None,
             "cost": cost.mean().item(),
             "acc": correct[verified].float().mean().item() if verified.any() else None,
-            "h_acc": (human_aligned_accuracy(human_values[rows_rep][verified.numpy()], correct[verified].numpy())
-                      if verified.any() else None),
+            "h_acc": (
+                human_aligned_accuracy(human_values[rows_rep][verified.numpy()], correct[verified].numpy())
+                if verified.any()
+                else None
+            ),
             "unverified": unverified,
             "length": ro.lengths.float().mean().item(),
             **length_by_value_quantile(human_values[rows], ro.lengths.numpy(), n),
@@ -651,7 +694,7 @@ def _train(run: dict) -> None:
             "time_update": t_update,
             "seconds": time.perf_counter() - t0,
         }
-        record = _finite_or_none(record)
+        record = nan_to_null(record)
         records.append(record)
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()

@@ -430,8 +430,9 @@ def reward_scale_invariance_warning(run: dict) -> str | None:
     reason = value_scale_invariance(settings, run["reward"]["variant"], run["reward"].get("cost"))
     if reason is None:
         return None
-    return scale_invariance_message(f"run {run['run_id']}", run["estimator"]["name"], settings,
-                                    [run["reward"]["variant"]], reason)
+    return scale_invariance_message(
+        f"run {run['run_id']}", run["estimator"]["name"], settings, [run["reward"]["variant"]], reason
+    )
 
 
 # --- compose and validate ---------------------------------------------------------------
@@ -587,7 +588,7 @@ def launch_script(run: dict, overrides: list[str]) -> str:
         # before it. So each launch logs to a file of its own, merged into train/metrics.jsonl
         # afterwards (rlev.train.verl.merge_metrics).
         f"mkdir -p {shlex.quote(str(attempts))}",
-        f'export VERL_FILE_LOGGER_PATH={shlex.quote(str(attempts))}/metrics.$(date -u +%Y%m%dT%H%M%S).$$.jsonl',
+        f"export VERL_FILE_LOGGER_PATH={shlex.quote(str(attempts))}/metrics.$(date -u +%Y%m%dT%H%M%S).$$.jsonl",
         "",
     ]
     multi_node = job_nodes(run) > 1
@@ -714,11 +715,15 @@ def unverified_problem(out_dir: Path | str, max_share: float) -> str | None:
         errors += int(counts.get("errors", 0))
         first_error = first_error or counts.get("first_error")
     if errors:
-        return (f"compute_score could not score {errors} sample(s) because of an error (first: {first_error}); "
-                f"see the reward workers' log. Counts: {out_dir / REWARD_STATS_DIR}")
+        return (
+            f"compute_score could not score {errors} sample(s) because of an error (first: {first_error}); "
+            f"see the reward workers' log. Counts: {out_dir / REWARD_STATS_DIR}"
+        )
     if scored and unverified / scored > max_share:
-        return (f"{unverified} of {scored} samples ({unverified / scored:.1%}) could not be verified, above "
-                f"reward.verifier.max_unverified_share={max_share:g}; is the judge up? Counts: {out_dir / REWARD_STATS_DIR}")
+        return (
+            f"{unverified} of {scored} samples ({unverified / scored:.1%}) could not be verified, above "
+            f"reward.verifier.max_unverified_share={max_share:g}; is the judge up? Counts: {out_dir / REWARD_STATS_DIR}"
+        )
     for path in sorted((out_dir / METRICS_ATTEMPTS_DIR).glob("metrics.*.jsonl")):
         for line in path.read_text().splitlines():
             try:
@@ -730,8 +735,10 @@ def unverified_problem(out_dir: Path | str, max_share: float) -> str | None:
                 if not m or value is None:
                     continue
                 if (m["key"] == "error" and value > 0) or (m["key"] == "unverified" and value > max_share):
-                    return (f"verl's validation at step {record.get('step')} logged {key} = {value:g} "
-                            f"(limit: {'0' if m['key'] == 'error' else f'{max_share:g}'}) in {path}")
+                    return (
+                        f"verl's validation at step {record.get('step')} logged {key} = {value:g} "
+                        f"(limit: {'0' if m['key'] == 'error' else f'{max_share:g}'}) in {path}"
+                    )
     return None
 
 

@@ -129,8 +129,12 @@ def compose(config_name: str, overrides: list[str]):
 def command_lines(command: str, overrides: list[str], raw: tuple[str, ...] = ()) -> list[str]:
     """`command` continued over lines: one shell-quoted override each, then `raw` lines as written
     (for a shell variable), then "$@" (the extra overrides the script is called with)."""
-    return [f"{command} \\", *[f"    {shlex.quote(o)} \\" for o in overrides], *[f"    {r} \\" for r in raw],
-            '    "$@"']
+    return [
+        f"{command} \\",
+        *[f"    {shlex.quote(o)} \\" for o in overrides],
+        *[f"    {r} \\" for r in raw],
+        '    "$@"',
+    ]
 
 
 class _LaunchTemplate(string.Template):
@@ -178,8 +182,9 @@ def stream(cmd: list[str], log_path: Path, check=None, check_every_s: float = 30
     reason: list[str] = []
     with (
         open(log_path, "a") as log,
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                         start_new_session=True) as proc,
+        subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True
+        ) as proc,
     ):
         log.write(f"$ {shlex.join(cmd)}\n")
         done = threading.Event()

@@ -49,7 +49,9 @@ def stop_token_ids(tokenizer, model_path: str | None = None) -> set[int]:
     if path is None:
         logging.getLogger(__name__).warning(
             "no generation_config.json for %s: a response counts as finished only at the tokenizer's eos %s",
-            model_path, sorted(ids))
+            model_path,
+            sorted(ids),
+        )
         return ids
     eos = json.loads(path.read_text()).get("eos_token_id")
     if eos is not None:

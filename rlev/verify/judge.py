@@ -421,8 +421,9 @@ class JudgeVerifier:
             choice = json.loads(raw.decode("utf-8"))["choices"][0]
             content = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as e:  # UnicodeDecodeError is a ValueError
-            raise _RetryableError(f"malformed reply (not UTF-8 JSON with choices[0].message.content): "
-                                  f"{self._excerpt(raw)}") from e
+            raise _RetryableError(
+                f"malformed reply (not UTF-8 JSON with choices[0].message.content): {self._excerpt(raw)}"
+            ) from e
         verdict = parse_verdict(content)
         if verdict is None:
             cut = choice.get("finish_reason") == "length"

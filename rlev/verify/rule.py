@@ -596,4 +596,4 @@ class RuleVerifier:
         ]
 
     def __repr__(self) -> str:
-        return f"RuleVerifier(rel_tol={self.rel_tol}, abs_tol={self.abs_tol}, " f"math_timeout_s={self.math_timeout_s})"
+        return f"RuleVerifier(rel_tol={self.rel_tol}, abs_tol={self.abs_tol}, math_timeout_s={self.math_timeout_s})"

@@ -28,6 +28,7 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
     "source_row",
 )
 
+
 class SourceError(InputError):
     """A source could not be read: the message names the file, and the row where one applies."""
 

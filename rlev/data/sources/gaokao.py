@@ -190,7 +190,7 @@ def update_paper_label(category: str) -> tuple[str | None, str | None]:
     if "新课标" in label or "新高考" in label:  # 新高考I/II are named 新课标I/II from 2023 on
         label = label.replace("全国", "").replace("新高考", "新课标")
     elif label.startswith("高考"):
-        label = "全国" + label[len("高考"):]
+        label = "全国" + label[len("高考") :]
     return label, track
 
 
@@ -296,8 +296,11 @@ def convert_gaokao_bench(root: Path) -> pd.DataFrame:
             if update:
                 label, track = update_paper_label(text_or_empty(category))
                 if label is None:
-                    log.warning("%s: field 'category' names no paper (%.40r...); paper label 'unlabelled'",
-                                where, text_or_empty(category))
+                    log.warning(
+                        "%s: field 'category' names no paper (%.40r...); paper label 'unlabelled'",
+                        where,
+                        text_or_empty(category),
+                    )
                     label = "unlabelled"
                 if paper == "数学":
                     paper = maths_paper(track)

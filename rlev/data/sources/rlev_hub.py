@@ -126,8 +126,7 @@ def frame_from_rlev_rows(raw: pd.DataFrame, rows, file: str, split: str | None, 
     missing = [f for f in REQUIRED_FIELDS if f not in raw.columns]
     if missing:
         raise SourceError(
-            f"{file}: missing RLEV field(s) {', '.join(missing)}; its columns are: "
-            f"{', '.join(map(str, raw.columns))}"
+            f"{file}: missing RLEV field(s) {', '.join(missing)}; its columns are: {', '.join(map(str, raw.columns))}"
         )
     rows = list(rows)
     turns = [split_query(q, f"{file}: row {r}") for q, r in zip(raw["query"].tolist(), rows)]
@@ -183,7 +182,7 @@ def _hub_files(hf_id: str, revision: str | None, splits: list[str], language: st
         chosen = pick_files(listed, split, language)
         if not chosen:
             raise SourceError(
-                f"{hf_id}: no data file for split {split!r} and language {language!r} among: " f"{', '.join(listed)}"
+                f"{hf_id}: no data file for split {split!r} and language {language!r} among: {', '.join(listed)}"
             )
         for name in chosen:
             local = hf_hub_download(hf_id, name, repo_type="dataset", revision=revision)

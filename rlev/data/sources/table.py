@@ -125,6 +125,8 @@ _EXPECTED = {
     ".csv": "a header row, then one row per question",
     ".parquet": "a parquet table",
 }
+
+
 def _require_utf8(path: Path) -> None:
     """Stop at the first byte that is not UTF-8, naming its line and offset: spreadsheets on
     Chinese Windows save CSV as GBK, which would otherwise fail as a bare UnicodeDecodeError."""
@@ -153,8 +155,9 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
         # written, to be reported, not silently turned into NaN here.
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding=ENCODING)
     except pd.errors.EmptyDataError as err:
-        raise SourceError(f"{path}: no header row (the file holds only blank lines); expected "
-                          f"{_EXPECTED['.csv']}") from err
+        raise SourceError(
+            f"{path}: no header row (the file holds only blank lines); expected {_EXPECTED['.csv']}"
+        ) from err
     except pd.errors.ParserError as err:
         found = _CSV_FIELDS.search(str(err))
         if found is None:
@@ -162,7 +165,7 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
         expected, line, saw = found.groups()
         raise SourceError(
             f"{path}: line {line}: {saw} fields where the header has {expected}; quote a cell that holds "
-            "a comma (\"a, b\")"
+            'a comma ("a, b")'
         ) from err
     return frame, np.arange(2, len(frame) + 2, dtype=np.int64)
 

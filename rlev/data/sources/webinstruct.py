@@ -113,14 +113,21 @@ def sample_rows(frame: pd.DataFrame, split: str, train_per_category: int, test_r
     chosen = []
     known = frame["difficulty"].isin(list(DIFFICULTY_POINTS))
     if (~known).any():
-        log.warning("%s: %d training rows have no known difficulty category and are not sampled (labels: %s)",
-                    frame["source_file"].iloc[0], int((~known).sum()),
-                    sorted({str(v) for v in frame.loc[~known, "difficulty"]})[:10])
+        log.warning(
+            "%s: %d training rows have no known difficulty category and are not sampled (labels: %s)",
+            frame["source_file"].iloc[0],
+            int((~known).sum()),
+            sorted({str(v) for v in frame.loc[~known, "difficulty"]})[:10],
+        )
     for name in DIFFICULTY_POINTS:
         idx = np.flatnonzero((frame["difficulty"] == name).to_numpy())
         if len(idx) < train_per_category:
-            log.warning("WebInstruct: category %s has %d training rows, fewer than %d; all are used",
-                        name, len(idx), train_per_category)
+            log.warning(
+                "WebInstruct: category %s has %d training rows, fewer than %d; all are used",
+                name,
+                len(idx),
+                train_per_category,
+            )
         chosen.append(idx[rng.permutation(len(idx))[:train_per_category]])
     return frame.iloc[np.sort(np.concatenate(chosen))].reset_index(drop=True)
 
@@ -171,8 +178,9 @@ def _read_hub(cfg: dict) -> dict[str, pd.DataFrame]:
 def load_webinstruct(cfg: dict, base_dir: Path = Path(".")) -> pd.DataFrame:
     """WebInstruct-verified as canonical records: the paper's per-category training sample and test sample."""
     frames = _read_local(cfg, base_dir) if "path" in cfg else _read_hub(cfg)
-    parts = [sample_rows(frames[split], split, cfg["train_per_category"], cfg["test_rows"], cfg["seed"])
-             for split in SPLITS]
+    parts = [
+        sample_rows(frames[split], split, cfg["train_per_category"], cfg["test_rows"], cfg["seed"]) for split in SPLITS
+    ]
     out = pd.concat(parts, ignore_index=True)
     log.info("WebInstruct: %s", out.groupby(["split", "difficulty"], dropna=False).size().to_dict())
     return out
