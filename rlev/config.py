@@ -380,13 +380,18 @@ def _check_scale_invariance(config: dict) -> None:
             settings = config["estimators"][est]
             by_reason: dict[str, list[str]] = {}
             costs = exp.get("costs") or [config["reward"].get("cost")]
+            noop_costs: set[str] = set()
             for v in exp["rewards"]:
                 # a run with a value-independent cost is never a no-op; the experiment's runs without one may be
-                reason = next((r for c in costs if (r := value_scale_invariance(settings, v, c))), None)
-                if reason:
-                    by_reason.setdefault(reason, []).append(v)
+                found = [(r, c) for c in costs if (r := value_scale_invariance(settings, v, c))]
+                if found:
+                    by_reason.setdefault(found[0][0], []).append(v)
+                    noop_costs |= {(c or {}).get("kind", "none") for _, c in found}
+            where = f"experiments.{name}"
+            if len(costs) > 1 and len(noop_costs) < len(costs):  # say which of its runs, not all of them
+                where += f" (its runs with cost {', '.join(sorted(noop_costs))})"
             for reason, variants in by_reason.items():
-                message = scale_invariance_message(f"experiments.{name}", est, settings, variants, reason)
+                message = scale_invariance_message(where, est, settings, variants, reason)
                 if reason != "adam" and not exp.get("allow_scale_invariant", False):
                     raise ConfigError(message)
                 prefix = "" if reason == "adam" else "(allowed by allow_scale_invariant) "

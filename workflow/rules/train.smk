@@ -6,7 +6,7 @@
 # The run's resolved configuration, saved first: every job of the run reads it (an input),
 # so its outputs depend on exactly this run, and a change of any setting the run reads
 # rewrites it (params: its fingerprint) and reruns the run's jobs after it. Written in
-# Snakemake's own process: no job start-up.
+# Snakemake's own process (force-use-threads in profiles/default): no job start-up.
 rule run_config:
     output:
         "results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
