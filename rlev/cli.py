@@ -79,39 +79,15 @@ def cmd_synth(args) -> None:
 
 def cmd_prepare(args) -> None:
     from rlev.data.prepare import prepare
-    from rlev.data.validate import DataValidationError
 
     spec = read_spec(args.spec)
-    rejects = Path(args.out) / "rejects.csv"
-    try:
-        prepare(spec["source"], Path(args.out), args.dataset, **spec["data"])
-    except DataValidationError as e:
-        where = ""
-        if args.rejects_log and rejects.exists():
-            _copy(rejects, Path(args.rejects_log))
-            where = f"\nEvery rejected row, with file, row, field and reason: {args.rejects_log}"
-        raise SystemExit(f"rlev prepare: error: {e}{where}") from None
-    if args.rejects_log:
-        _copy(rejects, Path(args.rejects_log))
-
-
-def _copy(src: Path, dst: Path) -> None:
-    import shutil
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
+    prepare(spec["source"], Path(args.out), args.dataset, **spec["data"], rejects_log=args.rejects_log)
 
 
 def cmd_init_model(args) -> None:
-    import pandas as pd
+    from rlev.sft import init_model
 
-    from rlev.model import build_tiny
-    from rlev.sft import sft_examples
-
-    spec = read_spec(args.spec)
-    train = pd.read_parquet(args.train)
-    texts = [q for q, _, responses in sft_examples(train, args.demos) for q in [q, *responses]]
-    build_tiny(texts, spec["tiny"], Path(args.out))
+    init_model(read_spec(args.spec)["tiny"], Path(args.train), args.demos, Path(args.out))
 
 
 def cmd_sft(args) -> None:

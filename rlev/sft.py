@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from rlev.data.arithmetic import ANSWER_MARK
-from rlev.model import load_policy, render_prompt
+from rlev.model import build_tiny, load_policy, render_prompt
 from rlev.progress import progress
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,14 @@ def sft_examples(train: pd.DataFrame, demos_path: Path | None) -> list[tuple[str
         (row.question, row.system, demos.get(row.id, [f"{ANSWER_MARK}{row.answer}"]))
         for row in train.itertuples(index=False)
     ]
+
+
+def init_model(tiny: dict, train_path: Path, demos_path: Path | None, out_dir: Path) -> None:
+    """The tiny Qwen2 and its byte-level BPE (rlev.model.build_tiny), the tokenizer learnt from the
+    texts SFT will show it: every training question and both answer forms."""
+    train = pd.read_parquet(train_path)
+    texts = [q for q, _, responses in sft_examples(train, demos_path) for q in [q, *responses]]
+    build_tiny(texts, tiny, out_dir)
 
 
 def encode(tokenizer, question: str, system: str, response: str) -> tuple[list[int], int]:

@@ -58,10 +58,45 @@ def value_stats(values: pd.Series) -> dict:
 
 
 def prepare(
+    source_cfg: dict,
+    out_dir: Path,
+    dataset: str,
+    test_share: float,
+    split_seed: int,
+    max_reject_share: float,
+    rejects_log: Path | None = None,
+) -> dict:
+    """Run the whole prepare stage for one dataset; returns the stats written to stats.json.
+
+    `rejects_log`: a copy of rejects.csv in a folder that survives a failed job (Snakemake deletes
+    a failed job's outputs, not its logs), written on success and on a validation error alike.
+    """
+    out_dir = Path(out_dir)
+    rejects = out_dir / "rejects.csv"
+    try:
+        stats = _prepare(source_cfg, out_dir, dataset, test_share, split_seed, max_reject_share)
+    except DataValidationError as err:
+        if rejects_log is None or not rejects.exists():
+            raise
+        _copy(rejects, Path(rejects_log))
+        raise DataValidationError(
+            f"{err}\nEvery rejected row, with file, row, field and reason: {rejects_log}", err.result
+        ) from None
+    if rejects_log is not None:
+        _copy(rejects, Path(rejects_log))
+    return stats
+
+
+def _copy(src: Path, dst: Path) -> None:
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+
+
+def _prepare(
     source_cfg: dict, out_dir: Path, dataset: str, test_share: float, split_seed: int, max_reject_share: float
 ) -> dict:
-    """Run the whole prepare stage for one dataset; returns the stats written to stats.json."""
-    out_dir = Path(out_dir)
     raw = load_source(source_cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
