@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from rlev.report.render import write_table
-from rlev.report.runs import REWARD_NAMES, STARTING_POLICY, aggregate, load_run, runs_and_start
+from rlev.report.runs import REWARD_NAMES, aggregate, load_run, runs_and_start, starting_policy_row
 
 
 def cell(row, metric: str, digits: int = 1) -> str:
@@ -346,20 +346,7 @@ def table2(runs: list[str], base: str | None, benchmarks: list[str], out: Path) 
     start = {}
     if base:
         start = {b: ood(Path(base) / b / "metrics.json") for b in benchmarks}
-        rows.insert(
-            0,
-            {
-                "estimator": STARTING_POLICY,
-                "scale": scale,
-                "reward": "-",
-                "alpha": "-",
-                "form": "-",
-                "seed": None,
-                "run": str(base),
-                "params": {},
-                **{b: m["acc"] for b, m in start.items()},
-            },
-        )
+        rows.insert(0, starting_policy_row(base, scale, metrics={b: m["acc"] for b, m in start.items()}))
     frame = pd.DataFrame(rows)
     table, keys = aggregate(frame, KEYS, benchmarks)
     notes = []

@@ -110,9 +110,13 @@ def load_run(run_dir: str | Path) -> dict:
     return {**run_identity(run_dir), **metrics, "verifier": metrics.get("verifier", "rule")}
 
 
-def starting_policy_row(eval_dir: str | Path, scale: str, extra: dict | None = None) -> dict:
-    """A table row for the starting policy from its evaluation folder (metrics.json), shaped like load_run's."""
-    metrics = json.loads((Path(eval_dir) / "metrics.json").read_text())
+def starting_policy_row(
+    eval_dir: str | Path, scale: str, extra: dict | None = None, metrics: dict | None = None
+) -> dict:
+    """A table row for the starting policy, shaped like load_run's: its evaluation folder's numbers
+    (`metrics`, by default the folder's metrics.json) and `extra`."""
+    if metrics is None:
+        metrics = json.loads((Path(eval_dir) / "metrics.json").read_text())
     return {
         "estimator": STARTING_POLICY,
         "scale": scale,
