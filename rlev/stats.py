@@ -55,6 +55,20 @@ class BootstrapResult:
     n_clusters: int = 0  # exams (or prompts) drawn from
 
 
+def align_by_id(frames: list[pd.DataFrame], what: str) -> list[pd.DataFrame]:
+    """Each frame indexed by prompt id in one order (frame 0's ids, sorted), so row i is the same
+    prompt in all of them; refuses frames that cover other prompts than frame 0 (`what` names a
+    frame in the message, e.g. "seed pair")."""
+    ids = frames[0]["id"].sort_values().to_numpy()
+    aligned = []
+    for k, frame in enumerate(frames):
+        f = frame.set_index("id")
+        if len(f) != len(ids) or not f.index.isin(ids).all():
+            raise ValueError(f"{what} {k} covers other prompts than {what} 0 (the same test split?)")
+        aligned.append(f.loc[ids])
+    return aligned
+
+
 def paired_samples(treatment: pd.DataFrame, baseline: pd.DataFrame, what: str = "") -> pd.DataFrame:
     """One row per test prompt: id, value, correct_t, correct_b (and exam_id), matched on `id`.
 
@@ -113,14 +127,8 @@ def paired_bootstrap(
         raise ValueError(f"cluster must be 'exam' or 'prompt', not {cluster!r}")
     if cluster == "exam" and "exam_id" not in pairs[0].columns:
         raise ValueError("cluster='exam' needs an exam_id column in the evaluation samples (or use cluster='prompt')")
-    ids = pairs[0]["id"].sort_values().to_numpy()
-    aligned = []
-    for k, p in enumerate(pairs):
-        p = p.set_index("id")
-        if len(p) != len(ids) or not p.index.isin(ids).all():
-            raise ValueError(f"seed pair {k} covers other prompts than seed pair 0")
-        aligned.append(p.loc[ids])
-    n = len(ids)
+    aligned = align_by_id(pairs, "seed pair")
+    n = len(aligned[0])
     # (S, n) per seed pair: weight of each prompt in the metric, and the per-prompt difference.
     weight = np.stack([a["value"].to_numpy() if metric == "h_acc" else np.ones(n) for a in aligned])
     delta = np.stack([(a["correct_t"] - a["correct_b"]).to_numpy() for a in aligned])

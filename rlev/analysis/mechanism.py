@@ -41,6 +41,7 @@ import yaml
 
 from rlev.metrics import mean_and_interval
 from rlev.report.render import write_table
+from rlev.stats import align_by_id
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +149,7 @@ def permutation_test(
     `outcome`). Points are permuted among the prompts of each difficulty level; the same
     permutation is applied to every seed. p = (1 + #{|perm| >= |observed|}) / (1 + B).
     """
-    ids = frames[0]["id"].sort_values().to_numpy()
-    aligned = []
-    for k, frame in enumerate(frames):
-        f = frame.set_index("id")
-        if len(f) != len(ids) or not f.index.isin(ids).all():
-            raise ValueError(f"permutation test: run {k} answered other prompts than run 0 (same test split?)")
-        aligned.append(f.loc[ids])
+    aligned = align_by_id(frames, "run")
     first = aligned[0]
     groups = first["difficulty"].to_numpy()
     xd = _demean(first["points"].to_numpy(float), groups)
@@ -169,7 +164,7 @@ def permutation_test(
     for start in range(0, permutations, CHUNK):  # chunks bound the memory at large test sets
         size = min(CHUNK, permutations - start)
         # permute the demeaned points within each level: the level means (and sxx) do not change
-        index = np.tile(np.arange(len(ids)), (size, 1))
+        index = np.tile(np.arange(len(first)), (size, 1))
         for m in members:
             index[:, m] = rng.permuted(np.tile(m, (size, 1)), axis=1)
         null = (xd[index] @ yd) / sxx
