@@ -73,34 +73,10 @@ def collate(batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tens
     return input_ids, attention, labels
 
 
-def train_sft(
-    init_dir: Path,
-    out_dir: Path,
-    train: pd.DataFrame,
-    demos_path: Path | None,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    threads: int,
-    seed: int,
-    device: str = "auto",
-    dtype: str = "float32",
-    metrics_path: Path | None = None,
-) -> None:
-    """The policy warm start: SFT on the training split's demonstrations (see sft_examples)."""
-    fit_sft(
-        init_dir,
-        out_dir,
-        sft_examples(train, demos_path),
-        steps,
-        batch_size,
-        lr,
-        threads,
-        seed,
-        device,
-        dtype,
-        metrics_path,
-    )
+def train_sft(init_dir: Path, out_dir: Path, train: pd.DataFrame, demos_path: Path | None, *args, **kwargs) -> None:
+    """The policy warm start: fit_sft on the training split's demonstrations (see sft_examples);
+    the other arguments are fit_sft's (steps, batch_size, lr, threads, seed, device, dtype, metrics_path)."""
+    fit_sft(init_dir, out_dir, sft_examples(train, demos_path), *args, **kwargs)
 
 
 def fit_sft(
