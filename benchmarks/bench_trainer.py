@@ -45,8 +45,7 @@ def build_task(work: Path, args) -> tuple[Path, Path, Path]:
     """Synthetic exams -> prepared train split, tiny Qwen2, SFT warm start. Returns (train, demos, sft dir)."""
     from rlev.data.prepare import prepare
     from rlev.data.synthetic import generate
-    from rlev.model import build_tiny
-    from rlev.sft import sft_examples, train_sft
+    from rlev.sft import init_model, train_sft
 
     records, demos = generate(args.train_exams, 2, 10, seed=1234)
     exams, demos_path = work / "exams.jsonl", work / "demos.jsonl"
@@ -61,8 +60,6 @@ def build_task(work: Path, args) -> tuple[Path, Path, Path]:
         max_reject_share=0.0,
     )
     train_path = work / "data" / "train.parquet"
-    train = pd.read_parquet(train_path)
-    texts = [t for q, _, responses in sft_examples(train, demos_path) for t in [q, *responses]]
     shape = dict(
         vocab_size=320,
         hidden_size=64,
@@ -72,7 +69,8 @@ def build_task(work: Path, args) -> tuple[Path, Path, Path]:
         intermediate_size=256,
         max_position=256,
     )
-    build_tiny(texts, shape, work / "init")
+    init_model(shape, train_path, demos_path, work / "init")
+    train = pd.read_parquet(train_path)
     train_sft(work / "init", work / "sft", train, demos_path, args.sft_steps, 64, 3e-3, args.threads, seed=0)
     return train_path, demos_path, work / "sft"
 

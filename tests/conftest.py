@@ -52,8 +52,7 @@ def toy(tmp_path_factory):
     import pandas as pd
 
     from rlev.data.prepare import prepare
-    from rlev.model import build_tiny
-    from rlev.sft import sft_examples, train_sft
+    from rlev.sft import init_model, train_sft
 
     root = tmp_path_factory.mktemp("toy")
     rng = random.Random(0)
@@ -86,10 +85,7 @@ def toy(tmp_path_factory):
         split_seed=0,
         max_reject_share=0.0,
     )
-    train = pd.read_parquet(root / "data" / "train.parquet")
-    texts = [t for q, _, responses in sft_examples(train, root / "demos.jsonl") for t in [q, *responses]]
-    build_tiny(
-        texts,
+    init_model(
         dict(
             vocab_size=280,
             hidden_size=32,
@@ -99,7 +95,10 @@ def toy(tmp_path_factory):
             intermediate_size=64,
             max_position=64,
         ),
+        root / "data" / "train.parquet",
+        root / "demos.jsonl",
         root / "init",
     )
+    train = pd.read_parquet(root / "data" / "train.parquet")
     train_sft(root / "init", root / "sft", train, root / "demos.jsonl", 150, 32, 1e-2, 1, seed=0, device="cpu")
     return {"train": root / "data" / "train.parquet", "sft": root / "sft", "root": root}
