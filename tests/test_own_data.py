@@ -35,16 +35,8 @@ def write_own_csv(path, exams: int = 12, questions: int = 5, seed: int = 3) -> N
     import pandas as pd
 
     records, _ = generate(exams, 0, questions, seed=seed)
-    frame = pd.DataFrame(records).rename(
-        columns={
-            "id": "qid",
-            "exam_id": "paper",
-            "question": "text",
-            "answer": "gold",
-            "score": "points",
-            "total": "paper_total",
-        }
-    )[["qid", "paper", "text", "gold", "points", "paper_total"]]
+    columns = MINE["columns"]  # the user's name of each canonical field
+    frame = pd.DataFrame(records).rename(columns=columns)[list(columns.values())]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False, lineterminator="\r\n").encode("utf-8"))
 

@@ -1,5 +1,5 @@
 """Training back ends: `local` (single process, CPU or one GPU) and `verl` (GPUs, Ray); `train_run`
-is what `rlev train` (the rule `train`) runs."""
+is what `rlev train` (the rules `train_local` and `train_verl`) runs."""
 
 from __future__ import annotations
 
