@@ -8,7 +8,7 @@ Snakemake rules pass) or a path to a YAML/JSON file (e.g. a run's saved config.y
     rlev prepare --spec '{"source": "table", ...}' --dataset synthetic --out results/data/synthetic
     rlev init-model --spec SCALE --train results/data/synthetic/train.parquet --demos ... --out DIR
     rlev sft     --spec SCALE --init DIR --train ... --demos ... --out DIR
-    rlev values  --spec RUN --train TRAIN.parquet --verl-train VERL_TRAIN.parquet --out RUN_DIR
+    rlev values  --spec RUN        # the values the run trains with (`rlev train` writes them first), without training
     rlev train   --spec results/runs/<...>/config.yaml   # (local back end: then evaluates it, eval/)
     rlev train   --spec edited.yaml --out hand/run1      # a hand-made run, outside results/runs/
     rlev evaluate --spec SCALE|RUN/config.yaml --model DIR --test results/data/synthetic/test.parquet --out DIR
@@ -113,9 +113,12 @@ def cmd_sft(args) -> None:
 
 
 def cmd_values(args) -> None:
+    import pandas as pd
+
     from rlev.values import write_values
 
-    write_values(read_spec(args.spec), Path(args.train), Path(args.verl_train), Path(args.out))
+    run = read_spec(args.spec)
+    write_values(run, pd.read_parquet(run["dataset"]["train"]))
 
 
 def cmd_train(args) -> None:
@@ -320,14 +323,7 @@ def main(argv: list[str] | None = None, as_process: bool | None = None) -> None:
         ("--out", dict(required=True)),
         ("--metrics", dict(default=None)),
     )
-    add(
-        "values",
-        cmd_values,
-        spec,
-        ("--train", dict(required=True, help="canonical training parquet")),
-        ("--verl-train", dict(required=True, help="the dataset's verl training parquet")),
-        ("--out", dict(required=True, help="the run directory")),
-    )
+    add("values", cmd_values, spec)
     add(
         "train",
         cmd_train,

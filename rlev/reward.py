@@ -13,9 +13,9 @@ formula for one value.
 
 verl calls `compute_score` once per response (configured through
 `reward.custom_reward_function.{path,name}` with reward kwargs variant / alpha / form /
-verifier, see `rlev.train.verl`). How the row's scale reaches it: the run's `values` stage
-writes the run's own verl training file, whose `extra_info` carries `value` (the
-variant's v) and `scale` (s(x)) for every row, computed by the same
+verifier, see `rlev.train.verl`). How the row's scale reaches it: the run's training job
+first writes the run's own verl training file (rlev.values.write_values), whose `extra_info`
+carries `value` (the variant's v) and `scale` (s(x)) for every row, computed by the same
 `rlev.values.reward_scales` the local trainer calls; compute_score uses `extra_info.scale`
 as is. Rows without a `scale` (verl's validation on the shared test file) are scored
 with s(v) of their own human value (1 for correctness): validation reports the
@@ -192,7 +192,7 @@ def _row_scale(extra_info: dict, variant: str, alpha: float, form: str) -> tuple
         raise ValueError(
             f"compute_score: training row {extra_info.get('id', '?')!r} has no extra_info.scale, but the "
             f"{variant!r} variant's scale needs the whole training set; train on the run's own verl file "
-            "written by the values stage (rlev.values.write_values), not the shared one"
+            "written when its training starts (rlev.values.write_values), not the prepare stage's"
         )
     if variant not in VARIANTS:
         raise ValueError(f"unknown reward variant {variant!r}; choose one of {VARIANTS}")

@@ -18,22 +18,22 @@ One variant per run (`run["reward"]["variant"]`), with the run's alpha and rewar
                                                          Table 3 "predicted"
 
 `reward_scales(run, train_rows)` is the one function that gives every training row its
-reward scale s(x). `write_values` (the workflow's `values` rule, `rlev values --spec RUN ...`)
-writes beside the run
+reward scale s(x). `write_values` writes beside the run, when its training starts (each back
+end's `train` calls it first, so the rules train_local and train_verl have these as outputs,
+and a hand-made run records them too)
 
     values.parquet        id, value (the variant's v), scale (s(x)) per training row
-    verl_train.parquet    the dataset's verl training file with extra_info.value set to
-                          the variant's v and extra_info.scale added
+    verl_train.parquet    (verl scales) verl's training file of the rows, as the prepare stage
+                          writes it, with extra_info.value set to the variant's v and
+                          extra_info.scale added
     rejects.csv           (verl scales) training prompts longer than the scale's
                           max_prompt_length, which verl drops without naming them
                           (rlev.data.validate.overlong_prompts)
 
-and the run's `dataset.verl_train` points at that file, so verl's compute_score reads
-each row's s(x) from extra_info. The local trainer reads values.parquet (`run_reward_scales`):
-a workflow run's from the values rule, matched to the training rows by id; a run outside
-results/runs/ (`rlev train --spec X --out DIR`) has no values rule, so the trainer computes
-the table with the same `value_table` and writes it there, recording the s(x) it trained with.
-Both back ends train with the same numbers.
+and the run's `dataset.verl_train` points at that file, so verl's compute_score reads each
+row's s(x) from extra_info; the local trainer uses the table it wrote. Both back ends train
+with the same numbers. (Computing them in the training job, not a job of their own, spares
+the workflow one job per run: 78 SLURM jobs of the paper's matrix.)
 
 Naming: "scale" alone is the config's model-size block (`run["scale"]`, the `{scale}`
 wildcard); the paper's s(x) is a "reward scale" in code (`reward_scale`, `reward_scales`). Only
@@ -49,7 +49,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlev import InputError
 from rlev.reward import FORMS, VARIANTS, reward_scale
 
 log = logging.getLogger(__name__)
@@ -155,81 +154,35 @@ def write_value_table(run: dict, rows: pd.DataFrame, out_dir: Path) -> pd.DataFr
     return table
 
 
-def read_reward_scales(path: Path, rows: pd.DataFrame) -> np.ndarray:
-    """s(x) of each of `rows` (in row order) from a values file, matched by row id.
-
-    The file must hold exactly the training rows' ids, each once: else an InputError names the
-    file and what does not match.
-    """
-    table = pd.read_parquet(path, columns=["id", "scale"])
-    by_id = pd.Series(table["scale"].to_numpy(dtype=np.float64), index=table["id"].astype(str).to_numpy())
-    ids = rows["id"].astype(str)
-    missing = ids[~ids.isin(by_id.index)].tolist()
-    duplicated = by_id.index[by_id.index.duplicated()].tolist()
-    if missing or duplicated or len(by_id) != len(rows):
-        raise InputError(
-            f"{path} does not match the {len(rows)} training rows: it has {len(by_id)} rows"
-            + (f", ids missing from it: {missing[:5]}" if missing else "")
-            + (f", ids it repeats: {duplicated[:5]}" if duplicated else "")
-            + "; rerun the values stage (`rlev values`, the workflow's `values` rule) for this run"
-        )
-    return by_id.loc[ids.to_numpy()].to_numpy()
-
-
-def run_reward_scales(run: dict, rows: pd.DataFrame) -> np.ndarray:
-    """s(x) for each training row of `run`, as its run directory records it in values.parquet.
-
-    A workflow run (its out_dir under results/runs/) reads the file the values rule wrote; a
-    run elsewhere (a hand-made one, a test) has no values rule: its table is computed here with
-    value_table and written, so that its directory records the s(x) it trained with.
-    """
-    from rlev.config import RUNS_DIR
-
-    out_dir = Path(run["out_dir"])
-    path = out_dir / VALUES_FILE
-    if Path(RUNS_DIR).resolve() in [out_dir.resolve(), *out_dir.resolve().parents]:
-        if not path.exists():
-            raise InputError(
-                f"{path}: the run's values file is missing; the workflow's `values` rule "
-                f"writes it (rlev values --spec {out_dir / 'config.yaml'} ...)"
-            )
-        return read_reward_scales(path, rows)
-    return write_value_table(run, rows, out_dir)["scale"].to_numpy()
-
-
-def verl_values_file(table: pd.DataFrame, verl_in: Path, verl_out: Path) -> None:
-    """Copy verl's training file, setting extra_info.value / adding extra_info.scale per row id."""
+def verl_values_file(table: pd.DataFrame, rows: pd.DataFrame, data_source: str, verl_out: Path) -> None:
+    """verl's training file of `rows` (rlev.data.verl_export, the prepare stage's format) with
+    extra_info.value set to the variant's v and extra_info.scale added; `table` is value_table(run, rows),
+    in the same row order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    data = pq.read_table(verl_in)
+    from rlev.data.verl_export import VERL_SCHEMA, to_verl_frame
+
+    data = pa.Table.from_pandas(to_verl_frame(rows, data_source), schema=VERL_SCHEMA, preserve_index=False)
     extra = data.column("extra_info").combine_chunks()
     fields = {f.name: extra.field(i) for i, f in enumerate(extra.type)}
-    ids = fields["id"].to_pylist()
-    by_id = dict(zip(table["id"], range(len(table))))
-    if len(by_id) != len(table):
-        raise ValueError("training rows have duplicate ids; the values file could not be matched to verl's file")
-    missing = [i for i in ids if i not in by_id]
-    if missing or len(ids) != len(table):
-        raise ValueError(
-            f"{verl_in} has {len(ids)} rows and the training data {len(table)}; ids missing from the "
-            f"training data: {missing[:5]} (re-run the prepare stage)"
-        )
-    order = [by_id[i] for i in ids]
-    fields["value"] = pa.array(table["value"].to_numpy()[order], pa.float64())
-    fields["scale"] = pa.array(table["scale"].to_numpy()[order], pa.float64())
+    fields["value"] = pa.array(table["value"].to_numpy(), pa.float64())
+    fields["scale"] = pa.array(table["scale"].to_numpy(), pa.float64())
     struct = pa.StructArray.from_arrays(list(fields.values()), names=list(fields))
     data = data.set_column(data.schema.get_field_index("extra_info"), "extra_info", struct)
     verl_out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(data, verl_out)
 
 
-def write_values(run: dict, train: Path, verl_train: Path, out_dir: Path) -> pd.DataFrame:
-    """The values stage of one run: values.parquet and verl_train.parquet in `out_dir`."""
-    rows = pd.read_parquet(train)
+def write_values(run: dict, rows: pd.DataFrame) -> pd.DataFrame:
+    """The values of one run (its training rows `rows`), where the run config says: values.parquet in
+    its `out_dir`, and on the verl back end its own verl training file (`dataset.verl_train`) and
+    rejects.csv; returns the table."""
+    out_dir = Path(run["out_dir"])
     table = write_value_table(run, rows, out_dir)
-    verl_values_file(table, verl_train, out_dir / "verl_train.parquet")
-    if run.get("scale", {}).get("backend") == "verl":  # verl drops prompts over its budget without naming them
+    if run.get("scale", {}).get("backend") == "verl":
+        verl_values_file(table, rows, run["dataset"]["name"], Path(run["dataset"]["verl_train"]))
+        # verl drops prompts over its budget without naming them
         from rlev.data.validate import load_tokenizer, overlong_prompts, write_rejects
 
         setup = run["scale"]

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from rlev.data.verl_export import write_verl_parquet
 from test_report_tables import VALUES, write_run
 
 HEAVY = ("torch", "transformers", "verl", "ray", "aiohttp", "pandas", "numpy", "matplotlib")
@@ -69,20 +68,14 @@ def test_values_command_loads_no_torch(tmp_path):
         }
     )
     rows.to_parquet(tmp_path / "train.parquet")
-    write_verl_parquet(rows, tmp_path / "verl.parquet", data_source="synthetic")
-    run = {"run_id": "test/human", "seed": 0, "reward": {"variant": "human", "alpha": 10, "form": "additive_clipped"}}
-    loaded, _ = rlev_command(
-        "values",
-        "--spec",
-        json.dumps(run),
-        "--train",
-        str(tmp_path / "train.parquet"),
-        "--verl-train",
-        str(tmp_path / "verl.parquet"),
-        "--out",
-        str(tmp_path / "run"),
-        cwd=tmp_path,
-    )
+    run = {
+        "run_id": "test/human",
+        "out_dir": str(tmp_path / "run"),
+        "seed": 0,
+        "dataset": {"name": "synthetic", "train": str(tmp_path / "train.parquet")},
+        "reward": {"variant": "human", "alpha": 10, "form": "additive_clipped"},
+    }
+    loaded, _ = rlev_command("values", "--spec", json.dumps(run), cwd=tmp_path)
     assert len(pd.read_parquet(tmp_path / "run" / "values.parquet")) == 3
     assert not loaded & {"torch", "transformers", "verl", "ray"}, loaded
 

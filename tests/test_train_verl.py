@@ -302,12 +302,37 @@ def test_last_checkpoint_and_merge_command(tmp_path):
 def test_train_without_gpu_writes_files_then_fails_clearly(tmp_path, echo_reward, monkeypatch):
     import torch
 
+    from test_verl_export import validated
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     run = make_run(tmp_path)
+    validated().to_parquet(tmp_path / "rows.parquet")
+    run["dataset"].update(train=str(tmp_path / "rows.parquet"), verl_train=str(tmp_path / "run" / "verl_train.parquet"))
     with pytest.raises(RuntimeError, match="needs CUDA GPUs"):
         V.train(run)
-    assert (tmp_path / "run" / "verl_train.sh").is_file()
-    assert (tmp_path / "run" / "verl_config.yaml").is_file()
+    for name in ("values.parquet", "verl_train.parquet", "rejects.csv", "verl_train.sh", "verl_config.yaml"):
+        assert (tmp_path / "run" / name).is_file(), name
+
+
+def test_a_hand_made_verl_run_trains_on_its_own_verl_file(tmp_path, echo_reward, monkeypatch):
+    """`rlev train --spec X --out DIR`: the run's values and verl file move to DIR with it, and its
+    saved config says so (the spec's run directory is left as it was)."""
+    import torch
+    import yaml
+
+    from rlev.train import train_run
+    from test_verl_export import validated
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = make_run(tmp_path)
+    validated().to_parquet(tmp_path / "rows.parquet")
+    run["dataset"].update(train=str(tmp_path / "rows.parquet"), verl_train=str(tmp_path / "run" / "verl_train.parquet"))
+    with pytest.raises(RuntimeError, match="needs CUDA GPUs"):
+        train_run(run, out=str(tmp_path / "hand"))
+    assert (tmp_path / "hand" / "verl_train.parquet").is_file() and not (tmp_path / "run").exists()
+    saved = yaml.safe_load((tmp_path / "hand" / "config.yaml").read_text())
+    assert saved["dataset"]["verl_train"] == str(tmp_path / "hand" / "verl_train.parquet")
+    assert V.compose_verl_config(V.verl_overrides(saved)).data.train_files == saved["dataset"]["verl_train"]
 
 
 def test_missing_scale_key_is_named(tmp_path):
@@ -533,17 +558,15 @@ class _Judge:
 
 
 def _run_parquet(tmp_path):
-    """A run's verl training file as the values rule writes it (extra_info: question, value, scale)."""
+    """A run's verl training file as its training job writes it (extra_info: question, value, scale)."""
     import pandas as pd
 
-    from rlev.data.verl_export import write_verl_parquet
     from rlev.values import verl_values_file
     from test_verl_export import validated
 
     records = validated()
-    shared = write_verl_parquet(records, tmp_path / "shared.parquet", data_source="rlev")
     table = pd.DataFrame({"id": records["id"], "value": [0.02, 0.05, 0.08], "scale": [1.2, 1.5, 1.8]})
-    verl_values_file(table, shared, tmp_path / "run_train.parquet")
+    verl_values_file(table, records, "rlev", tmp_path / "run_train.parquet")
     return tmp_path / "run_train.parquet"
 
 

@@ -285,20 +285,17 @@ def test_overlong_prompts_without_a_tokenizer_use_a_byte_bound_that_misses_none(
 
 
 def test_values_stage_of_a_verl_run_lists_overlong_prompts(tmp_path):
-    """The values stage is where a run's scale (its prompt budget) meets the data."""
-    import copy
-
+    """A run's values (written when its training starts) are where its scale (its prompt budget) meets the data."""
     from conftest import REPO
     from rlev.config import Run, load_config, run_config
-    from rlev.data.verl_export import write_verl_parquet
     from rlev.values import write_values
 
     config = load_config(REPO / "config.yaml", {"scale": "7B"})
     rc = run_config(config, Run("synthetic", "7B", "rloo", "human-a10-additive_clipped", 0))
+    rc["out_dir"] = str(tmp_path / "run")
+    rc["dataset"]["verl_train"] = str(tmp_path / "run" / "verl_train.parquet")
     rows = validate_records(_prompts(["1+1=?", "y" * 5000, "2+2=?"])).kept.assign(difficulty=None, split="train")
-    rows.to_parquet(tmp_path / "train.parquet")
-    write_verl_parquet(rows, tmp_path / "verl.parquet", data_source="mine")
-    write_values(copy.deepcopy(rc), tmp_path / "train.parquet", tmp_path / "verl.parquet", tmp_path / "run")
+    write_values(rc, rows)
     report = pd.read_csv(tmp_path / "run" / "rejects.csv")
     assert report["id"].tolist() == ["q1"] and report["source_row"].tolist() == [3]
     assert "more than max_prompt_length 1024" in report["reason"].item()

@@ -17,7 +17,7 @@ from rlev.config import Run, load_config, run_config
 from rlev.data.difficulty import DIFFICULTY_POINTS
 from rlev.data.verl_export import write_verl_parquet
 from rlev.reward import reward_scale
-from rlev.values import reward_scales, value_table, variant_values, write_values
+from rlev.values import VALUES_FILE, reward_scales, value_table, variant_values, write_values
 
 VALUES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
 DIFFICULTY = ["primary", "junior", "senior", "university", "phd", "senior"]
@@ -165,11 +165,9 @@ def test_verl_path_scores_with_the_local_scales(tmp_path, rows, variant, form):
     rc["dataset"]["verl_test"] = str(tmp_path / "verl_test.parquet")
     rc["dataset"]["verl_train"] = str(tmp_path / "run" / "verl_train.parquet")
 
-    # the values stage, as the workflow runs it
-    rows = rows.iloc[::-1].reset_index(drop=True)  # verl's file keeps its own order: matched by id
-    rows.to_parquet(tmp_path / "train.parquet")
-    write_verl_parquet(rows.iloc[::-1], tmp_path / "verl_shared.parquet", data_source="synthetic")
-    write_values(copy.deepcopy(rc), tmp_path / "train.parquet", tmp_path / "verl_shared.parquet", tmp_path / "run")
+    # the run's values, as its training job writes them first
+    rows = rows.iloc[::-1].reset_index(drop=True)
+    write_values(copy.deepcopy(rc), rows)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -191,54 +189,29 @@ def test_verl_path_scores_with_the_local_scales(tmp_path, rows, variant, form):
         assert wrong["score"] == 0.0 and wrong["scale"] == pytest.approx(local[extra["id"]])
 
 
-def test_values_file_must_match_verl_file(tmp_path, rows):
-    rows.to_parquet(tmp_path / "train.parquet")
-    write_verl_parquet(rows.iloc[:4], tmp_path / "verl.parquet", data_source="synthetic")
-    with pytest.raises(ValueError, match="has 4 rows and the training data 6"):
-        write_values(run_of("human"), tmp_path / "train.parquet", tmp_path / "verl.parquet", tmp_path / "out")
+def test_a_runs_verl_file_is_the_prepare_stages_with_its_values(tmp_path, rows):
+    """The verl file a verl run trains on is the prepare stage's file of its rows, row for row, with
+    only extra_info.value (the variant's v) and extra_info.scale (s(x)) its own."""
+    config = load_config(REPO / "config.yaml", {"scale": "7B"})
+    rc = run_config(config, Run("synthetic", "7B", "rloo", "shuffled-a10-additive_clipped", 1))
+    rc["out_dir"] = str(tmp_path / "run")
+    rc["dataset"]["verl_train"] = str(tmp_path / "run" / "verl_train.parquet")
+    table = write_values(copy.deepcopy(rc), rows)
+    prepared = pd.read_parquet(write_verl_parquet(rows, tmp_path / "prepared.parquet", data_source="synthetic"))
+    own = pd.read_parquet(rc["dataset"]["verl_train"])
+    pd.testing.assert_frame_equal(own.drop(columns="extra_info"), prepared.drop(columns="extra_info"))
+    for mine, theirs, v, s in zip(own["extra_info"], prepared["extra_info"], table["value"], table["scale"]):
+        assert {k: mine[k] for k in theirs if k != "value"} == {k: x for k, x in theirs.items() if k != "value"}
+        assert (mine["value"], mine["scale"]) == (v, s)
+    assert table["value"].tolist() != rows["value"].tolist()  # shuffled: not the human v
+    assert table["scale"].tolist() == reward_scales(rc, rows).tolist()
 
 
-def test_the_local_trainer_reads_the_values_stage_file_matched_by_id(tmp_path, rows, monkeypatch):
-    """A workflow run (under results/runs/) trains with the s(x) the values stage wrote, matched by row
-    id, not recomputed; a file that does not hold exactly the training rows is an error naming it."""
-    from rlev import InputError
-    from rlev.values import VALUES_FILE, run_reward_scales
-
-    monkeypatch.chdir(tmp_path)
-    run = {**run_of("shuffled"), "out_dir": "results/runs/synthetic/tiny/rloo/shuffled/seed0"}
-    with pytest.raises(InputError, match=r"values.parquet: the run's values file is missing"):
-        run_reward_scales(run, rows)
-    rows.to_parquet(tmp_path / "train.parquet")
-    write_verl_parquet(rows, tmp_path / "verl.parquet", data_source="synthetic")
-    write_values(run, tmp_path / "train.parquet", tmp_path / "verl.parquet", tmp_path / run["out_dir"])
-    path = tmp_path / run["out_dir"] / VALUES_FILE
-    expected = reward_scales(run, rows)
-    assert run_reward_scales(run, rows).tolist() == expected.tolist()  # bit-identical
-    table = pd.read_parquet(path)
-    table.iloc[::-1].to_parquet(path)  # another order: matched by id
-    assert run_reward_scales(run, rows).tolist() == expected.tolist()
-    table.assign(scale=9.0).to_parquet(path)  # what the file says is what the run trains with
-    assert run_reward_scales(run, rows).tolist() == [9.0] * len(rows)
-    table.iloc[:4].to_parquet(path)
-    with pytest.raises(
-        InputError,
-        match=rf"^{run['out_dir']}/values.parquet does not match the 6 training rows: it "
-        r"has 4 rows, ids missing from it: \['q4', 'q5'\]",
-    ):
-        run_reward_scales(run, rows)
-    pd.concat([table.iloc[:5], table.iloc[:1]]).to_parquet(path)
-    with pytest.raises(InputError, match=r"ids missing from it: \['q5'\], ids it repeats: \['q0'\]"):
-        run_reward_scales(run, rows)
-
-
-def test_a_hand_made_run_computes_and_records_its_values(tmp_path, rows):
-    """Outside results/runs/ no values rule runs: the trainer computes the table with the values stage's
-    function and writes it, replacing a stale one."""
-    from rlev.values import VALUES_FILE, run_reward_scales
-
+def test_write_values_records_what_the_run_trains_with(tmp_path, rows):
+    """values.parquet is written again for each training (a stale one is replaced); a local run gets no verl file."""
     run = {**run_of("human", alpha=5.0), "out_dir": str(tmp_path / "hand" / "run1")}
     (tmp_path / "hand" / "run1").mkdir(parents=True)
     value_table(run_of("human", alpha=20.0), rows).to_parquet(tmp_path / "hand" / "run1" / VALUES_FILE)  # stale
-    scales = run_reward_scales(run, rows)
-    assert scales.tolist() == reward_scales(run, rows).tolist()
+    assert write_values(run, rows)["scale"].tolist() == reward_scales(run, rows).tolist()
     assert pd.read_parquet(tmp_path / "hand" / "run1" / VALUES_FILE).equals(value_table(run, rows))
+    assert sorted(p.name for p in (tmp_path / "hand" / "run1").iterdir()) == [VALUES_FILE]

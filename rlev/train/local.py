@@ -52,9 +52,8 @@ out of the loss, and counted in `unverified`. A step with more than
 none of whose updates could be applied (every gradient non-finite) stops instead of
 saving the unchanged policy as its result.
 
-Reward scales: s(x) of each training row comes from the run's values.parquet (written by the
-workflow's values rule; for a run outside results/runs/, computed and written by the trainer
-with the same function, rlev.values.run_reward_scales).
+Reward scales: s(x) of each training row, computed when the run starts and written to its
+values.parquet (rlev.values.write_values, the verl back end's function too).
 
 Writes into the run directory: train/metrics.jsonl (one line per step, names in
 STEP_METRICS) and model/ (the final policy in Hugging Face format).
@@ -90,7 +89,7 @@ from rlev.reward import response_cost
 from rlev.rollout import Rollout, batch_logprobs, generate, length_buckets, response_logprobs
 from rlev.tracking import start_wandb
 from rlev.train.lock import run_lock
-from rlev.values import run_reward_scales
+from rlev.values import write_values
 from rlev.verify import run_verifier
 
 log = logging.getLogger(__name__)
@@ -569,7 +568,7 @@ def _train(run: dict) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     train_rows = pd.read_parquet(run["dataset"]["train"])
-    reward_scale_by_row = run_reward_scales(run, train_rows)  # s(x) per training row (the run's values.parquet)
+    reward_scale_by_row = write_values(run, train_rows)["scale"].to_numpy()  # s(x) per training row
     human_values = train_rows["value"].to_numpy()  # h_acc is always measured with the human v
     answers, questions = train_rows["answer"].astype(str).to_numpy(), train_rows["question"].to_numpy()
     verifier_cfg = run["reward"].get("verifier") or {"kind": "rule"}

@@ -753,15 +753,21 @@ def max_unverified_share(run: dict) -> float:
 def train(run: dict) -> None:
     """Train one run with verl and leave a Hugging Face model in `<out_dir>/model`.
 
-    Validates the config and writes the launch files first, so a machine without GPUs
-    still gets a checked, runnable script; then it stops with a clear error. While verl
+    Writes the run's values and verl training file (rlev.values.write_values), validates the
+    config and writes the launch files first, so a machine without GPUs still gets a checked,
+    runnable script; then it stops with a clear error. While verl
     runs, the run is stopped when samples cannot be scored (unverified_problem); after it,
     the launches' metrics are merged into train/metrics.jsonl.
     """
+    import pandas as pd
+
+    from rlev.values import write_values
+
     out_dir = Path(run["out_dir"])
     warning = reward_scale_invariance_warning(run)
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
+    write_values(run, pd.read_parquet(run["dataset"]["train"]))
     script = write_launch(run, out_dir)
 
     import torch

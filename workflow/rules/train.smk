@@ -22,43 +22,23 @@ rule run_config:
         write_run_config(config, get_run(wildcards), output[0], log[0])
 
 
-# The run's value variant (rlev.values): v and s(x) per training row in values.parquet (what
-# the local trainer reads, matched by row id), and verl's training file with them in
-# extra_info (what compute_score reads on the verl back end).
-rule values:
-    input:
-        config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
-        # the dataset's training split; a `predicted` run's carries the predictor's labels
-        train=get_run_train_data,
-        verl_train="results/data/{dataset}/verl/train.parquet",
-    output:
-        values="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/values.parquet",
-        verl_train="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/verl_train.parquet",
-    log:
-        "results/logs/values/{dataset}/{scale}/{estimator}/{reward}/seed{seed}.log",
-    conda:
-        "../../envs/cpu.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    params:
-        out=lambda wc, output: os.path.dirname(output.values),
-    shell:
-        "rlev values --spec {input.config} --train {input.train} --verl-train {input.verl_train} "
-        "--out {params.out} 2> {log}"
-
-
+# Each training job first writes the run's value variant (rlev.values.write_values): v and
+# s(x) per training row in values.parquet, and on the verl back end verl's training file with
+# them in extra_info (what compute_score reads). Not a job of its own: it reads nothing the
+# training does not, and a job per run would be 78 more SLURM jobs in the paper's matrix.
+#
 # The local back end trains, then evaluates the final policy greedily on the test split
 # and takes Figure 2's EOS probabilities, all in one process (torch is imported once per
 # run, not three times).
 rule train_local:
     input:
         config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
+        # the dataset's training split; a `predicted` run's carries the predictor's labels
         train=get_run_train_data,
-        values="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/values.parquet",
         init=get_policy_init,
         test="results/data/{dataset}/test.parquet",
     output:
+        values="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/values.parquet",
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/train/metrics.jsonl",
         model=directory("results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model"),
         samples="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/eval/samples.parquet",
@@ -80,10 +60,12 @@ rule train_local:
 rule train_verl:
     input:
         config="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/config.yaml",
-        # the run's own copy: extra_info carries each row's value and scale (rule values)
-        verl_train="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/verl_train.parquet",
+        train=get_run_train_data,
         verl_test="results/data/{dataset}/verl/test.parquet",
     output:
+        values="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/values.parquet",
+        # the run's own copy: extra_info carries each row's value and scale
+        verl_train="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/verl_train.parquet",
         metrics="results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/train/metrics.jsonl",
         model=directory("results/runs/{dataset}/{scale}/{estimator}/{reward}/seed{seed}/model"),
     log:
