@@ -32,8 +32,8 @@ and a hand-made run records them too)
 
 and the run's `dataset.verl_train` points at that file, so verl's compute_score reads each
 row's s(x) from extra_info; the local trainer uses the table it wrote. Both back ends train
-with the same numbers. (Computing them in the training job, not a job of their own, spares
-the workflow one job per run: 78 SLURM jobs of the paper's matrix.)
+with the same numbers. (Computed in the training job, not a job of their own: that job reads
+nothing the training does not, and would be one more cluster job per run.)
 
 Naming: "scale" alone is the config's model-size block (`run["scale"]`, the `{scale}`
 wildcard); the paper's s(x) is a "reward scale" in code (`reward_scale`, `reward_scales`). Only

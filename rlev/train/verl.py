@@ -755,9 +755,9 @@ def train(run: dict) -> None:
 
     Writes the run's values and verl training file (rlev.values.write_values), validates the
     config and writes the launch files first, so a machine without GPUs still gets a checked,
-    runnable script; then it stops with a clear error. While verl
-    runs, the run is stopped when samples cannot be scored (unverified_problem); after it,
-    the launches' metrics are merged into train/metrics.jsonl.
+    runnable script; then it stops with a clear error. While verl runs, the run is stopped
+    when samples cannot be scored (unverified_problem); after it, the launches' metrics are
+    merged into train/metrics.jsonl.
     """
     import pandas as pd
 
