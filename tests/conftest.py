@@ -1,10 +1,13 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -39,6 +42,44 @@ BAD_CSV_COLUMNS = {
     "difficulty": "level",
     "split": "fold",
 }
+
+
+def readme_section(title: str) -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end]
+
+
+def readme_bullet(prefix: str) -> str:
+    """The bullet of "Changing one thing" that starts with `prefix`, up to the next bullet."""
+    section = readme_section("Changing one thing")
+    found = re.search(rf"^- {re.escape(prefix)}.*?(?=^- |^\S|\Z)", section, re.S | re.M)
+    assert found, f"README's 'Changing one thing' has no bullet starting {prefix!r}"
+    return found.group(0)
+
+
+def yaml_block(bullet: str) -> dict:
+    block = re.search(r"```yaml\n(.*?)```", bullet, re.S)
+    assert block, "the bullet has no ```yaml block"
+    return yaml.safe_load(textwrap.dedent(block.group(1)))
+
+
+def save_gpt2(tokenizer, out: Path, n_positions: int, seed: int) -> Path:
+    """An untrained GPT-2 (learned positions, no GQA: not rlev's own tiny model) of `tokenizer`'s
+    vocabulary, saved with the tokenizer as a Hugging Face model directory at `out`."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    ids = dict(bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=24, n_layer=2, n_head=2, n_positions=n_positions,
+        pad_token_id=tokenizer.pad_token_id, **ids,
+    )  # fmt: skip
+    GPT2LMHeadModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 @pytest.fixture(scope="module")

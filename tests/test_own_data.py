@@ -11,23 +11,12 @@ import copy
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, readme_bullet, yaml_block
 from rlev.config import ConfigError, plan_runs, validate
 from rlev.data.synthetic import generate
 
-# The README's block, verbatim in substance: a CSV in the user's own column names.
-MINE = {
-    "source": "table",
-    "path": "data/mine.csv",
-    "columns": {
-        "id": "qid",
-        "exam_id": "paper",
-        "question": "text",
-        "answer": "gold",
-        "score": "points",
-        "total": "paper_total",
-    },
-}
+# The README's block itself: a CSV in the user's own column names.
+MINE = yaml_block(readme_bullet("your own exam data"))["datasets"]["mine"]
 
 
 def write_own_csv(path, exams: int = 12, questions: int = 5, seed: int = 3) -> None:

@@ -10,42 +10,20 @@ from __future__ import annotations
 
 import re
 import shlex
-import textwrap
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, readme_bullet, readme_section, run_snakemake, yaml_block
 from rlev.report.runs import STARTING_POLICY
 from test_own_data import write_own_csv
 from test_workflow import planned_jobs, planned_tables
 
 
-def readme_section(title: str) -> str:
-    text = (REPO / "README.md").read_text()
-    start = text.index(f"## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start:end]
-
-
-def readme_bullet(prefix: str) -> str:
-    """The bullet of "Changing one thing" that starts with `prefix`, up to the next bullet."""
-    section = readme_section("Changing one thing")
-    found = re.search(rf"^- {re.escape(prefix)}.*?(?=^- |^\S|\Z)", section, re.S | re.M)
-    assert found, f"README's 'Changing one thing' has no bullet starting {prefix!r}"
-    return found.group(0)
-
-
 def commands(bullet: str) -> list[list[str]]:
     """The snakemake commands a bullet gives (in backticks), as argument lists."""
     return [shlex.split(c) for c in re.findall(r"`(snakemake [^`]+)`", bullet.replace("\n  ", " "))]
-
-
-def yaml_block(bullet: str) -> dict:
-    block = re.search(r"```yaml\n(.*?)```", bullet, re.S)
-    assert block, "the bullet has no ```yaml block"
-    return yaml.safe_load(textwrap.dedent(block.group(1)))
 
 
 def smoke_config() -> dict:

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
+from conftest import save_gpt2
 from rlev.data.synthetic import generate as synthetic_exams
 from rlev.model import build_tiny, load_policy, render_prompt, train_tokenizer
 from rlev.rollout import _next_tokens, batch_logprobs, generate, length_buckets, response_logprobs
@@ -43,20 +43,7 @@ def gpt2(tmp_path_factory, exams):
     """A differently built causal LM: GPT-2 blocks, learned positions, no GQA."""
     records, demos = exams
     tokenizer = train_tokenizer([r["question"] for r in records] + [d["worked"] for d in demos], 280)
-    torch.manual_seed(2)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_embd=24,
-        n_layer=2,
-        n_head=2,
-        n_positions=128,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    out = tmp_path_factory.mktemp("gpt2")
-    GPT2LMHeadModel(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    out = save_gpt2(tokenizer, tmp_path_factory.mktemp("gpt2"), n_positions=128, seed=2)
     model, tokenizer = load_policy(out, "cpu")
     return model.eval(), tokenizer
 

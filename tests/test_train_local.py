@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import AutoTokenizer, GPT2LMHeadModel
 
 import rlev.train.local as local
-from conftest import REPO
+from conftest import REPO, save_gpt2
 from rlev.config import Run, reward_tag, run_config, validate
 from rlev.model import load_policy, render_prompt
 from rlev.rollout import generate
@@ -269,21 +269,7 @@ def test_a_checkpoint_of_another_configuration_is_not_resumed(toy, tmp_path):
 
 def test_a_gpt2_model_directory_trains(toy, tmp_path):
     """Any Hugging Face causal LM directory, here GPT-2 blocks of another shape and the toy tokenizer."""
-    tokenizer = AutoTokenizer.from_pretrained(toy["sft"])
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_embd=24,
-        n_layer=2,
-        n_head=2,
-        n_positions=64,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model_dir = tmp_path / "gpt2"
-    GPT2LMHeadModel(config).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = save_gpt2(AutoTokenizer.from_pretrained(toy["sft"]), tmp_path / "gpt2", n_positions=64, seed=0)
     # an entropy bonus gives a gradient even though the untrained model is never right
     run = make_run(toy, tmp_path / "run", {"adv_estimator": "rloo", "entropy_coeff": 0.01}, model=model_dir)
     local.train(run)
