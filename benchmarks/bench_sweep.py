@@ -194,7 +194,8 @@ def print_table(summary: dict, title: str) -> None:
         )
 
 
-PAPER_MATRIX = ("--profile", str(REPO / "profiles" / "slurm"), "--config", "scale=7B", "dataset=rlev")
+SLURM_PROFILE = ("--profile", str(REPO / "profiles" / "slurm"))
+PAPER_MATRIX = (*SLURM_PROFILE, "--config", "scale=7B", "dataset=rlev")
 # Snakemake's own cost of planning: N jobs that each write one file, under the same profile.
 TRIVIAL_WORKFLOW = """
 rule all:
@@ -226,7 +227,7 @@ def plan_timings(workdir: Path, repeats: int) -> dict:
     trivial.mkdir()
     (trivial / "Snakefile").write_text(TRIVIAL_WORKFLOW)
     floor = {
-        n: median_seconds(repeats, "-n", *PAPER_MATRIX[:2], "--config", f"jobs={n}", cwd=trivial,
+        n: median_seconds(repeats, "-n", *SLURM_PROFILE, "--config", f"jobs={n}", cwd=trivial,
                           snakefile=trivial / "Snakefile")[0]
         for n in (2, jobs)
     }  # fmt: skip
