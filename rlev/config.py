@@ -553,8 +553,6 @@ def run_config(config: dict, run: Run) -> dict:
         name=run.dataset,
         train=f"{data_dir}/train.parquet",
         test=f"{data_dir}/test.parquet",
-        # the run's own copy carrying each row's value and scale (rlev.values.write_values, when its training starts)
-        verl_train=f"{run.path}/verl_train.parquet",
         verl_test=f"{data_dir}/verl/test.parquet",
     )
     if reward["variant"] == "predicted":  # the score predictor's labelled copy (rlev.predictor)

@@ -30,8 +30,8 @@ and a hand-made run records them too)
                           max_prompt_length, which verl drops without naming them
                           (rlev.data.validate.overlong_prompts)
 
-and the run's `dataset.verl_train` points at that file, so verl's compute_score reads each
-row's s(x) from extra_info; the local trainer uses the table it wrote. Both back ends train
+and verl trains on that file (`run_verl_train`: in the run's directory, so a run moved with
+`rlev train --out` takes it along), so verl's compute_score reads each row's s(x) from extra_info; the local trainer uses the table it wrote. Both back ends train
 with the same numbers. (Computed in the training job, not a job of their own: that job reads
 nothing the training does not, and would be one more cluster job per run.)
 
@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 WEAK_DIVISOR = 100.0  # the paper divides the category's points by 100 (WebInstruct: total = 100)
 PREDICTED_COLUMN = "predicted_value"
 VALUES_FILE = "values.parquet"  # <run dir>/values.parquet: id, value (v), scale (s(x)) per training row
+VERL_TRAIN_FILE = "verl_train.parquet"  # <run dir>/verl_train.parquet: verl's training file of a verl run
 
 
 def _row_name(rows: pd.DataFrame, i: int) -> str:
@@ -163,10 +164,10 @@ def verl_values_file(table: pd.DataFrame, rows: pd.DataFrame, data_source: str, 
 
     from rlev.data.verl_export import VERL_SCHEMA, to_verl_frame
 
-    data = pa.Table.from_pandas(to_verl_frame(rows, data_source), schema=VERL_SCHEMA, preserve_index=False)
+    frame = to_verl_frame(rows.assign(value=table["value"].to_numpy()), data_source)
+    data = pa.Table.from_pandas(frame, schema=VERL_SCHEMA, preserve_index=False)
     extra = data.column("extra_info").combine_chunks()
     fields = {f.name: extra.field(i) for i, f in enumerate(extra.type)}
-    fields["value"] = pa.array(table["value"].to_numpy(), pa.float64())
     fields["scale"] = pa.array(table["scale"].to_numpy(), pa.float64())
     struct = pa.StructArray.from_arrays(list(fields.values()), names=list(fields))
     data = data.set_column(data.schema.get_field_index("extra_info"), "extra_info", struct)
@@ -174,14 +175,19 @@ def verl_values_file(table: pd.DataFrame, rows: pd.DataFrame, data_source: str, 
     pq.write_table(data, verl_out)
 
 
+def run_verl_train(run: dict) -> Path:
+    """The verl training file of `run`, with its rows' values and scales: in the run's directory."""
+    return Path(run["out_dir"]) / VERL_TRAIN_FILE
+
+
 def write_values(run: dict, rows: pd.DataFrame) -> pd.DataFrame:
     """The values of one run (its training rows `rows`), where the run config says: values.parquet in
-    its `out_dir`, and on the verl back end its own verl training file (`dataset.verl_train`) and
+    its `out_dir`, and on the verl back end its own verl training file (run_verl_train) and
     rejects.csv; returns the table."""
     out_dir = Path(run["out_dir"])
     table = write_value_table(run, rows, out_dir)
     if run.get("scale", {}).get("backend") == "verl":
-        verl_values_file(table, rows, run["dataset"]["name"], Path(run["dataset"]["verl_train"]))
+        verl_values_file(table, rows, run["dataset"]["name"], run_verl_train(run))
         # verl drops prompts over its budget without naming them
         from rlev.data.validate import load_tokenizer, overlong_prompts, write_rejects
 

@@ -23,7 +23,7 @@ def write_run(root, estimator, reward, seed, correct, values, lengths=None, alph
         "reward": {"variant": reward, "alpha": alpha, "form": "additive_clipped"},
         "seed": seed,
         "out_dir": str(run),
-        "dataset": {"name": "d", "verl_train": str(run / "verl_train.parquet")},
+        "dataset": {"name": "d"},
         **config_extra,
     }
     (run / "config.yaml").write_text(yaml.safe_dump(config))

@@ -44,8 +44,7 @@ def make_run(tmp_path: Path, estimator="rloo", scale=PAPER_7B, variant="human", 
         "run_id": f"rlev/{scale['name']}/{estimator}/{variant}-a{alpha:g}-additive_clipped/seed0",
         "out_dir": str(tmp_path / "run"),
         "seed": 0,
-        "dataset": {"name": "rlev", "verl_train": str(tmp_path / "train.parquet"),
-                    "verl_test": str(tmp_path / "test.parquet")},
+        "dataset": {"name": "rlev", "verl_test": str(tmp_path / "test.parquet")},
         # a run config holds every schema key, defaults filled (rlev.config.run_config)
         "scale": fill_defaults(scale, "scale"),
         "estimator": fill_defaults({"name": estimator, **ESTIMATORS[estimator]}, "estimator"),
@@ -307,7 +306,7 @@ def test_train_without_gpu_writes_files_then_fails_clearly(tmp_path, echo_reward
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     run = make_run(tmp_path)
     validated().to_parquet(tmp_path / "rows.parquet")
-    run["dataset"].update(train=str(tmp_path / "rows.parquet"), verl_train=str(tmp_path / "run" / "verl_train.parquet"))
+    run["dataset"]["train"] = str(tmp_path / "rows.parquet")
     with pytest.raises(RuntimeError, match="needs CUDA GPUs"):
         V.train(run)
     for name in ("values.parquet", "verl_train.parquet", "rejects.csv", "verl_train.sh", "verl_config.yaml"):
@@ -315,8 +314,8 @@ def test_train_without_gpu_writes_files_then_fails_clearly(tmp_path, echo_reward
 
 
 def test_a_hand_made_verl_run_trains_on_its_own_verl_file(tmp_path, echo_reward, monkeypatch):
-    """`rlev train --spec X --out DIR`: the run's values and verl file move to DIR with it, and its
-    saved config says so (the spec's run directory is left as it was)."""
+    """`rlev train --spec X --out DIR`: the run's values and verl file are written in DIR, and verl
+    trains on that file (the spec's run directory is left as it was)."""
     import torch
     import yaml
 
@@ -326,13 +325,13 @@ def test_a_hand_made_verl_run_trains_on_its_own_verl_file(tmp_path, echo_reward,
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     run = make_run(tmp_path)
     validated().to_parquet(tmp_path / "rows.parquet")
-    run["dataset"].update(train=str(tmp_path / "rows.parquet"), verl_train=str(tmp_path / "run" / "verl_train.parquet"))
+    run["dataset"]["train"] = str(tmp_path / "rows.parquet")
     with pytest.raises(RuntimeError, match="needs CUDA GPUs"):
         train_run(run, out=str(tmp_path / "hand"))
     assert (tmp_path / "hand" / "verl_train.parquet").is_file() and not (tmp_path / "run").exists()
     saved = yaml.safe_load((tmp_path / "hand" / "config.yaml").read_text())
-    assert saved["dataset"]["verl_train"] == str(tmp_path / "hand" / "verl_train.parquet")
-    assert V.compose_verl_config(V.verl_overrides(saved)).data.train_files == saved["dataset"]["verl_train"]
+    train_files = V.compose_verl_config(V.verl_overrides(saved)).data.train_files
+    assert train_files == str(tmp_path / "hand" / "verl_train.parquet")
 
 
 def test_missing_scale_key_is_named(tmp_path):
@@ -557,17 +556,17 @@ class _Judge:
         self.server.server_close()
 
 
-def _run_parquet(tmp_path):
+def _run_parquet(run_dir):
     """A run's verl training file as its training job writes it (extra_info: question, value, scale)."""
     import pandas as pd
 
-    from rlev.values import verl_values_file
+    from rlev.values import VERL_TRAIN_FILE, verl_values_file
     from test_verl_export import validated
 
     records = validated()
     table = pd.DataFrame({"id": records["id"], "value": [0.02, 0.05, 0.08], "scale": [1.2, 1.5, 1.8]})
-    verl_values_file(table, records, "rlev", tmp_path / "run_train.parquet")
-    return tmp_path / "run_train.parquet"
+    verl_values_file(table, records, "rlev", run_dir / VERL_TRAIN_FILE)
+    return run_dir / VERL_TRAIN_FILE
 
 
 def _v1_reward_call(worker, tokenizer, row, response: str, eos: bool):
@@ -608,7 +607,7 @@ def test_v1_reward_loop_scores_a_runs_parquet_and_a_failing_judge_stops_the_run(
     policy = tmp_path / "policy"
     tokenizer = tiny_tokenizer()
     tokenizer.save_pretrained(policy)
-    parquet = _run_parquet(tmp_path)
+    parquet = _run_parquet(tmp_path / "run")  # where make_run's run trains
     dataset = RLHFDataset(data_files=str(parquet), tokenizer=tokenizer,
                           config=OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 512,
                                                    "cache_dir": str(tmp_path / "verl_cache")}))  # fmt: skip
@@ -616,7 +615,6 @@ def test_v1_reward_loop_scores_a_runs_parquet_and_a_failing_judge_stops_the_run(
 
     judge = _Judge()
     run = make_run(tmp_path, "rloo", scale={**PAPER_7B, "model": str(policy)})
-    run["dataset"]["verl_train"] = str(parquet)
     run["reward"].update(verifier=fill_defaults({"kind": "judge", "model": "judge", "url": judge.url}, "verifier"),
                          judge_max_retries=0,
                          judge_timeout_s=2)  # fmt: skip

@@ -293,7 +293,6 @@ def test_values_stage_of_a_verl_run_lists_overlong_prompts(tmp_path):
     config = load_config(REPO / "config.yaml", {"scale": "7B"})
     rc = run_config(config, Run("synthetic", "7B", "rloo", "human-a10-additive_clipped", 0))
     rc["out_dir"] = str(tmp_path / "run")
-    rc["dataset"]["verl_train"] = str(tmp_path / "run" / "verl_train.parquet")
     rows = validate_records(_prompts(["1+1=?", "y" * 5000, "2+2=?"])).kept.assign(difficulty=None, split="train")
     write_values(rc, rows)
     report = pd.read_csv(tmp_path / "run" / "rejects.csv")

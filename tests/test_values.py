@@ -163,7 +163,6 @@ def test_verl_path_scores_with_the_local_scales(tmp_path, rows, variant, form):
     rc = run_config(config, run)
     rc["out_dir"] = str(tmp_path / "run")
     rc["dataset"]["verl_test"] = str(tmp_path / "verl_test.parquet")
-    rc["dataset"]["verl_train"] = str(tmp_path / "run" / "verl_train.parquet")
 
     # the run's values, as its training job writes them first
     rows = rows.iloc[::-1].reset_index(drop=True)
@@ -172,9 +171,9 @@ def test_verl_path_scores_with_the_local_scales(tmp_path, rows, variant, form):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cfg = V.compose_verl_config(V.verl_overrides(rc))
-    assert cfg.data.train_files == rc["dataset"]["verl_train"]
+    assert cfg.data.train_files == str(tmp_path / "run" / "verl_train.parquet")
     score_fn = get_custom_reward_fn(cfg)  # verl's own loader, with the run's reward kwargs
-    verl_rows = pd.read_parquet(rc["dataset"]["verl_train"])
+    verl_rows = pd.read_parquet(cfg.data.train_files)
     local = dict(zip(rows["id"], reward_scales(rc, rows)))
     for _, r in verl_rows.iterrows():
         extra = dict(r["extra_info"])
@@ -195,10 +194,9 @@ def test_a_runs_verl_file_is_the_prepare_stages_with_its_values(tmp_path, rows):
     config = load_config(REPO / "config.yaml", {"scale": "7B"})
     rc = run_config(config, Run("synthetic", "7B", "rloo", "shuffled-a10-additive_clipped", 1))
     rc["out_dir"] = str(tmp_path / "run")
-    rc["dataset"]["verl_train"] = str(tmp_path / "run" / "verl_train.parquet")
     table = write_values(copy.deepcopy(rc), rows)
     prepared = pd.read_parquet(write_verl_parquet(rows, tmp_path / "prepared.parquet", data_source="synthetic"))
-    own = pd.read_parquet(rc["dataset"]["verl_train"])
+    own = pd.read_parquet(tmp_path / "run" / "verl_train.parquet")
     pd.testing.assert_frame_equal(own.drop(columns="extra_info"), prepared.drop(columns="extra_info"))
     for mine, theirs, v, s in zip(own["extra_info"], prepared["extra_info"], table["value"], table["scale"]):
         assert {k: mine[k] for k in theirs if k != "value"} == {k: x for k, x in theirs.items() if k != "value"}

@@ -62,19 +62,14 @@ def _flatten(obj, prefix: str = "") -> dict:
 def run_parameters(config: dict) -> dict:
     """A run's settings as flat `a.b` keys, minus what differs between seeds of one setting.
 
-    Dropped: the seed, the run's id and directory, and any path inside the run directory.
-    A correctness run's alpha and form are dropped too: its reward does not read them.
+    Dropped: the seed and the run's id and directory. A correctness run's alpha and form are
+    dropped too: its reward does not read them.
 
-    >>> run_parameters({"seed": 1, "out_dir": "r/seed1", "dataset": {"verl_train": "r/seed1/x.parquet", "name": "d"},
+    >>> run_parameters({"seed": 1, "out_dir": "r/seed1", "dataset": {"name": "d"},
     ...                 "reward": {"variant": "correctness", "alpha": 10, "form": "additive_clipped"}})
     {'dataset.name': 'd', 'reward.variant': 'correctness'}
     """
-    out_dir = config.get("out_dir")
-    params = {
-        k: v
-        for k, v in _flatten(config).items()
-        if k not in ("seed", "run_id", "out_dir") and not (out_dir and isinstance(v, str) and out_dir in v)
-    }
+    params = {k: v for k, v in _flatten(config).items() if k not in ("seed", "run_id", "out_dir")}
     if config.get("reward", {}).get("variant") == "correctness":
         params.pop("reward.alpha", None)
         params.pop("reward.form", None)

@@ -30,9 +30,6 @@ def train_run(run: dict, spec_path: Path | None = None, out: str | None = None) 
                 f"--out {out}: {RUNS_DIR}/ holds the workflow's runs; put a hand-made run "
                 "elsewhere (e.g. --out hand/run1)"
             )
-        verl_train = run.get("dataset", {}).get("verl_train")
-        if verl_train and Path(verl_train).parent == Path(run["out_dir"]):  # the run's own copy (rlev.values) moves too
-            run["dataset"]["verl_train"] = str(Path(out) / Path(verl_train).name)
         run["out_dir"] = out
     out_dir = Path(run["out_dir"])
     saved = out_dir / "config.yaml"

@@ -230,11 +230,13 @@ def _cost_overrides(run: dict, setup: dict) -> list[tuple[str, object]]:
 def verl_overrides(run: dict) -> list[str]:
     """The full dotted override list for `python -m verl.trainer.main_ppo` for one run.
 
-    Reads run keys: run_id, out_dir, seed, dataset.verl_train, dataset.verl_test, scale.* (the
-    schema's verl_scale, defaults filled; model or init_model), estimator.* (the schema's
-    estimator, defaults filled), reward.variant/alpha/form
-    and reward.verifier (optional).
+    Reads run keys: run_id, out_dir (its verl_train.parquet: rlev.values.run_verl_train), seed,
+    dataset.verl_test, scale.* (the schema's verl_scale, defaults filled; model or init_model),
+    estimator.* (the schema's estimator, defaults filled), reward.variant/alpha/form and
+    reward.verifier (optional).
     """
+    from rlev.values import run_verl_train
+
     setup = setup_settings(run)
     est = estimator_settings(run)
     out_dir = Path(_abs(run["out_dir"]))
@@ -261,7 +263,7 @@ def verl_overrides(run: dict) -> list[str]:
 
     o: list[tuple[str, object]] = [
         # data: verl-schema parquet files (prompt as chat messages, reward_model.ground_truth)
-        ("data.train_files", _abs(run["dataset"]["verl_train"])),
+        ("data.train_files", _abs(run_verl_train(run))),
         ("data.val_files", _abs(run["dataset"]["verl_test"])),
         ("data.prompt_key", "prompt"),
         ("data.max_prompt_length", int(setup["max_prompt_length"])),
