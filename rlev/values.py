@@ -31,9 +31,10 @@ and a hand-made run records them too)
                           (rlev.data.validate.overlong_prompts)
 
 and verl trains on that file (`run_verl_train`: in the run's directory, so a run moved with
-`rlev train --out` takes it along), so verl's compute_score reads each row's s(x) from extra_info; the local trainer uses the table it wrote. Both back ends train
-with the same numbers. (Computed in the training job, not a job of their own: that job reads
-nothing the training does not, and would be one more cluster job per run.)
+`rlev train --out` takes it along): verl's compute_score reads each row's s(x) from
+extra_info; the local trainer uses the table it wrote. Both back ends train with the same
+numbers. (Computed in the training job, not a job of their own: that job would read nothing
+the training does not, and would be one more cluster job per run.)
 
 Naming: "scale" alone is the config's model-size block (`run["scale"]`, the `{scale}`
 wildcard); the paper's s(x) is a "reward scale" in code (`reward_scale`, `reward_scales`). Only
@@ -157,8 +158,8 @@ def write_value_table(run: dict, rows: pd.DataFrame, out_dir: Path) -> pd.DataFr
 
 def verl_values_file(table: pd.DataFrame, rows: pd.DataFrame, data_source: str, verl_out: Path) -> None:
     """verl's training file of `rows` (rlev.data.verl_export, the prepare stage's format) with
-    extra_info.value set to the variant's v and extra_info.scale added; `table` is value_table(run, rows),
-    in the same row order."""
+    extra_info.value set to the variant's v and extra_info.scale added; `table` is
+    value_table(run, rows), in the same row order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
